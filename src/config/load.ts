@@ -1,0 +1,153 @@
+/**
+ * Reads, validates and freezes the configuration, once, at start-up. Every
+ * problem is collected with its path and reported in one ConfigError, as
+ * fastify validates its own options.
+ */
+import { readFileSync, realpathSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Value } from '@sinclair/typebox/value';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../errors.ts';
+import { resolveInRepository } from './paths.ts';
+import { GatewayConfigSchema, type GatewayConfig, type ModelConfig } from './schema.ts';
+import type { Static } from '@sinclair/typebox';
+
+type RawConfig = Static<typeof GatewayConfigSchema>;
+
+const checker = TypeCompiler.Compile(GatewayConfigSchema);
+
+/** Reads a YAML (or, for `.json` files, JSON) configuration file. */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError([`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`]);
+  }
+  let document: unknown;
+  try {
+    document = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true });
+  } catch (error) {
+    throw new ConfigError([`cannot parse ${path.basename(file)}: ${(error as Error).message}`]);
+  }
+  return validateConfig(document ?? {}, path.dirname(path.resolve(file)), env);
+}
+
+/**
+ * Validates a parsed configuration document. `baseDir` anchors a relative
+ * modelRepository; `${VAR}` and `${VAR:-default}` in strings come from `env`.
+ */
+export function validateConfig(document: unknown, baseDir: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const issues: string[] = [];
+  const substituted = substituteEnv(document, env, '', issues);
+  const withDefaults = Value.Default(GatewayConfigSchema, structuredClone(substituted));
+  for (const error of checker.Errors(withDefaults)) {
+    issues.push(`${displayPath(error.path)}: ${error.message}`);
+  }
+  if (issues.length > 0) throw new ConfigError(dedupe(issues));
+  const raw = withDefaults as RawConfig;
+
+  const repository = resolveRepository(raw.modelRepository, baseDir, issues);
+  const models = raw.models.map((model, index): ModelConfig => {
+    let file = '';
+    if (repository !== undefined) {
+      try {
+        file = resolveInRepository(repository, model.path);
+      } catch (error) {
+        issues.push(`models[${index}].path: ${(error as Error).message}`);
+      }
+    }
+    return { name: model.name, path: model.path, file, keys: model.keys ?? [model.name], pinned: model.pinned, session: model.session };
+  });
+  checkNamesAndKeys(models, issues);
+  checkCaps(raw, issues);
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  const token = raw.admin.token === undefined || raw.admin.token === '' ? undefined : raw.admin.token;
+  return deepFreeze({
+    server: raw.server,
+    admin: { token },
+    modelRepository: repository as string,
+    registry: raw.registry,
+    models,
+  });
+}
+
+function resolveRepository(configured: string, baseDir: string, issues: string[]): string | undefined {
+  const directory = path.resolve(baseDir, configured);
+  try {
+    if (!statSync(directory).isDirectory()) {
+      issues.push(`modelRepository: '${configured}' is not a directory`);
+      return undefined;
+    }
+    return realpathSync(directory);
+  } catch {
+    issues.push(`modelRepository: '${configured}' does not exist`);
+    return undefined;
+  }
+}
+
+function checkNamesAndKeys(models: readonly ModelConfig[], issues: string[]): void {
+  const names = new Map<string, number>();
+  const keys = new Map<string, string>();
+  models.forEach((model, index) => {
+    const first = names.get(model.name);
+    if (first !== undefined) issues.push(`models[${index}].name: '${model.name}' is already the name of models[${first}]`);
+    else names.set(model.name, index);
+    model.keys.forEach((key, keyIndex) => {
+      const owner = keys.get(key);
+      if (owner !== undefined) issues.push(`models[${index}].keys[${keyIndex}]: key '${key}' is already served by ${owner}`);
+      else keys.set(key, `models[${index}] ('${model.name}')`);
+    });
+  });
+}
+
+function checkCaps(raw: RawConfig, issues: string[]): void {
+  const cap = raw.registry.maxResidentModels;
+  if (cap === undefined) return;
+  const pinned = raw.models.filter((model) => model.pinned).length;
+  const unpinned = raw.models.length - pinned;
+  if (pinned > cap || (pinned === cap && unpinned > 0)) {
+    issues.push(`registry.maxResidentModels: ${cap} leaves no room for unpinned models beside ${pinned} pinned`);
+  }
+}
+
+const ENV_REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, at: string, issues: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REFERENCE, (_match, name: string, fallback: string | undefined) => {
+      const found = env[name];
+      if (found !== undefined) return found;
+      if (fallback !== undefined) return fallback;
+      issues.push(`${displayPath(at)}: environment variable ${name} is not set (write \${${name}:-} to allow that)`);
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, index) => substituteEnv(item, env, `${at}/${index}`, issues));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, substituteEnv(item, env, `${at}/${key}`, issues)]));
+  }
+  return value;
+}
+
+/** JSON pointer `/models/0/name` to `models[0].name`. */
+function displayPath(pointer: string): string {
+  if (pointer === '') return '(root)';
+  return pointer.slice(1).split('/')
+    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((out, part) => (/^\d+$/.test(part) ? `${out}[${part}]` : out === '' ? part : `${out}.${part}`), '');
+}
+
+function dedupe(items: readonly string[]): string[] {
+  return [...new Set(items)];
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const item of Object.values(value)) deepFreeze(item);
+    Object.freeze(value);
+  }
+  return value;
+}

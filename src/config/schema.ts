@@ -1,0 +1,80 @@
+/**
+ * The configuration file's schema: the single source for validation at
+ * start-up, for the types the rest of the gateway uses, and for the README's
+ * configuration reference. Unknown fields are errors everywhere.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+/** Model names and keys: safe in URLs, log lines and metric labels, never a path. */
+export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
+
+const Name = Type.String({ pattern: NAME_PATTERN, description: 'Letters, digits, _ . - (1 to 64, starting with a letter or digit).' });
+
+export const ServerSchema = Type.Object({
+  host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address to listen on.' }),
+  port: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free one.' }),
+  bodyLimitBytes: Type.Integer({ default: 64 * 1024 * 1024, minimum: 1024, description: 'Largest request body accepted, in bytes (413 beyond).' }),
+}, { additionalProperties: false, default: {} });
+
+export const AdminSchema = Type.Object({
+  token: Type.Optional(Type.String({
+    description: 'Bearer token for /admin. Empty or absent: a random one is generated at start-up and logged once.',
+  })),
+}, { additionalProperties: false, default: {} });
+
+export const RegistrySchema = Type.Object({
+  maxResidentModels: Type.Optional(Type.Integer({ minimum: 1, description: 'Most models resident at once (like Beam\'s max_models_per_worker_hint). Absent: no cap.' })),
+  maxResidentBytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Most bytes of model files resident at once. Absent: no cap.' })),
+  loadFailureBackoffMs: Type.Integer({ default: 30_000, minimum: 0, description: 'After a failed load, requests get 503 with Retry-After for this long before the next attempt (ms). An admin load retries at once.' }),
+}, { additionalProperties: false, default: {} });
+
+export const SessionOptionsSchema = Type.Object({
+  intraOpThreads: Type.Integer({ default: 1, minimum: 0, maximum: 256, description: 'onnxruntime intra-op threads per model (0: onnxruntime decides). 1 suits small models on a small machine.' }),
+  interOpThreads: Type.Integer({ default: 1, minimum: 0, maximum: 256, description: 'onnxruntime inter-op threads per model (0: onnxruntime decides).' }),
+  graphOptimizationLevel: Type.Union([
+    Type.Literal('disabled'), Type.Literal('basic'), Type.Literal('extended'), Type.Literal('all'),
+  ], { default: 'all', description: 'onnxruntime graph optimisation level.' }),
+}, { additionalProperties: false, default: {} });
+
+export const ModelSchema = Type.Object({
+  name: Name,
+  path: Type.String({ minLength: 1, description: 'ONNX file, relative to modelRepository; it must stay inside it.' }),
+  keys: Type.Optional(Type.Array(Name, { minItems: 1, description: 'Keys served by this model. Default: [name].' })),
+  pinned: Type.Boolean({ default: false, description: 'Loaded at start-up and never evicted.' }),
+  session: SessionOptionsSchema,
+}, { additionalProperties: false });
+
+export const GatewayConfigSchema = Type.Object({
+  server: ServerSchema,
+  admin: AdminSchema,
+  modelRepository: Type.String({ default: 'models', minLength: 1, description: 'Directory of model files, relative to the config file (or absolute).' }),
+  registry: RegistrySchema,
+  models: Type.Array(ModelSchema, { default: [] }),
+  routes: Type.Array(Type.Unknown(), { default: [], maxItems: 0, description: 'Split and sequence routes (not supported yet).' }),
+}, { additionalProperties: false });
+
+export type ServerConfig = Static<typeof ServerSchema>;
+export type RegistryConfig = Static<typeof RegistrySchema>;
+export type SessionOptions = Static<typeof SessionOptionsSchema>;
+
+/** A model as the gateway uses it: keys defaulted, path resolved inside the repository. */
+export interface ModelConfig {
+  readonly name: string;
+  /** Path as written in the config, relative to the repository; safe to show. */
+  readonly path: string;
+  /** Absolute path of the file; never shown to clients. */
+  readonly file: string;
+  readonly keys: readonly string[];
+  readonly pinned: boolean;
+  readonly session: Readonly<SessionOptions>;
+}
+
+/** The validated, frozen configuration. */
+export interface GatewayConfig {
+  readonly server: Readonly<ServerConfig>;
+  readonly admin: { readonly token: string | undefined };
+  /** Absolute, real path of the model repository. */
+  readonly modelRepository: string;
+  readonly registry: Readonly<RegistryConfig>;
+  readonly models: readonly ModelConfig[];
+}

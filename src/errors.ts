@@ -1,0 +1,59 @@
+/**
+ * Every error the gateway raises on purpose, in one place: each has a stable
+ * `MG_` code and the HTTP status the error handler answers with. Messages never
+ * carry file system paths: they name models, keys and tensors only.
+ */
+import createError from '@fastify/error';
+
+/** 400: a request the protocol rejects; the message names the offending field or tensor. */
+export const InvalidInputError = createError<'MG_INVALID_INPUT', 400, [string]>(
+  'MG_INVALID_INPUT', '%s', 400);
+
+/** 404: no model, split or sequence is served under this key. */
+export const KeyNotFoundError = createError<'MG_KEY_NOT_FOUND', 404, [string]>(
+  'MG_KEY_NOT_FOUND', "Key '%s' is not served by this gateway", 404);
+
+/** 404: the admin API named a model that is not configured. */
+export const ModelNotFoundError = createError<'MG_MODEL_NOT_FOUND', 404, [string]>(
+  'MG_MODEL_NOT_FOUND', "Model '%s' is not configured", 404);
+
+/** 503: the model's last load failed and the registry is backing off; carries Retry-After. */
+export const ModelLoadFailedError = createError<'MG_MODEL_LOAD_FAILED', 503, [string, string]>(
+  'MG_MODEL_LOAD_FAILED', "Model '%s' failed to load: %s", 503);
+
+/** 409: a pinned model cannot be unloaded. */
+export const ModelPinnedError = createError<'MG_MODEL_PINNED', 409, [string]>(
+  'MG_MODEL_PINNED', "Model '%s' is pinned and cannot be unloaded", 409);
+
+/** 500: onnxruntime rejected a run on input that passed validation. */
+export const InferenceFailedError = createError<'MG_INFERENCE_FAILED', 500, [string, string]>(
+  'MG_INFERENCE_FAILED', "Inference failed in model '%s': %s", 500);
+
+/** 401: the admin API needs a valid bearer token. */
+export const UnauthorizedError = createError<'MG_UNAUTHORIZED', 401, [string]>(
+  'MG_UNAUTHORIZED', '%s', 401);
+
+/** 503: the gateway is shutting down and takes no new work. */
+export const ShuttingDownError = createError<'MG_SHUTTING_DOWN', 503, []>(
+  'MG_SHUTTING_DOWN', 'The gateway is shutting down', 503);
+
+/** Not an HTTP error: the configuration is invalid; `issues` lists every problem with its path. */
+export class ConfigError extends Error {
+  readonly code = 'MG_CONFIG_INVALID';
+  readonly issues: readonly string[];
+  constructor(issues: readonly string[]) {
+    super(`Invalid configuration:\n  ${issues.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+/** Seconds a client should wait before retrying, attached to 503 errors. */
+export function withRetryAfter<E extends Error>(error: E, seconds: number): E & { retryAfterSeconds: number } {
+  return Object.assign(error, { retryAfterSeconds: Math.max(1, Math.ceil(seconds)) });
+}
+
+/** Removes absolute paths from messages that come from native code (onnxruntime), so none reach a client. */
+export function scrubPaths(message: string): string {
+  return message.replace(/(?:[A-Za-z]:)?(?:[\\/][^\s'"\\/:]+){2,}/g, '<path>');
+}
