@@ -1,0 +1,100 @@
+/**
+ * Runs ONNX models in this process with onnxruntime-node. Note that
+ * onnxruntime's `create` and `run` block the calling thread once they start.
+ */
+import { readFile } from 'node:fs/promises';
+import * as ort from 'onnxruntime-node';
+import type { ModelConfig, SessionOptions } from '../config/schema.ts';
+import { resolveInRepository } from '../config/paths.ts';
+import { InferenceFailedError, scrubPaths } from '../errors.ts';
+import { fromOrtType, toOrtType } from '../protocol/datatypes.ts';
+import type { Signature, TensorData, TensorMap, TensorSpec } from '../protocol/types.ts';
+import type { Executor, LoadedModel } from './types.ts';
+
+export class OnnxExecutor implements Executor {
+  readonly #repository: string;
+
+  /** @param repository real path of the model repository; every file read is checked against it again. */
+  constructor(repository: string) {
+    this.#repository = repository;
+  }
+
+  async load(model: ModelConfig): Promise<LoadedModel> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(resolveInRepository(this.#repository, model.path));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new Error(code === 'ENOENT' ? 'its file is not in the model repository' : code === undefined ? (error as Error).message : `its file cannot be read (${code})`);
+    }
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, sessionOptions(model.session));
+    } catch (error) {
+      throw new Error(scrubPaths((error as Error).message));
+    }
+    try {
+      return new OnnxModel(model.name, session, signatureOf(session));
+    } catch (error) {
+      await session.release();
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+class OnnxModel implements LoadedModel {
+  readonly signature: Signature;
+  readonly #name: string;
+  readonly #session: ort.InferenceSession;
+
+  constructor(name: string, session: ort.InferenceSession, signature: Signature) {
+    this.#name = name;
+    this.#session = session;
+    this.signature = signature;
+  }
+
+  async run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [name, tensor] of inputs) {
+      feeds[name] = new ort.Tensor(toOrtType(tensor.datatype) as ort.Tensor.Type, tensor.data as ort.Tensor.DataType, tensor.shape);
+    }
+    let results: ort.InferenceSession.ReturnType;
+    try {
+      results = await this.#session.run(feeds, outputs as string[]);
+    } catch (error) {
+      throw new InferenceFailedError(this.#name, scrubPaths((error as Error).message));
+    }
+    const out: TensorMap = new Map();
+    for (const name of outputs) {
+      const tensor = results[name] as ort.Tensor;
+      out.set(name, { datatype: fromOrtType(tensor.type) ?? 'BYTES', shape: tensor.dims, data: tensor.data as TensorData });
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.#session.release();
+  }
+}
+
+function sessionOptions(options: Readonly<SessionOptions>): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: options.intraOpThreads,
+    interOpNumThreads: options.interOpThreads,
+    graphOptimizationLevel: options.graphOptimizationLevel,
+    executionMode: 'sequential',
+  };
+}
+
+function signatureOf(session: ort.InferenceSession): Signature {
+  const describe = (kind: string, metadata: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[] => metadata.map((value) => {
+    const datatype = value.isTensor ? fromOrtType(value.type) : undefined;
+    if (!value.isTensor || datatype === undefined) {
+      throw new Error(`${kind} '${value.name}' has a type the V2 protocol cannot carry`);
+    }
+    return { name: value.name, datatype, shape: value.shape.map((dim) => (typeof dim === 'number' && dim >= 0 ? dim : -1)) };
+  });
+  return { inputs: describe('input', session.inputMetadata), outputs: describe('output', session.outputMetadata) };
+}

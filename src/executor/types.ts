@@ -1,0 +1,26 @@
+/**
+ * The seam between the registry and whatever runs models: in process today,
+ * on worker threads or remote backends later. The registry decides what is
+ * resident; an executor only loads, runs and releases.
+ */
+import type { ModelConfig } from '../config/schema.ts';
+import type { Signature, TensorMap } from '../protocol/types.ts';
+
+/** A model whose session is open. */
+export interface LoadedModel {
+  readonly signature: Signature;
+  /** Runs the model; resolves with the named outputs, in the order asked for. */
+  run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap>;
+  /** Frees the session. Called exactly once, after the last run has finished. */
+  release(): Promise<void>;
+}
+
+export interface Executor {
+  /**
+   * Opens a session for the model. Rejects with an Error whose message is safe
+   * to show to clients (no file system paths).
+   */
+  load(model: ModelConfig): Promise<LoadedModel>;
+  /** Frees everything the executor holds; loaded models must have been released. */
+  close(): Promise<void>;
+}

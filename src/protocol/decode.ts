@@ -1,0 +1,144 @@
+/**
+ * Validates a V2 JSON inference request against a signature and decodes its
+ * tensors, before anything runs. Every rejection is an InvalidInputError that
+ * names the field or tensor at fault.
+ */
+import { InvalidInputError } from '../errors.ts';
+import { allocate, convertElement, isDatatype } from './datatypes.ts';
+import type { Datatype, InferRequest, Signature, Tensor, TensorData, TensorMap, TensorSpec } from './types.ts';
+
+/** Largest element count of one tensor; beyond it no body limit could carry the data anyway. */
+export const MAX_ELEMENTS = 2 ** 31 - 1;
+
+const REQUEST_FIELDS = new Set(['id', 'parameters', 'inputs', 'outputs']);
+const INPUT_FIELDS = new Set(['name', 'shape', 'datatype', 'data', 'parameters']);
+const OUTPUT_FIELDS = new Set(['name', 'parameters']);
+
+function invalid(message: string): never {
+  throw new InvalidInputError(message);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function checkFields(value: Record<string, unknown>, allowed: ReadonlySet<string>, where: string): void {
+  for (const field of Object.keys(value)) {
+    if (!allowed.has(field)) invalid(`${where}: unknown field '${field}'`);
+  }
+}
+
+/** Decodes `body` (a parsed JSON value) for a target with the given signature. */
+export function decodeInferRequest(body: unknown, signature: Signature): InferRequest {
+  if (!isObject(body)) invalid('request body must be a JSON object');
+  checkFields(body, REQUEST_FIELDS, 'request');
+  if (body.id !== undefined && typeof body.id !== 'string') invalid("request: 'id' must be a string");
+  if (body.parameters !== undefined && !isObject(body.parameters)) invalid("request: 'parameters' must be an object");
+  if (!Array.isArray(body.inputs)) invalid("request: 'inputs' must be an array of tensors");
+
+  const specs = new Map(signature.inputs.map((spec) => [spec.name, spec]));
+  const inputs: TensorMap = new Map();
+  body.inputs.forEach((input: unknown, index: number) => {
+    if (!isObject(input)) invalid(`inputs[${index}] must be an object`);
+    if (typeof input.name !== 'string') invalid(`inputs[${index}]: 'name' must be a string`);
+    const where = `input '${input.name}'`;
+    const spec = specs.get(input.name);
+    if (spec === undefined) invalid(`${where} is not an input of this model (inputs: ${names(signature.inputs)})`);
+    if (inputs.has(input.name)) invalid(`${where} appears more than once`);
+    checkFields(input, INPUT_FIELDS, where);
+    inputs.set(input.name, decodeTensor(input, spec, where));
+  });
+  const missing = signature.inputs.filter((spec) => !inputs.has(spec.name));
+  if (missing.length > 0) invalid(`missing input${missing.length > 1 ? 's' : ''} ${missing.map((spec) => `'${spec.name}'`).join(', ')}`);
+
+  const outputs = body.outputs === undefined ? undefined : decodeOutputs(body.outputs, signature);
+  return {
+    inputs,
+    ...(body.id === undefined ? {} : { id: body.id as string }),
+    ...(outputs === undefined ? {} : { outputs }),
+    ...(body.parameters === undefined ? {} : { parameters: body.parameters as Record<string, unknown> }),
+  };
+}
+
+function decodeOutputs(outputs: unknown, signature: Signature): string[] {
+  if (!Array.isArray(outputs)) invalid("request: 'outputs' must be an array");
+  const known = new Set(signature.outputs.map((spec) => spec.name));
+  const chosen: string[] = [];
+  outputs.forEach((output: unknown, index: number) => {
+    if (!isObject(output) || typeof output.name !== 'string') invalid(`outputs[${index}]: 'name' must be a string`);
+    const where = `requested output '${output.name}'`;
+    checkFields(output, OUTPUT_FIELDS, where);
+    if (output.parameters !== undefined && !isObject(output.parameters)) invalid(`${where}: 'parameters' must be an object`);
+    if (!known.has(output.name)) invalid(`${where} is not an output of this model (outputs: ${names(signature.outputs)})`);
+    if (chosen.includes(output.name)) invalid(`${where} appears more than once`);
+    chosen.push(output.name);
+  });
+  return chosen;
+}
+
+/** Checks the declared shape and datatype of one input against its spec. */
+export function checkShape(shape: unknown, datatype: unknown, spec: TensorSpec, where: string): { shape: number[]; datatype: Datatype; count: number } {
+  if (!isDatatype(datatype)) invalid(`${where}: 'datatype' must be one of the V2 datatypes, got ${JSON.stringify(datatype) ?? 'nothing'}`);
+  if (datatype !== spec.datatype) invalid(`${where}: datatype ${datatype} does not match the model's ${spec.datatype}`);
+  if (!Array.isArray(shape)) invalid(`${where}: 'shape' must be an array of dimensions`);
+  let count = 1;
+  for (const dim of shape) {
+    if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 0) {
+      invalid(`${where}: shape ${JSON.stringify(shape)} must hold non-negative integers`);
+    }
+    count *= dim;
+    if (count > MAX_ELEMENTS) invalid(`${where}: shape ${JSON.stringify(shape)} has more than ${MAX_ELEMENTS} elements`);
+  }
+  const dims = shape as number[];
+  if (dims.length !== spec.shape.length || spec.shape.some((dim, axis) => dim >= 0 && dim !== dims[axis])) {
+    invalid(`${where}: shape ${JSON.stringify(dims)} does not match the model's ${JSON.stringify(spec.shape)} (-1: any size)`);
+  }
+  return { shape: dims, datatype, count };
+}
+
+function decodeTensor(input: Record<string, unknown>, spec: TensorSpec, where: string): Tensor {
+  const { shape, datatype, count } = checkShape(input.shape, input.datatype, spec, where);
+  if (input.parameters !== undefined && !isObject(input.parameters)) invalid(`${where}: 'parameters' must be an object`);
+  if (input.data === undefined) invalid(`${where}: 'data' is missing`);
+  const data = allocate(datatype, count);
+  const raw = input.data;
+  if (shape.length === 0 && !Array.isArray(raw)) {
+    store(data, 0, datatype, raw, where);
+  } else if (!Array.isArray(raw)) {
+    invalid(`${where}: 'data' must be an array`);
+  } else if (Array.isArray(raw[0])) {
+    fillNested(data, datatype, raw, shape, where);
+  } else if (raw.length === count) {
+    for (let i = 0; i < count; i++) store(data, i, datatype, raw[i], where);
+  } else {
+    invalid(`${where}: data has ${raw.length} elements but shape ${JSON.stringify(shape)} needs ${count}`);
+  }
+  return { datatype, shape, data };
+}
+
+/** Nested data must mirror the shape exactly: same depth, every row full. */
+function fillNested(data: TensorData, datatype: Datatype, raw: unknown[], shape: readonly number[], where: string): void {
+  let offset = 0;
+  const walk = (value: unknown, axis: number, path: string): void => {
+    if (axis === shape.length) {
+      if (Array.isArray(value)) invalid(`${where}: data${path} is nested deeper than shape ${JSON.stringify(shape)}`);
+      store(data, offset++, datatype, value, where);
+      return;
+    }
+    if (!Array.isArray(value) || value.length !== shape[axis]) {
+      invalid(`${where}: data${path} must be an array of ${shape[axis]} along axis ${axis} (ragged or misshapen data)`);
+    }
+    value.forEach((item, index) => walk(item, axis + 1, `${path}[${index}]`));
+  };
+  walk(raw, 0, '');
+}
+
+function store(data: TensorData, index: number, datatype: Datatype, value: unknown, where: string): void {
+  const converted = convertElement(datatype, value);
+  if (typeof converted === 'object') invalid(`${where}: element ${index}: ${converted.error}`);
+  (data as unknown as Array<typeof converted>)[index] = converted;
+}
+
+function names(specs: readonly TensorSpec[]): string {
+  return specs.map((spec) => spec.name).join(', ');
+}

@@ -1,0 +1,58 @@
+/**
+ * The Open Inference Protocol (KServe V2) as the data plane sees it: tensors
+ * with typed storage, independent of HTTP and of onnxruntime.
+ */
+
+/** V2 tensor datatypes. */
+export type Datatype =
+  | 'BOOL' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64'
+  | 'INT8' | 'INT16' | 'INT32' | 'INT64'
+  | 'FP16' | 'FP32' | 'FP64' | 'BYTES';
+
+/**
+ * A tensor's elements, row-major. BOOL is stored as 0/1 bytes, FP16 as raw
+ * half-precision bits, BYTES as strings (onnxruntime's string tensors).
+ */
+export type TensorData =
+  | Uint8Array | Uint16Array | Uint32Array | BigUint64Array
+  | Int8Array | Int16Array | Int32Array | BigInt64Array
+  | Float32Array | Float64Array | string[];
+
+/** A decoded tensor. `shape` dimensions are non-negative integers. */
+export interface Tensor {
+  readonly datatype: Datatype;
+  readonly shape: readonly number[];
+  readonly data: TensorData;
+}
+
+/** Named tensors, in order. Maps, because names come from clients. */
+export type TensorMap = Map<string, Tensor>;
+
+/** A tensor as a model declares it: `-1` marks a dynamic dimension. */
+export interface TensorSpec {
+  readonly name: string;
+  readonly datatype: Datatype;
+  readonly shape: readonly number[];
+}
+
+/** A model's (or any target's) inputs and outputs, in declaration order. */
+export interface Signature {
+  readonly inputs: readonly TensorSpec[];
+  readonly outputs: readonly TensorSpec[];
+}
+
+/** A validated inference request. */
+export interface InferRequest {
+  readonly id?: string;
+  readonly inputs: TensorMap;
+  /** Output names the client asked for; undefined means all of them. */
+  readonly outputs?: readonly string[];
+  readonly parameters?: Readonly<Record<string, unknown>>;
+}
+
+/** The result of an inference, before encoding. */
+export interface InferResult {
+  /** The model that produced the outputs. */
+  readonly modelName: string;
+  readonly outputs: TensorMap;
+}

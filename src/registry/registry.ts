@@ -1,0 +1,318 @@
+/**
+ * The keyed model registry: Beam's KeyedModelHandler done by a server. Keys
+ * map onto models; a model loads once, lazily, however many keys and callers
+ * want it; at most `maxResidentModels` (and `maxResidentBytes`) hold a session
+ * at any moment, loading and draining ones included, so the cap is honest.
+ *
+ * Requests hold a lease while they use a model. Eviction picks the least
+ * recently used idle model; when every candidate is busy it takes the least
+ * recently used one out of the resident set (no new leases) and releases its
+ * session when its last lease ends, so no request loses its model.
+ */
+import { stat } from 'node:fs/promises';
+import type { ModelConfig, RegistryConfig } from '../config/schema.ts';
+import { ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, withRetryAfter } from '../errors.ts';
+import type { Executor, LoadedModel } from '../executor/types.ts';
+import type { Signature } from '../protocol/types.ts';
+import { Signal } from './signal.ts';
+
+/** What the admin API shows of a model's state. */
+export type ModelState = 'unloaded' | 'loading' | 'resident' | 'failed';
+
+export interface ModelStatus {
+  readonly name: string;
+  readonly keys: readonly string[];
+  readonly state: ModelState;
+  readonly inFlight: number;
+  readonly loads: number;
+  readonly evictions: number;
+  /** ISO time of the last lease, or null if never used. */
+  readonly lastUsedAt: string | null;
+}
+
+/** A model held for one use; `release` exactly once. */
+export interface Lease {
+  readonly model: LoadedModel;
+  readonly name: string;
+  release(): void;
+}
+
+/** Observes registry events, for logs and metrics. */
+export interface RegistryEvents {
+  loaded?(name: string, milliseconds: number): void;
+  loadFailed?(name: string, reason: string): void;
+  evicted?(name: string, reason: 'capacity' | 'unload'): void;
+}
+
+class Entry {
+  readonly config: ModelConfig;
+  state: ModelState = 'unloaded';
+  model: LoadedModel | undefined;
+  /** Set while a load is under way; callers share it (single flight). */
+  loading: Promise<void> | undefined;
+  /** Taken out of the resident set: no new leases; the session goes when inFlight reaches 0. */
+  draining = false;
+  /** Signalled when a draining model's session has been released. */
+  readonly drained = new Signal();
+  /** Holds a place under the caps: loading with a slot, resident, or draining. */
+  holdsSlot = false;
+  bytes = 0;
+  inFlight = 0;
+  loads = 0;
+  evictions = 0;
+  /** Logical clock of the last lease, for LRU order. */
+  lastUsed = 0;
+  lastUsedAt: number | undefined;
+  failure: { reason: string; until: number } | undefined;
+  signature: Signature | undefined;
+
+  constructor(config: ModelConfig) {
+    this.config = config;
+  }
+}
+
+export class ModelRegistry {
+  readonly #entries = new Map<string, Entry>();
+  readonly #executor: Executor;
+  readonly #config: Readonly<RegistryConfig>;
+  readonly #events: RegistryEvents;
+  /** Signalled whenever a slot may have come free. */
+  readonly #slotFreed = new Signal();
+  #clock = 0;
+
+  constructor(models: readonly ModelConfig[], config: Readonly<RegistryConfig>, executor: Executor, events: RegistryEvents = {}) {
+    for (const model of models) this.#entries.set(model.name, new Entry(model));
+    this.#config = config;
+    this.#executor = executor;
+    this.#events = events;
+  }
+
+  /** Model names, in configuration order. */
+  get names(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  /** Loads the pinned models; rejects if one cannot load. */
+  async loadPinned(): Promise<void> {
+    const pinned = [...this.#entries.values()].filter((entry) => entry.config.pinned);
+    await Promise.all(pinned.map(async (entry) => (await this.acquire(entry.config.name)).release()));
+  }
+
+  /** Takes a lease on the model, loading it first if it is not resident. */
+  async acquire(name: string): Promise<Lease> {
+    const entry = this.#entry(name);
+    for (;;) {
+      if (entry.state === 'resident' && !entry.draining) return this.#lease(entry);
+      if (entry.draining) await entry.drained.wait();
+      else if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
+      else this.#startLoad(entry);
+      if (entry.state === 'failed') this.#throwFailure(entry);
+    }
+  }
+
+  /** The model's inputs and outputs, loading it if they are not known yet. */
+  async signature(name: string): Promise<Signature> {
+    const known = this.#entry(name).signature;
+    if (known !== undefined) return known;
+    const lease = await this.acquire(name);
+    lease.release();
+    return lease.model.signature;
+  }
+
+  /** Throws the load failure (503, Retry-After) while the model is backing off after a failed load. */
+  assertServable(name: string): void {
+    const entry = this.#entry(name);
+    if (entry.state === 'failed' && Date.now() < (entry.failure?.until ?? 0)) this.#throwFailure(entry);
+  }
+
+  /** Loads the model now, retrying at once if it had failed. */
+  async load(name: string): Promise<ModelStatus> {
+    const entry = this.#entry(name);
+    if (entry.state === 'failed') entry.failure = undefined;
+    (await this.acquire(name)).release();
+    return this.#status(entry);
+  }
+
+  /** Takes the model out of the resident set; resolves once its session is released. */
+  async unload(name: string): Promise<ModelStatus> {
+    const entry = this.#entry(name);
+    if (entry.config.pinned) throw new ModelPinnedError(name);
+    if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
+    if (entry.state === 'failed') {
+      entry.state = 'unloaded';
+      entry.failure = undefined;
+    }
+    if (entry.state === 'resident' && !entry.draining) await this.#evict(entry, 'unload');
+    if (entry.draining) await entry.drained.wait();
+    return this.#status(entry);
+  }
+
+  status(): ModelStatus[] {
+    return [...this.#entries.values()].map((entry) => this.#status(entry));
+  }
+
+  /** Models holding a place under the caps right now. */
+  get residentCount(): number {
+    return [...this.#entries.values()].filter((entry) => entry.holdsSlot).length;
+  }
+
+  /** Releases every session; waits for leases still held to end. */
+  async close(): Promise<void> {
+    await Promise.all([...this.#entries.values()].map(async (entry) => {
+      if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
+      if (entry.state === 'resident' && !entry.draining) await this.#evict(entry, 'unload');
+      if (entry.draining) await entry.drained.wait();
+    }));
+    await this.#executor.close();
+  }
+
+  #entry(name: string): Entry {
+    const entry = this.#entries.get(name);
+    if (entry === undefined) throw new ModelNotFoundError(name);
+    return entry;
+  }
+
+  #lease(entry: Entry): Lease {
+    entry.inFlight += 1;
+    entry.lastUsed = ++this.#clock;
+    entry.lastUsedAt = Date.now();
+    const model = entry.model as LoadedModel;
+    let released = false;
+    return {
+      model,
+      name: entry.config.name,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.inFlight -= 1;
+        if (entry.inFlight > 0) return;
+        if (entry.draining) void this.#releaseSession(entry);
+        else this.#slotFreed.notify();
+      },
+    };
+  }
+
+  #throwFailure(entry: Entry): never {
+    const failure = entry.failure ?? { reason: 'unknown error', until: Date.now() };
+    throw withRetryAfter(new ModelLoadFailedError(entry.config.name, failure.reason), (failure.until - Date.now()) / 1000);
+  }
+
+  #startLoad(entry: Entry): void {
+    if (entry.state === 'failed' && Date.now() < (entry.failure?.until ?? 0)) return;
+    entry.state = 'loading';
+    entry.loading = this.#load(entry).finally(() => {
+      entry.loading = undefined;
+    });
+  }
+
+  async #load(entry: Entry): Promise<void> {
+    const started = performance.now();
+    try {
+      entry.bytes = (await stat(entry.config.file)).size;
+      await this.#reserveSlot(entry);
+      const model = await this.#executor.load(entry.config);
+      entry.model = model;
+      entry.signature = model.signature;
+      entry.state = 'resident';
+      entry.loads += 1;
+      entry.failure = undefined;
+      this.#events.loaded?.(entry.config.name, performance.now() - started);
+    } catch (error) {
+      const reason = loadFailureReason(error);
+      entry.state = 'failed';
+      entry.failure = { reason, until: Date.now() + this.#config.loadFailureBackoffMs };
+      if (entry.holdsSlot) {
+        entry.holdsSlot = false;
+        this.#slotFreed.notify();
+      }
+      this.#events.loadFailed?.(entry.config.name, reason);
+    }
+  }
+
+  /** Waits until the entry fits under the caps, evicting or draining others as needed. */
+  async #reserveSlot(entry: Entry): Promise<void> {
+    const { maxResidentBytes } = this.#config;
+    if (maxResidentBytes !== undefined && entry.bytes > maxResidentBytes) {
+      throw new Error(`its file (${entry.bytes} bytes) is larger than registry.maxResidentBytes`);
+    }
+    let victim: Entry | undefined;
+    while (!this.#fits(entry)) {
+      const candidates = [...this.#entries.values()]
+        .filter((other) => other.state === 'resident' && !other.draining && !other.config.pinned)
+        .sort((a, b) => a.lastUsed - b.lastUsed);
+      const idle = candidates.find((other) => other.inFlight === 0);
+      if (idle !== undefined) {
+        await this.#evict(idle, 'capacity');
+        continue;
+      }
+      if (victim === undefined || !victim.draining) {
+        victim = candidates[0];
+        if (victim !== undefined) void this.#evict(victim, 'capacity');
+        else if (!this.#anyPending(entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
+      }
+      await this.#slotFreed.wait();
+    }
+    entry.holdsSlot = true;
+  }
+
+  #fits(entry: Entry): boolean {
+    const { maxResidentModels, maxResidentBytes } = this.#config;
+    let count = 1;
+    let bytes = entry.bytes;
+    for (const other of this.#entries.values()) {
+      if (!other.holdsSlot) continue;
+      count += 1;
+      bytes += other.bytes;
+    }
+    return (maxResidentModels === undefined || count <= maxResidentModels)
+      && (maxResidentBytes === undefined || bytes <= maxResidentBytes);
+  }
+
+  /** Whether some other model is loading or draining, so a slot may still come free. */
+  #anyPending(entry: Entry): boolean {
+    return [...this.#entries.values()].some((other) => other !== entry && other.holdsSlot && (other.draining || other.state === 'loading'));
+  }
+
+  /**
+   * Takes a resident model out of the resident set. Its session is released
+   * at once if it is idle (the promise settles then), else when its last lease ends.
+   */
+  #evict(entry: Entry, reason: 'capacity' | 'unload'): Promise<void> {
+    entry.draining = true;
+    entry.state = 'unloaded';
+    entry.evictions += 1;
+    this.#events.evicted?.(entry.config.name, reason);
+    return entry.inFlight === 0 ? this.#releaseSession(entry) : Promise.resolve();
+  }
+
+  async #releaseSession(entry: Entry): Promise<void> {
+    const model = entry.model;
+    entry.model = undefined;
+    try {
+      await model?.release();
+    } finally {
+      entry.draining = false;
+      entry.holdsSlot = false;
+      entry.drained.notify();
+      this.#slotFreed.notify();
+    }
+  }
+
+  #status(entry: Entry): ModelStatus {
+    return {
+      name: entry.config.name,
+      keys: entry.config.keys,
+      state: entry.state,
+      inFlight: entry.inFlight,
+      loads: entry.loads,
+      evictions: entry.evictions,
+      lastUsedAt: entry.lastUsedAt === undefined ? null : new Date(entry.lastUsedAt).toISOString(),
+    };
+  }
+}
+
+function loadFailureReason(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'its file is not in the model repository';
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,25 @@
+/**
+ * Everything a client calls is a target behind a key: a model, a split or a
+ * sequence. All answer the same calls, so routes compose and the HTTP layer
+ * has one code path for every key.
+ */
+import type { InferRequest, InferResult, Signature } from '../protocol/types.ts';
+
+/** Per-request state that travels through composed targets. */
+export interface InferContext {
+  /** Split decisions made so far, as `route=variant`, in order. */
+  readonly decisions: string[];
+}
+
+export interface Target {
+  readonly key: string;
+  readonly kind: 'model' | 'split' | 'sequence';
+  /** Inputs the target takes and outputs it gives; may load a model to learn them. */
+  signature(): Promise<Signature>;
+  infer(request: InferRequest, context: InferContext): Promise<InferResult>;
+  /** Throws a 503 error saying why if a request now could not be served (a model backing off after a failed load). */
+  assertReady(): void;
+}
+
+/** Targets by key: an immutable snapshot. */
+export type TargetTable = ReadonlyMap<string, Target>;
