@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+/**
+ * `modelgate serve --config <file> [--host H] [--port N]`: the only place
+ * that listens and handles signals.
+ */
+import { parseArgs } from 'node:util';
+import { buildApp } from './app.ts';
+import { loadConfigFile } from './config/load.ts';
+import type { GatewayConfig } from './config/schema.ts';
+import { ConfigError } from './errors.ts';
+
+const USAGE = `Usage: modelgate serve [--config <file>] [--host <address>] [--port <number>]
+
+  --config  configuration file, YAML (or JSON if it ends in .json); default config/gateway.yaml
+  --host    address to listen on; overrides server.host
+  --port    port to listen on; overrides server.port
+`;
+
+interface ServeArgs {
+  config: string;
+  host: string | undefined;
+  port: number | undefined;
+}
+
+/** Parses the command line; throws a usage message on anything it does not know. */
+function parseCommandLine(argv: readonly string[]): ServeArgs | 'help' {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c', default: 'config/gateway.yaml' },
+      host: { type: 'string' },
+      port: { type: 'string', short: 'p' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) return 'help';
+  if (positionals.length !== 1 || positionals[0] !== 'serve') throw new Error(`expected the command 'serve'\n\n${USAGE}`);
+  let port: number | undefined;
+  if (values.port !== undefined) {
+    port = Number(values.port);
+    if (!/^\d+$/.test(values.port) || port > 65535) throw new Error(`--port: '${values.port}' is not a port number (0 to 65535)`);
+  }
+  return { config: values.config, host: values.host, port };
+}
+
+function withOverrides(config: GatewayConfig, args: ServeArgs): GatewayConfig {
+  return {
+    ...config,
+    server: { ...config.server, host: args.host ?? config.server.host, port: args.port ?? config.server.port },
+  };
+}
+
+/** Resolves with an exit code, or undefined once the server is listening. */
+async function main(): Promise<number | undefined> {
+  let args: ServeArgs | 'help';
+  let config: GatewayConfig;
+  try {
+    args = parseCommandLine(process.argv.slice(2));
+    if (args === 'help') {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    config = withOverrides(loadConfigFile(args.config), args);
+  } catch (error) {
+    process.stderr.write(`modelgate: ${error instanceof ConfigError || error instanceof Error ? error.message : String(error)}\n`);
+    return 2;
+  }
+
+  const app = await buildApp(config, { logger: { level: process.env.MODELGATE_LOG_LEVEL ?? 'info' } });
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) {
+      app.log.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    closing = true;
+    app.log.info({ signal }, 'shutting down');
+    app.close().then(() => process.exit(0), (error: unknown) => {
+      app.log.error({ err: error }, 'error while shutting down');
+      process.exit(1);
+    });
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (error) {
+    app.log.error({ err: error }, 'cannot start');
+    await app.close().catch(() => undefined);
+    return 1;
+  }
+  return undefined;
+}
+
+const code = await main();
+if (code !== undefined) process.exit(code);

@@ -1,0 +1,33 @@
+/**
+ * One place maps errors to V2 error bodies: the gateway's own typed errors,
+ * fastify's (bad JSON, body too large, wrong content type, 404) and anything
+ * unexpected, whose details stay in the log.
+ */
+import type { FastifyError, FastifyInstance } from 'fastify';
+
+const FASTIFY_MESSAGES = new Map<string, string>([
+  ['FST_ERR_CTP_BODY_TOO_LARGE', 'Request body is larger than the limit (server.bodyLimitBytes)'],
+  ['FST_ERR_CTP_EMPTY_JSON_BODY', 'Request body is empty but content-type is application/json'],
+  ['FST_ERR_CTP_INVALID_JSON_BODY', 'Request body is not valid JSON'],
+]);
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError & { retryAfterSeconds?: number }, request, reply) => {
+    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    const ours = error.code?.startsWith('MG_') === true;
+    if (status >= 500 && !ours) {
+      request.log.error({ err: error }, 'unexpected error');
+      return reply.code(500).send({ error: 'Internal server error' });
+    }
+    if (status >= 500) request.log.warn({ code: error.code, reason: error.message }, 'request failed');
+    if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+    if (status === 401) reply.header('www-authenticate', 'Bearer realm="modelgate"');
+    const message = FASTIFY_MESSAGES.get(error.code)
+      ?? (error instanceof SyntaxError ? `Request body is not valid JSON: ${error.message}` : error.message);
+    return reply.code(status).send({ error: message });
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({ error: `No route ${request.method} ${request.url.split('?')[0]}` });
+  });
+}

@@ -1,0 +1,83 @@
+/**
+ * Route schemas: the source of the OpenAPI document and of response
+ * serialization. Inference bodies are validated by the protocol decoder,
+ * which names tensors in its messages; these schemas describe them.
+ */
+import { Type, type TSchema } from '@sinclair/typebox';
+import { DATATYPES } from '../protocol/datatypes.ts';
+
+export const ErrorBody = Type.Object({
+  error: Type.String({ description: 'What went wrong, naming the field, tensor, key or model at fault.' }),
+}, { $id: 'ErrorBody', description: 'Every error the gateway answers has this body.', examples: [{ error: "input 'input': shape [1,5] does not match the model's [-1,4] (-1: any size)" }] });
+
+const ErrorRef = Type.Ref('ErrorBody');
+
+/** Responses for the given error statuses, all with the V2 error body. */
+export function errors(...statuses: number[]): Record<number, TSchema> {
+  return Object.fromEntries(statuses.map((status) => [status, ErrorRef]));
+}
+
+const Datatype = Type.Union(DATATYPES.map((datatype) => Type.Literal(datatype)), { description: 'V2 tensor datatype.' });
+const Shape = Type.Array(Type.Integer(), { description: 'Dimensions; -1 in metadata marks a dynamic one.' });
+const Parameters = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form parameters.' });
+const Data = Type.Unknown({ description: 'Elements, row-major, flat or nested to match the shape. INT64/UINT64 beyond 2^53 as decimal strings; non-finite floats as "NaN", "Infinity", "-Infinity".' });
+
+const TensorMetadata = Type.Object({ name: Type.String(), datatype: Datatype, shape: Shape });
+
+export const Key = Type.Object({
+  key: Type.String({ description: 'A key: a model, a split route or a sequence route.' }),
+});
+
+export const LiveResponse = Type.Object({ live: Type.Boolean() });
+export const ReadyResponse = Type.Object({ ready: Type.Boolean() });
+export const ModelReadyResponse = Type.Object({ name: Type.String(), ready: Type.Boolean() });
+
+export const ServerMetadataResponse = Type.Object({
+  name: Type.String(),
+  version: Type.String(),
+  extensions: Type.Array(Type.String()),
+});
+
+export const ModelMetadataResponse = Type.Object({
+  name: Type.String({ description: 'The key asked for.' }),
+  versions: Type.Array(Type.String()),
+  platform: Type.String({ examples: ['onnx_onnxv1'] }),
+  inputs: Type.Array(TensorMetadata),
+  outputs: Type.Array(TensorMetadata),
+}, { examples: [{ name: 'iris-v1', versions: [], platform: 'onnx_onnxv1', inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [-1, 3] }, { name: 'label', datatype: 'INT64', shape: [-1] }] }] });
+
+export const InferRequestBody = Type.Object({
+  id: Type.Optional(Type.String({ description: 'Echoed in the response.' })),
+  parameters: Type.Optional(Parameters),
+  inputs: Type.Array(Type.Object({
+    name: Type.String(),
+    shape: Shape,
+    datatype: Datatype,
+    parameters: Type.Optional(Parameters),
+    data: Data,
+  }, { additionalProperties: false })),
+  outputs: Type.Optional(Type.Array(Type.Object({
+    name: Type.String(),
+    parameters: Type.Optional(Parameters),
+  }, { additionalProperties: false }), { description: 'Outputs to return; all when absent.' })),
+}, { additionalProperties: false, examples: [{ id: 'req-1', inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] }] });
+
+export const InferResponseBody = Type.Object({
+  model_name: Type.String({ description: 'The model that produced the outputs.' }),
+  id: Type.Optional(Type.String()),
+  outputs: Type.Array(Type.Object({ name: Type.String(), datatype: Datatype, shape: Shape, data: Type.Array(Type.Unknown()) })),
+}, { examples: [{ model_name: 'iris-v1', id: 'req-1', outputs: [{ name: 'label', datatype: 'INT64', shape: [1], data: [0] }] }] });
+
+const ModelStatus = Type.Object({
+  name: Type.String(),
+  keys: Type.Array(Type.String()),
+  state: Type.Union([Type.Literal('unloaded'), Type.Literal('loading'), Type.Literal('resident'), Type.Literal('failed')]),
+  inFlight: Type.Integer({ description: 'Requests using the model now.' }),
+  loads: Type.Integer({ description: 'Successful loads since start.' }),
+  evictions: Type.Integer({ description: 'Times it was taken out of the resident set.' }),
+  lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+
+export const ModelStatusResponse = ModelStatus;
+export const ModelListResponse = Type.Object({ models: Type.Array(ModelStatus) });
+export const ModelName = Type.Object({ name: Type.String({ description: 'A model name from the configuration.' }) });

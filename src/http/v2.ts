@@ -1,0 +1,61 @@
+/**
+ * The Open Inference Protocol's REST endpoints: thin adapters over the data plane.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { DataPlane } from '../protocol/dataplane.ts';
+import {
+  errors, InferRequestBody, InferResponseBody, Key, LiveResponse, ModelMetadataResponse,
+  ModelReadyResponse, ReadyResponse, ServerMetadataResponse,
+} from './schemas.ts';
+
+interface KeyParams { key: string }
+
+/** Inference bodies are checked by the protocol decoder, which names tensors; the schema documents them. */
+const decoderValidates = () => () => true;
+
+export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane }> = async (app, { dataPlane }) => {
+  app.get('/v2/health/live', {
+    schema: { tags: ['health'], summary: 'Liveness: 200 while the process can serve.', response: { 200: LiveResponse } },
+  }, async () => ({ live: true }));
+
+  app.get('/v2/health/ready', {
+    schema: { tags: ['health'], summary: 'Readiness: 200 once start-up is done and until shutdown begins.', response: { 200: ReadyResponse, 503: ReadyResponse } },
+  }, async (_request, reply) => {
+    const ready = dataPlane.ready;
+    return reply.code(ready ? 200 : 503).send({ ready });
+  });
+
+  app.get('/v2', {
+    schema: { tags: ['metadata'], summary: 'Server metadata.', response: { 200: ServerMetadataResponse } },
+  }, async () => dataPlane.serverMetadata());
+
+  app.get<{ Params: KeyParams }>('/v2/models/:key', {
+    schema: {
+      tags: ['metadata'], summary: 'Metadata of a key: its input and output tensors.', params: Key,
+      response: { 200: ModelMetadataResponse, ...errors(404, 503) },
+    },
+  }, async (request) => dataPlane.modelMetadata(request.params.key));
+
+  app.get<{ Params: KeyParams }>('/v2/models/:key/ready', {
+    schema: {
+      tags: ['health'], summary: 'Whether a key can serve now (a lazily loaded model counts as ready unless its last load failed).', params: Key,
+      response: { 200: ModelReadyResponse, ...errors(404, 503) },
+    },
+  }, async (request) => {
+    const { key } = request.params;
+    dataPlane.target(key).assertReady();
+    return { name: key, ready: true };
+  });
+
+  app.post<{ Params: KeyParams }>('/v2/models/:key/infer', {
+    validatorCompiler: decoderValidates,
+    schema: {
+      tags: ['inference'], summary: 'Run inference on a key (V2 JSON tensors).', params: Key, body: InferRequestBody,
+      response: { 200: InferResponseBody, ...errors(400, 404, 413, 415, 500, 503) },
+    },
+  }, async (request, reply) => {
+    const { body, context } = await dataPlane.infer(request.params.key, request.body);
+    if (context.decisions.length > 0) reply.header('x-modelgate-variant', context.decisions.join(','));
+    return reply.type('application/json; charset=utf-8').send(body);
+  });
+};
