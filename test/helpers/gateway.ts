@@ -1,0 +1,131 @@
+/**
+ * Test helpers: a model repository of generated ONNX files, a gateway built
+ * on it and closed when the test ends, and an executor that counts what the
+ * registry asks of onnxruntime.
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { buildApp } from '../../src/app.ts';
+import { validateConfig } from '../../src/config/load.ts';
+import type { ModelConfig } from '../../src/config/schema.ts';
+import { OnnxExecutor } from '../../src/executor/onnx.ts';
+import type { Executor, LoadedModel } from '../../src/executor/types.ts';
+import type { TensorMap } from '../../src/protocol/types.ts';
+
+export const TOKEN = 'test-admin-token-0123456789abcdef';
+export const AUTH = { authorization: `Bearer ${TOKEN}` };
+
+interface TestContext {
+  testdir(fixture?: Record<string, string>): string;
+  teardown(fn: () => unknown): void;
+}
+
+/** Writes files (path inside `directory` -> content), creating folders as needed. */
+export function writeFiles(directory: string, files: Record<string, Uint8Array | string>): void {
+  for (const [file, bytes] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(directory, file)), { recursive: true });
+    writeFileSync(path.join(directory, file), bytes);
+  }
+}
+
+/** Writes model files (path inside the repository -> bytes) into a fresh directory. */
+export function makeRepository(t: TestContext, files: Record<string, Uint8Array | string>): string {
+  const repository = t.testdir();
+  writeFiles(repository, files);
+  return repository;
+}
+
+export interface Gateway {
+  app: FastifyInstance;
+  repository: string;
+  executor: CountingExecutor;
+}
+
+/**
+ * Builds a gateway over `files` with the given raw configuration (modelRepository
+ * and admin token filled in), ready, and closed at the end of the test.
+ */
+export async function buildGateway(t: TestContext, files: Record<string, Uint8Array | string>, config: Record<string, unknown>): Promise<Gateway> {
+  const repository = makeRepository(t, files);
+  const validated = validateConfig({ admin: { token: TOKEN }, ...config, modelRepository: repository }, repository, {});
+  const executor = new CountingExecutor(new OnnxExecutor(validated.modelRepository));
+  const app = await buildApp(validated, { executor });
+  t.teardown(() => app.close());
+  await app.ready();
+  return { app, repository, executor };
+}
+
+/** POSTs a V2 inference request. */
+export function infer(app: FastifyInstance, key: string, body: unknown): Promise<LightMyRequestResponse> {
+  return app.inject({ method: 'POST', url: `/v2/models/${key}/infer`, payload: body as Record<string, unknown> });
+}
+
+/** Resolves once `condition` holds, polling on the event loop. */
+export async function until(condition: () => boolean, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+/**
+ * Wraps a real executor, counting loads, runs and releases per model, and
+ * optionally holding runs at a gate so a test can act while they are in flight.
+ */
+export class CountingExecutor implements Executor {
+  /** Load attempts, failed ones included. */
+  readonly attempts = new Map<string, number>();
+  readonly loads = new Map<string, number>();
+  readonly releases = new Map<string, number>();
+  readonly runsStarted = new Map<string, number>();
+  /** Sessions open now, and the most ever open at once. */
+  open = 0;
+  maxOpen = 0;
+  #gate: Promise<void> | undefined;
+  #openGate: (() => void) | undefined;
+  readonly #inner: Executor;
+
+  constructor(inner: Executor) {
+    this.#inner = inner;
+  }
+
+  /** Makes runs wait until `release()` of the returned function. */
+  hold(): () => void {
+    this.#gate = new Promise((resolve) => { this.#openGate = resolve; });
+    return () => {
+      this.#openGate?.();
+      this.#gate = undefined;
+    };
+  }
+
+  async load(model: ModelConfig): Promise<LoadedModel> {
+    bump(this.attempts, model.name);
+    const loaded = await this.#inner.load(model);
+    bump(this.loads, model.name);
+    this.open += 1;
+    this.maxOpen = Math.max(this.maxOpen, this.open);
+    return {
+      signature: loaded.signature,
+      run: async (inputs: TensorMap, outputs: readonly string[]) => {
+        bump(this.runsStarted, model.name);
+        if (this.#gate !== undefined) await this.#gate;
+        return loaded.run(inputs, outputs);
+      },
+      release: async () => {
+        bump(this.releases, model.name);
+        this.open -= 1;
+        await loaded.release();
+      },
+    };
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}
+
+function bump(counts: Map<string, number>, name: string): void {
+  counts.set(name, (counts.get(name) ?? 0) + 1);
+}
