@@ -1,0 +1,129 @@
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { loadConfigFile, validateConfig } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/errors.ts';
+
+function issuesOf(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ConfigError) return error.issues;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+t.test('defaults, keys defaulting to the name, and a frozen result', async (t) => {
+  const repository = t.testdir({ 'a.onnx': '' });
+  const config = validateConfig({ modelRepository: '.', models: [{ name: 'a', path: 'a.onnx' }] }, repository, {});
+  t.same(config.server, { host: '127.0.0.1', port: 8080, bodyLimitBytes: 64 * 1024 * 1024 });
+  t.same(config.registry, { loadFailureBackoffMs: 30_000 });
+  t.equal(config.admin.token, undefined);
+  t.match(config.models[0], { name: 'a', path: 'a.onnx', keys: ['a'], pinned: false, session: { intraOpThreads: 1, interOpThreads: 1, graphOptimizationLevel: 'all' } });
+  t.equal(config.models[0]?.file, path.join(config.modelRepository, 'a.onnx'));
+  t.ok(Object.isFrozen(config) && Object.isFrozen(config.models[0]) && Object.isFrozen(config.models[0]?.keys));
+});
+
+t.test('every invalid field is reported with its path, in one error', async (t) => {
+  const repository = t.testdir();
+  const issues = issuesOf(() => validateConfig({
+    server: { port: 'http', extra: true },
+    registry: { maxResidentModels: 0 },
+    models: [{ name: '../x', path: 'a.onnx' }, { name: 'b', path: 'b.onnx', pinned: 'yes', sessoin: {} }],
+    routes: [{ key: 'r' }],
+    surprise: 1,
+  }, repository, {}));
+  t.same(issues.toSorted(), [
+    'models[0].name: Expected string to match \'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$\'',
+    'models[1].pinned: Expected boolean',
+    'models[1].sessoin: Unexpected property',
+    'registry.maxResidentModels: Expected integer to be greater or equal to 1',
+    'routes: Expected array length to be less or equal to 0',
+    'server.extra: Unexpected property',
+    'server.port: Expected integer',
+    'surprise: Unexpected property',
+  ]);
+});
+
+t.test('environment variables', async (t) => {
+  const repository = t.testdir();
+  const config = validateConfig({ modelRepository: '.', admin: { token: '${TOKEN}' }, server: { host: '${HOST:-0.0.0.0}' } }, repository, { TOKEN: 's3cret-s3cret' });
+  t.equal(config.admin.token, 's3cret-s3cret');
+  t.equal(config.server.host, '0.0.0.0');
+  t.same(issuesOf(() => validateConfig({ modelRepository: '.', admin: { token: '${MISSING}' } }, repository, {})),
+    ['admin.token: environment variable MISSING is not set (write ${MISSING:-} to allow that)']);
+  t.equal(validateConfig({ modelRepository: '.', admin: { token: '${MISSING:-}' } }, repository, {}).admin.token, undefined, 'empty means generate one');
+});
+
+t.test('a key names one thing: duplicates are errors', async (t) => {
+  const repository = t.testdir();
+  t.same(issuesOf(() => validateConfig({ modelRepository: '.', models: [
+    { name: 'a', path: 'a.onnx', keys: ['shared', 'a'] },
+    { name: 'b', path: 'b.onnx', keys: ['b', 'shared'] },
+    { name: 'a', path: 'c.onnx', keys: ['c'] },
+  ] }, repository, {})), [
+    "models[1].keys[1]: key 'shared' is already served by models[0] ('a')",
+    "models[2].name: 'a' is already the name of models[0]",
+  ]);
+});
+
+t.test('model paths stay inside the repository', async (t) => {
+  const root = t.testdir({ repo: { 'ok.onnx': '', inner: { 'm.onnx': '' } }, 'secret.onnx': 'outside' });
+  const repository = path.join(root, 'repo');
+  symlinkSync(path.join(root, 'secret.onnx'), path.join(repository, 'escape.onnx'));
+  symlinkSync(path.join(repository, 'inner'), path.join(repository, 'alias'));
+  symlinkSync(root, path.join(repository, 'up'));
+  const models = [
+    { name: 'dotdot', path: '../secret.onnx' },
+    { name: 'nested-dotdot', path: 'inner/../../secret.onnx' },
+    { name: 'absolute', path: path.join(root, 'secret.onnx') },
+    { name: 'symlink-out', path: 'escape.onnx' },
+    { name: 'dir-symlink-out', path: 'up/secret.onnx' },
+    { name: 'backslash', path: '..\\secret.onnx' },
+    { name: 'nul', path: 'ok.onnx\u0000' },
+  ];
+  const issues = issuesOf(() => validateConfig({ modelRepository: repository, models }, root, {}));
+  t.same(issues, [
+    "models[0].path: path '../secret.onnx' must not contain '..'",
+    "models[1].path: path 'inner/../../secret.onnx' must not contain '..'",
+    `models[2].path: path '${path.join(root, 'secret.onnx')}' must be relative to modelRepository`,
+    "models[3].path: path 'escape.onnx' resolves outside modelRepository",
+    "models[4].path: path 'up/secret.onnx' resolves outside modelRepository",
+    "models[5].path: path '..\\\\secret.onnx' contains a forbidden character",
+    "models[6].path: path 'ok.onnx\\u0000' contains a forbidden character",
+  ]);
+  const fine = validateConfig({ modelRepository: repository, models: [
+    { name: 'ok', path: 'ok.onnx' }, { name: 'via-link', path: 'alias/m.onnx' }, { name: 'not-yet', path: 'later/m.onnx' },
+  ] }, root, {});
+  t.same(fine.models.map((model) => path.relative(fine.modelRepository, model.file)), ['ok.onnx', path.join('inner', 'm.onnx'), path.join('later', 'm.onnx')]);
+});
+
+t.test('the model repository must be a directory', async (t) => {
+  const root = t.testdir({ file: 'x' });
+  t.same(issuesOf(() => validateConfig({ modelRepository: 'nope' }, root, {})), ["modelRepository: 'nope' does not exist"]);
+  t.same(issuesOf(() => validateConfig({ modelRepository: 'file' }, root, {})), ["modelRepository: 'file' is not a directory"]);
+});
+
+t.test('pinned models must leave room under the cap', async (t) => {
+  const repository = t.testdir();
+  const models = [{ name: 'a', path: 'a', pinned: true }, { name: 'b', path: 'b', pinned: true }, { name: 'c', path: 'c' }];
+  t.same(issuesOf(() => validateConfig({ modelRepository: '.', registry: { maxResidentModels: 2 }, models }, repository, {})),
+    ['registry.maxResidentModels: 2 leaves no room for unpinned models beside 2 pinned']);
+  t.ok(validateConfig({ modelRepository: '.', registry: { maxResidentModels: 3 }, models }, repository, {}));
+});
+
+t.test('files: YAML, JSON by extension, and parse errors', async (t) => {
+  const root = t.testdir({ models: {} });
+  writeFileSync(path.join(root, 'g.yaml'), 'modelRepository: models\nserver:\n  port: 9000\n');
+  writeFileSync(path.join(root, 'g.json'), JSON.stringify({ modelRepository: 'models', server: { port: 9001 } }));
+  writeFileSync(path.join(root, 'bad.yaml'), 'server: [\n');
+  writeFileSync(path.join(root, 'dup.yaml'), 'server: {}\nserver: {}\n');
+  mkdirSync(path.join(root, 'sub'));
+  t.equal(loadConfigFile(path.join(root, 'g.yaml'), {}).server.port, 9000);
+  t.equal(loadConfigFile(path.join(root, 'g.json'), {}).server.port, 9001);
+  t.equal(loadConfigFile(path.join(root, 'g.yaml'), {}).modelRepository, path.join(root, 'models'), 'relative to the config file');
+  t.match(issuesOf(() => loadConfigFile(path.join(root, 'bad.yaml'), {}))[0], /^cannot parse bad.yaml: /);
+  t.match(issuesOf(() => loadConfigFile(path.join(root, 'dup.yaml'), {}))[0], /Map keys must be unique/);
+  t.match(issuesOf(() => loadConfigFile(path.join(root, 'none.yaml'), {}))[0], /cannot read .*none.yaml: ENOENT/);
+});
