@@ -1,0 +1,34 @@
+# modelgate on Node 24 LTS. Build: docker build -t modelgate .
+# Run:   docker run -p 8080:8080 -e MODELGATE_ADMIN_TOKEN=... \
+#          -v $PWD/config:/app/config:ro -v $PWD/models:/app/models:ro modelgate
+
+FROM node:24-slim AS build
+WORKDIR /app
+# .npmrc skips onnxruntime-node's GPU download; the CPU binaries ship in the package.
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+# Compiles to dist/ and builds the demo models, so the image serves the demo without mounts.
+RUN npm run build && node dist/demo/build-models.js models
+
+FROM node:24-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --omit=dev
+
+FROM node:24-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=build --chown=node:node /app/models ./models
+COPY package.json ./
+COPY config ./config
+USER node
+EXPOSE 8080
+# The demo config listens on 127.0.0.1; in a container, listen on every interface.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
+  CMD node -e "fetch('http://127.0.0.1:8080/v2/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["node", "dist/cli.js", "serve"]
+CMD ["--config", "config/gateway.yaml", "--host", "0.0.0.0"]
