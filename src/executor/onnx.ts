@@ -8,7 +8,7 @@ import type { ModelConfig, SessionOptions } from '../config/schema.ts';
 import { resolveInRepository } from '../config/paths.ts';
 import { InferenceFailedError, scrubPaths } from '../errors.ts';
 import { fromOrtType, toOrtType } from '../protocol/datatypes.ts';
-import type { Signature, TensorData, TensorMap, TensorSpec } from '../protocol/types.ts';
+import type { Signature, Tensor, TensorData, TensorMap, TensorSpec } from '../protocol/types.ts';
 import type { Executor, LoadedModel } from './types.ts';
 
 export class OnnxExecutor implements Executor {
@@ -58,7 +58,7 @@ class OnnxModel implements LoadedModel {
   async run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
     const feeds: Record<string, ort.Tensor> = {};
     for (const [name, tensor] of inputs) {
-      feeds[name] = new ort.Tensor(toOrtType(tensor.datatype) as ort.Tensor.Type, tensor.data as ort.Tensor.DataType, tensor.shape);
+      feeds[name] = toOrtTensor(tensor);
     }
     let results: ort.InferenceSession.ReturnType;
     try {
@@ -69,7 +69,7 @@ class OnnxModel implements LoadedModel {
     const out: TensorMap = new Map();
     for (const name of outputs) {
       const tensor = results[name] as ort.Tensor;
-      out.set(name, { datatype: fromOrtType(tensor.type) ?? 'BYTES', shape: tensor.dims, data: tensor.data as TensorData });
+      out.set(name, fromOrtTensor(tensor));
     }
     return out;
   }
@@ -77,6 +77,26 @@ class OnnxModel implements LoadedModel {
   async release(): Promise<void> {
     await this.#session.release();
   }
+}
+
+/**
+ * onnxruntime-common 1.30 wraps FP16 data in a Float16Array where the runtime
+ * has one (Node 24 does), and the native binding then rejects it ("not enough
+ * space"): hand it the raw half-precision bits instead.
+ */
+function toOrtTensor(tensor: Tensor): ort.Tensor {
+  const ortTensor = new ort.Tensor(toOrtType(tensor.datatype) as ort.Tensor.Type, tensor.data as ort.Tensor.DataType, tensor.shape);
+  if (tensor.datatype === 'FP16') (ortTensor as unknown as { cpuData: TensorData }).cpuData = tensor.data;
+  return ortTensor;
+}
+
+function fromOrtTensor(tensor: ort.Tensor): Tensor {
+  const datatype = fromOrtType(tensor.type) ?? 'BYTES';
+  const data = tensor.data as ArrayBufferView | string[];
+  if (datatype === 'FP16' && !(data instanceof Uint16Array) && !Array.isArray(data)) {
+    return { datatype, shape: tensor.dims, data: new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) };
+  }
+  return { datatype, shape: tensor.dims, data: data as TensorData };
 }
 
 function sessionOptions(options: Readonly<SessionOptions>): ort.InferenceSession.SessionOptions {

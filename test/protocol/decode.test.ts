@@ -55,7 +55,7 @@ t.test('every datatype converts its JSON elements exactly', async (t) => {
   ];
   for (const [datatype, data, expected] of cases) {
     const tensor = decodeInferRequest(one(datatype, data), single(datatype)).inputs.get('v');
-    t.same([...(tensor?.data as ArrayLike<unknown>)], expected, datatype);
+    t.same(Array.from(tensor?.data as ArrayLike<unknown>), expected, datatype);
   }
 });
 

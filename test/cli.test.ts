@@ -1,0 +1,76 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { request } from 'undici';
+import { affineModel } from '../src/onnx/builder.ts';
+import { writeFiles } from './helpers/gateway.ts';
+
+const CLI = path.resolve(import.meta.dirname, '../src/cli.ts');
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => { stdout += chunk; });
+  child.stderr.on('data', (chunk) => { stderr += chunk; });
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+t.test('a config error lists every invalid field and exits non-zero before listening', async (t) => {
+  const dir = t.testdir();
+  writeFileSync(path.join(dir, 'bad.yaml'), 'server:\n  port: -1\nmodelRepository: .\nmodels:\n  - name: a\n    path: ../a.onnx\n    wat: 1\n');
+  const cli = run(['serve', '--config', path.join(dir, 'bad.yaml')]);
+  t.equal(await cli.exited, 2);
+  t.match(cli.stderr(), /server\.port: Expected integer to be greater or equal to 0/);
+  t.match(cli.stderr(), /models\[0\]\.wat: Unexpected property/);
+  t.equal(cli.stdout(), '', 'nothing was logged: it never started');
+});
+
+t.test('bad command lines', async (t) => {
+  const dir = t.testdir({ 'g.yaml': 'modelRepository: .\n' });
+  const badPort = run(['serve', '--config', path.join(dir, 'g.yaml'), '--port', 'http']);
+  t.equal(await badPort.exited, 2);
+  t.match(badPort.stderr(), /--port: 'http' is not a port number/);
+  const noCommand = run([]);
+  t.equal(await noCommand.exited, 2);
+  t.match(noCommand.stderr(), /Usage: modelgate serve/);
+  const help = run(['--help']);
+  t.equal(await help.exited, 0);
+  t.match(help.stdout(), /--config/);
+});
+
+t.test('serves on a real socket, then SIGTERM closes it cleanly with exit 0', async (t) => {
+  const dir = t.testdir();
+  writeFiles(dir, { 'models/lin.onnx': affineModel({ inFeatures: 2, outFeatures: 1, weights: [2, 3], bias: [1] }) });
+  writeFileSync(path.join(dir, 'g.yaml'), [
+    'admin:', '  token: ${TEST_TOKEN}', 'modelRepository: models',
+    'models:', '  - name: lin', '    path: lin.onnx', '    pinned: true', '',
+  ].join('\n'));
+  const cli = run(['serve', '--config', path.join(dir, 'g.yaml'), '--port', '0', '--host', '127.0.0.1'], { TEST_TOKEN: 'cli-test-token-1234567890' });
+  t.teardown(() => { cli.child.kill('SIGKILL'); });
+  let address: string | undefined;
+  while (address === undefined) {
+    address = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(cli.stdout())?.[1];
+    if (cli.child.exitCode !== null) throw new Error(`exited early: ${cli.stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const ready = await request(`${address}/v2/health/ready`);
+  t.equal(ready.statusCode, 200);
+  await ready.body.dump();
+  const response = await request(`${address}/v2/models/lin/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [1, 1] }] }),
+  });
+  t.same((await response.body.json() as { outputs: Array<{ data: number[] }> }).outputs[0]?.data, [6]);
+  const admin = await request(`${address}/admin/models`, { headers: { authorization: 'Bearer cli-test-token-1234567890' } });
+  t.equal(admin.statusCode, 200);
+  await admin.body.dump();
+  cli.child.kill('SIGTERM');
+  t.equal(await cli.exited, 0);
+  t.notMatch(cli.stdout(), /cli-test-token/, 'the configured token is never logged');
+  t.match(cli.stdout(), /"msg":"model loaded"/);
+});
