@@ -17,7 +17,9 @@ import { v2Routes } from './http/v2.ts';
 import { DataPlane } from './protocol/dataplane.ts';
 import { ModelRegistry } from './registry/registry.ts';
 import { ModelTarget } from './routing/model-target.ts';
-import type { Target, TargetTable } from './routing/target.ts';
+import { Router } from './routing/router.ts';
+import { readState } from './routing/state-file.ts';
+import type { Target } from './routing/target.ts';
 
 export interface BuildOptions {
   /** fastify's logger option. Default: off. */
@@ -30,6 +32,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     readonly registry: ModelRegistry;
     readonly dataPlane: DataPlane;
+    readonly router: Router;
     /** The admin token in force (generated when the configuration has none). */
     readonly adminToken: string;
   }
@@ -55,12 +58,16 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     loadFailed: (model, reason) => app.log.warn({ model, reason }, 'model failed to load'),
     evicted: (model, reason) => app.log.info({ model, reason }, 'model evicted'),
   });
-  const targets = new Map<string, Target>();
+  const modelTargets = new Map<string, Target>();
   for (const model of config.models) {
-    for (const key of model.keys) targets.set(key, new ModelTarget(key, model.name, registry));
+    for (const key of model.keys) modelTargets.set(key, new ModelTarget(key, model.name, registry));
   }
-  const table: TargetTable = targets;
-  const dataPlane = new DataPlane(() => table, { name: 'modelgate', version: VERSION, extensions: [] });
+  const router = new Router(modelTargets, config.routes, {
+    stateFile: config.stateFile,
+    state: config.stateFile === undefined ? undefined : await readState(config.stateFile),
+    log: (message, details) => app.log.info(details, message),
+  });
+  const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: [] });
 
   let adminToken = config.admin.token;
   if (adminToken === undefined) {
@@ -69,6 +76,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   }
   app.decorate('registry', registry);
   app.decorate('dataPlane', dataPlane);
+  app.decorate('router', router);
   app.decorate('adminToken', adminToken);
 
   await app.register(swagger, {
@@ -86,10 +94,11 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(v2Routes, { dataPlane });
-  await app.register(adminRoutes, { token: adminToken, registry });
+  await app.register(adminRoutes, { token: adminToken, registry, router });
 
   app.addHook('onReady', async () => {
     await registry.loadPinned();
+    await router.verify();
     dataPlane.ready = true;
   });
   app.addHook('preClose', async () => {

@@ -57,3 +57,19 @@ export function withRetryAfter<E extends Error>(error: E, seconds: number): E & 
 export function scrubPaths(message: string): string {
   return message.replace(/(?:[A-Za-z]:)?(?:[\\/][^\s'"\\/:]+){2,}/g, '<path>');
 }
+
+/** 404: no route under this key (admin API). */
+export const RouteNotFoundError = createError<'MG_ROUTE_NOT_FOUND', 404, [string]>(
+  'MG_ROUTE_NOT_FOUND', "Route '%s' does not exist", 404);
+
+/** 400: a route definition or change that is invalid; nothing changed. */
+export const InvalidRouteError = createError<'MG_INVALID_ROUTE', 400, [string]>(
+  'MG_INVALID_ROUTE', '%s', 400);
+
+/** 409: a live change that conflicts with the gateway's state (a target that cannot load, a route still in use); nothing changed. */
+export const RouteConflictError = createError<'MG_ROUTE_CONFLICT', 409, [string]>(
+  'MG_ROUTE_CONFLICT', '%s', 409);
+
+/** 412: If-Match named a version that is no longer current; nothing changed. */
+export const PreconditionFailedError = createError<'MG_PRECONDITION_FAILED', 412, [string]>(
+  'MG_PRECONDITION_FAILED', '%s', 412);

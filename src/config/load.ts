@@ -9,6 +9,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.ts';
+import { checkRoutes } from '../routing/graph.ts';
 import { resolveInRepository } from './paths.ts';
 import { GatewayConfigSchema, type GatewayConfig, type ModelConfig } from './schema.ts';
 import type { Static } from '@sinclair/typebox';
@@ -31,14 +32,17 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   } catch (error) {
     throw new ConfigError([`cannot parse ${path.basename(file)}: ${(error as Error).message}`]);
   }
-  return validateConfig(document ?? {}, path.dirname(path.resolve(file)), env);
+  const absolute = path.resolve(file);
+  const stateFile = path.join(path.dirname(absolute), `${path.basename(absolute).replace(/\.(ya?ml|json)$/, '')}.state.json`);
+  return validateConfig(document ?? {}, path.dirname(absolute), env, stateFile);
 }
 
 /**
  * Validates a parsed configuration document. `baseDir` anchors a relative
- * modelRepository; `${VAR}` and `${VAR:-default}` in strings come from `env`.
+ * modelRepository and stateFile; `${VAR}` and `${VAR:-default}` in strings come
+ * from `env`. `stateFile` is the default state file (none: live changes are not kept).
  */
-export function validateConfig(document: unknown, baseDir: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+export function validateConfig(document: unknown, baseDir: string, env: NodeJS.ProcessEnv = process.env, stateFile?: string): GatewayConfig {
   const issues: string[] = [];
   const substituted = substituteEnv(document, env, '', issues);
   const withDefaults = Value.Default(GatewayConfigSchema, structuredClone(substituted));
@@ -62,6 +66,10 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   });
   checkNamesAndKeys(models, issues);
   checkCaps(raw, issues);
+  const modelKeys = new Set(models.flatMap((model) => model.keys));
+  for (const issue of checkRoutes(raw.routes, modelKeys)) {
+    issues.push(`routes[${issue.index}]${issue.path === '' ? '' : `.${issue.path}`}: ${issue.message}`);
+  }
   if (issues.length > 0) throw new ConfigError(issues);
 
   const token = raw.admin.token === undefined || raw.admin.token === '' ? undefined : raw.admin.token;
@@ -71,6 +79,8 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
     modelRepository: repository as string,
     registry: raw.registry,
     models,
+    routes: raw.routes,
+    stateFile: raw.stateFile === undefined ? stateFile : path.resolve(baseDir, raw.stateFile),
   });
 }
 

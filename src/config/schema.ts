@@ -44,18 +44,42 @@ export const ModelSchema = Type.Object({
   session: SessionOptionsSchema,
 }, { additionalProperties: false });
 
+export const VariantSchema = Type.Object({
+  target: Type.String({ pattern: NAME_PATTERN, description: 'A key: model, split or sequence.' }),
+  weight: Type.Number({ minimum: 0, description: 'Share of traffic, proportional to the sum of weights.' }),
+}, { additionalProperties: false });
+
+export const SplitSchema = Type.Object({
+  variants: Type.Array(VariantSchema, { minItems: 1, maxItems: 64 }),
+  stickyHeader: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9-]{1,64}$', description: 'Request header whose value keeps a user on one variant while weights are unchanged.' })),
+  shadow: Type.Optional(Type.Object({
+    target: Type.String({ pattern: NAME_PATTERN, description: 'A key receiving mirrored copies; its answers are discarded.' }),
+    percent: Type.Number({ minimum: 0, maximum: 100, description: 'Share of requests mirrored.' }),
+  }, { additionalProperties: false })),
+}, { additionalProperties: false });
+
+export const RouteSchema = Type.Object({
+  key: Name,
+  split: Type.Optional(SplitSchema),
+  sequence: Type.Optional(Type.Unknown({ description: 'A chained route (not supported yet).' })),
+}, { additionalProperties: false });
+
 export const GatewayConfigSchema = Type.Object({
   server: ServerSchema,
   admin: AdminSchema,
   modelRepository: Type.String({ default: 'models', minLength: 1, description: 'Directory of model files, relative to the config file (or absolute).' }),
   registry: RegistrySchema,
   models: Type.Array(ModelSchema, { default: [] }),
-  routes: Type.Array(Type.Unknown(), { default: [], maxItems: 0, description: 'Split and sequence routes (not supported yet).' }),
+  routes: Type.Array(RouteSchema, { default: [], description: 'Split and sequence routes, each behind its own key.' }),
+  stateFile: Type.Optional(Type.String({ minLength: 1, description: 'Where live route changes are kept, relative to the config file. Default: <config name>.state.json beside it.' })),
 }, { additionalProperties: false });
 
 export type ServerConfig = Static<typeof ServerSchema>;
 export type RegistryConfig = Static<typeof RegistrySchema>;
 export type SessionOptions = Static<typeof SessionOptionsSchema>;
+export type SplitSpec = Static<typeof SplitSchema>;
+/** A route as configured or set through the admin API: exactly one of split or sequence. */
+export type RouteSpec = Static<typeof RouteSchema>;
 
 /** A model as the gateway uses it: keys defaulted, path resolved inside the repository. */
 export interface ModelConfig {
@@ -77,4 +101,7 @@ export interface GatewayConfig {
   readonly modelRepository: string;
   readonly registry: Readonly<RegistryConfig>;
   readonly models: readonly ModelConfig[];
+  readonly routes: readonly RouteSpec[];
+  /** Absolute path of the live-change state file, or undefined to keep live changes in memory only. */
+  readonly stateFile: string | undefined;
 }

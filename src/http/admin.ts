@@ -6,6 +6,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import { UnauthorizedError } from '../errors.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
+import type { Router } from '../routing/router.ts';
+import { routeAdmin } from './admin-routes.ts';
 import { errors, ModelListResponse, ModelName, ModelStatusResponse } from './schemas.ts';
 
 interface NameParams { name: string }
@@ -13,6 +15,7 @@ interface NameParams { name: string }
 export interface AdminOptions {
   token: string;
   registry: ModelRegistry;
+  router: Router;
 }
 
 /** Compares digests, so neither the token's content nor its length shows in the timing. */
@@ -23,7 +26,7 @@ export function tokenMatches(expected: string, header: string | undefined): bool
   return timingSafeEqual(given, wanted) && match !== null;
 }
 
-export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { token, registry }) => {
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { token, registry, router }) => {
   app.addHook('onRequest', async (request) => {
     if (!tokenMatches(token, request.headers.authorization)) {
       throw new UnauthorizedError(request.headers.authorization === undefined ? 'Admin API needs a bearer token' : 'Admin token is not valid');
@@ -49,4 +52,6 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { token
       response: { 200: ModelStatusResponse, ...errors(401, 404, 409) },
     },
   }, async (request) => registry.unload(request.params.name));
+
+  await app.register(routeAdmin, { router });
 };

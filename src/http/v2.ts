@@ -5,13 +5,10 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { DataPlane } from '../protocol/dataplane.ts';
 import {
   errors, InferRequestBody, InferResponseBody, Key, LiveResponse, ModelMetadataResponse,
-  ModelReadyResponse, ReadyResponse, ServerMetadataResponse,
+  ModelReadyResponse, ReadyResponse, ServerMetadataResponse, validatedInHandler,
 } from './schemas.ts';
 
 interface KeyParams { key: string }
-
-/** Inference bodies are checked by the protocol decoder, which names tensors; the schema documents them. */
-const decoderValidates = () => () => true;
 
 export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane }> = async (app, { dataPlane }) => {
   app.get('/v2/health/live', {
@@ -48,13 +45,16 @@ export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane }> = async (app
   });
 
   app.post<{ Params: KeyParams }>('/v2/models/:key/infer', {
-    validatorCompiler: decoderValidates,
+    validatorCompiler: validatedInHandler,
     schema: {
       tags: ['inference'], summary: 'Run inference on a key (V2 JSON tensors).', params: Key, body: InferRequestBody,
       response: { 200: InferResponseBody, ...errors(400, 404, 413, 415, 500, 503) },
     },
   }, async (request, reply) => {
-    const { body, context } = await dataPlane.infer(request.params.key, request.body);
+    const { body, context } = await dataPlane.infer(request.params.key, request.body, (name) => {
+      const value = request.headers[name.toLowerCase()];
+      return Array.isArray(value) ? value[0] : value;
+    });
     if (context.decisions.length > 0) reply.header('x-modelgate-variant', context.decisions.join(','));
     return reply.type('application/json; charset=utf-8').send(body);
   });

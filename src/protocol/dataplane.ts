@@ -66,11 +66,15 @@ export class DataPlane {
     return { name: key, versions: [], platform: 'onnx_onnxv1', inputs: signature.inputs, outputs: signature.outputs };
   }
 
-  /** Validates `body` (parsed JSON) against the key's signature, runs it and encodes the answer. */
-  async infer(key: string, body: unknown): Promise<InferReply> {
+  /**
+   * Validates `body` (parsed JSON) against the key's signature, runs it and
+   * encodes the answer. The target table is read once: the whole request is
+   * served by the snapshot it started with.
+   */
+  async infer(key: string, body: unknown, header: InferContext['header'] = () => undefined): Promise<InferReply> {
     const target = this.target(key);
     const request = decodeInferRequest(body, await target.signature());
-    const context: InferContext = { decisions: [] };
+    const context: InferContext = { decisions: [], header };
     const result = await target.infer(request, context);
     return { body: encodeInferResponse(result, request.id), context };
   }

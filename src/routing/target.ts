@@ -9,6 +9,8 @@ import type { InferRequest, InferResult, Signature } from '../protocol/types.ts'
 export interface InferContext {
   /** Split decisions made so far, as `route=variant`, in order. */
   readonly decisions: string[];
+  /** A request header by lower-case name (for sticky splits). */
+  readonly header: (name: string) => string | undefined;
 }
 
 export interface Target {

@@ -31,7 +31,7 @@ t.test('every invalid field is reported with its path, in one error', async (t) 
     server: { port: 'http', extra: true },
     registry: { maxResidentModels: 0 },
     models: [{ name: '../x', path: 'a.onnx' }, { name: 'b', path: 'b.onnx', pinned: 'yes', sessoin: {} }],
-    routes: [{ key: 'r' }],
+    routes: [{ key: 'r', splt: {} }],
     surprise: 1,
   }, repository, {}));
   t.same(issues.toSorted(), [
@@ -39,11 +39,39 @@ t.test('every invalid field is reported with its path, in one error', async (t) 
     'models[1].pinned: Expected boolean',
     'models[1].sessoin: Unexpected property',
     'registry.maxResidentModels: Expected integer to be greater or equal to 1',
-    'routes: Expected array length to be less or equal to 0',
+    'routes[0].splt: Unexpected property',
     'server.extra: Unexpected property',
     'server.port: Expected integer',
     'surprise: Unexpected property',
   ]);
+});
+
+t.test('routes: keys, kinds, weights, targets and cycles', async (t) => {
+  const repository = t.testdir();
+  const models = [{ name: 'a', path: 'a.onnx' }, { name: 'b', path: 'b.onnx' }];
+  const split = (...targets: string[]) => ({ variants: targets.map((target) => ({ target, weight: 1 })) });
+  t.same(issuesOf(() => validateConfig({ modelRepository: '.', models, routes: [
+    { key: 'a', split: split('b') },
+    { key: 'r1', split: split('a', 'nope') },
+    { key: 'r1', split: split('a') },
+    { key: 'r2' },
+    { key: 'r3', split: { variants: [{ target: 'a', weight: 0 }], shadow: { target: 'ghost', percent: 5 } } },
+  ] }, repository, {})), [
+    "routes[0].key: 'a' is already a model key",
+    "routes[2].key: 'r1' is already the key of another route",
+    'routes[3]: a route has exactly one of split or sequence',
+    'routes[4].split.variants: at least one weight must be positive',
+    "routes[1].split.variants[1].target: unknown key 'nope'",
+    "routes[4].split.shadow.target: unknown key 'ghost'",
+  ]);
+  t.same(issuesOf(() => validateConfig({ modelRepository: '.', models, routes: [
+    { key: 'x', split: split('a', 'y') }, { key: 'y', split: split('z') }, { key: 'z', split: split('b', 'x') },
+  ] }, repository, {})), ['routes[0]: route cycle: x -> y -> z -> x']);
+  t.same(issuesOf(() => validateConfig({ modelRepository: '.', models, routes: [{ key: 'self', split: { ...split('a'), shadow: { target: 'self', percent: 1 } } }] }, repository, {})),
+    ['routes[0]: route cycle: self -> self']);
+  const deep = Array.from({ length: 9 }, (_, i) => ({ key: `d${i}`, split: split(i === 8 ? 'a' : `d${i + 1}`) }));
+  t.same(issuesOf(() => validateConfig({ modelRepository: '.', models, routes: deep }, repository, {})), ['routes[0]: routes nest 9 deep; at most 8']);
+  t.equal(validateConfig({ modelRepository: '.', models, routes: deep.slice(1) }, repository, {}).routes.length, 8);
 });
 
 t.test('environment variables', async (t) => {

@@ -10,6 +10,7 @@ import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import type { ModelConfig } from '../../src/config/schema.ts';
 import { OnnxExecutor } from '../../src/executor/onnx.ts';
+import { affineModel } from '../../src/onnx/builder.ts';
 import type { Executor, LoadedModel } from '../../src/executor/types.ts';
 import type { TensorMap } from '../../src/protocol/types.ts';
 
@@ -57,8 +58,18 @@ export async function buildGateway(t: TestContext, files: Record<string, Uint8Ar
 }
 
 /** POSTs a V2 inference request. */
-export function infer(app: FastifyInstance, key: string, body: unknown): Promise<LightMyRequestResponse> {
-  return app.inject({ method: 'POST', url: `/v2/models/${key}/infer`, payload: body as Record<string, unknown> });
+export function infer(app: FastifyInstance, key: string, body: unknown, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
+  return app.inject({ method: 'POST', url: `/v2/models/${key}/infer`, payload: body as Record<string, unknown>, headers });
+}
+
+/** A float32 model computing y = k x on [batch, 1]: its answer says which model ran. */
+export function scaleModel(k: number): Uint8Array {
+  return affineModel({ inFeatures: 1, outFeatures: 1, weights: [k], bias: [0] });
+}
+
+/** A request for scaleModel. */
+export function scaleRequest(x: number) {
+  return { inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [x] }] };
 }
 
 /** Resolves once `condition` holds, polling on the event loop. */
@@ -84,6 +95,7 @@ export class CountingExecutor implements Executor {
   open = 0;
   maxOpen = 0;
   #gate: Promise<void> | undefined;
+  #gated: string | undefined;
   #openGate: (() => void) | undefined;
   readonly #inner: Executor;
 
@@ -91,8 +103,9 @@ export class CountingExecutor implements Executor {
     this.#inner = inner;
   }
 
-  /** Makes runs wait until `release()` of the returned function. */
-  hold(): () => void {
+  /** Makes runs (of `model` only, if named) wait until the returned function is called. */
+  hold(model?: string): () => void {
+    this.#gated = model;
     this.#gate = new Promise((resolve) => { this.#openGate = resolve; });
     return () => {
       this.#openGate?.();
@@ -110,7 +123,7 @@ export class CountingExecutor implements Executor {
       signature: loaded.signature,
       run: async (inputs: TensorMap, outputs: readonly string[]) => {
         bump(this.runsStarted, model.name);
-        if (this.#gate !== undefined) await this.#gate;
+        if (this.#gate !== undefined && (this.#gated === undefined || this.#gated === model.name)) await this.#gate;
         return loaded.run(inputs, outputs);
       },
       release: async () => {

@@ -9,10 +9,13 @@ const files = { 'a.onnx': affineModel({ inFeatures: 1, outFeatures: 1, weights: 
 
 t.test('every admin route and method needs the token', async (t) => {
   const { app } = await buildGateway(t, files, { models: [{ name: 'a', path: 'a.onnx' }] });
-  const routes: Array<['GET' | 'HEAD' | 'POST', string]> = [
+  const routes: Array<['GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', string]> = [
     ['GET', '/admin/models'], ['HEAD', '/admin/models'],
     ['POST', '/admin/models/a/load'], ['POST', '/admin/models/a/unload'],
     ['POST', '/admin/models/nope/load'],
+    ['GET', '/admin/routes'], ['HEAD', '/admin/routes'], ['GET', '/admin/routes/r'],
+    ['PUT', '/admin/routes/r'], ['PATCH', '/admin/routes/r'], ['DELETE', '/admin/routes/r'],
+    ['GET', '/admin/routes/r/stats'], ['POST', '/admin/routes/r/stats/reset'],
   ];
   const wrong: Array<[string, Record<string, string>]> = [
     ['no header', {}],
@@ -23,15 +26,17 @@ t.test('every admin route and method needs the token', async (t) => {
     ['bare token', { authorization: TOKEN }],
     ['empty bearer', { authorization: 'Bearer ' }],
   ];
+  const body = { split: { variants: [{ target: 'a', weight: 1 }] } };
   for (const [method, url] of routes) {
     for (const [what, headers] of wrong) {
-      const response = await app.inject({ method, url, headers });
+      const response = await app.inject({ method, url, headers, ...(method === 'PUT' || method === 'PATCH' ? { payload: body } : {}) });
       t.equal(response.statusCode, 401, `${method} ${url}: ${what}`);
       t.equal(response.headers['www-authenticate'], 'Bearer realm="modelgate"');
       if (method !== 'HEAD') t.match(response.json(), { error: /token/ });
     }
   }
   t.equal(app.registry.status()[0]?.loads, 0, 'nothing was loaded by unauthorised calls');
+  t.same(app.router.list(), [], 'no route was created by unauthorised calls');
   t.equal((await app.inject({ url: '/admin/models', headers: AUTH })).statusCode, 200);
   t.equal((await app.inject({ url: '/admin/models', headers: { authorization: `bearer ${TOKEN}` } })).statusCode, 200, 'scheme is case-insensitive');
   t.equal((await app.inject({ method: 'POST', url: '/admin/models/nope/load', headers: AUTH })).statusCode, 404);

@@ -1,15 +1,6 @@
 import t from 'tap';
 import { affineModel, unsupportedOpModel } from '../../src/onnx/builder.ts';
-import { AUTH, buildGateway, infer, until, writeFiles } from '../helpers/gateway.ts';
-
-/** A 1-in, 1-out model computing y = x * k, so each model's answer identifies it. */
-function scaleModel(k: number): Uint8Array {
-  return affineModel({ inFeatures: 1, outFeatures: 1, weights: [k], bias: [0] });
-}
-
-function request(x: number) {
-  return { inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [x] }] };
-}
+import { AUTH, buildGateway, infer, scaleModel, scaleRequest as request, until, writeFiles } from '../helpers/gateway.ts';
 
 function models(count: number, extra: Record<string, unknown> = {}) {
   const files: Record<string, Uint8Array> = {};

@@ -1,0 +1,100 @@
+/**
+ * Live route changes and their statistics. Registered inside the admin
+ * plugin, so its bearer check covers every method here.
+ */
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { SplitSchema } from '../config/schema.ts';
+import type { Router, RouteView } from '../routing/router.ts';
+import { errors, validatedInHandler } from './schemas.ts';
+
+interface KeyParams { key: string }
+
+const security = [{ bearerAuth: [] }];
+const Key = Type.Object({ key: Type.String({ description: 'The route key.' }) });
+const IfMatch = Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'Change only if the route is at this version (its ETag); else 412.' })) });
+const RouteBody = Type.Object({
+  split: Type.Optional(SplitSchema),
+  sequence: Type.Optional(Type.Unknown()),
+}, { description: 'Exactly one of split or sequence.', examples: [{ split: { variants: [{ target: 'iris-v1', weight: 90 }, { target: 'iris-v2', weight: 10 }], stickyHeader: 'x-user-id' } }] });
+const RouteResponse = Type.Object({
+  key: Type.String(),
+  kind: Type.Union([Type.Literal('split'), Type.Literal('sequence')]),
+  version: Type.Integer({ description: 'Changes with every live change; the ETag is this number, quoted.' }),
+  split: Type.Optional(SplitSchema),
+  sequence: Type.Optional(Type.Unknown()),
+});
+const Percentiles = Type.Object({ p50: Type.Union([Type.Number(), Type.Null()]), p95: Type.Union([Type.Number(), Type.Null()]), p99: Type.Union([Type.Number(), Type.Null()]) });
+const Window = Type.Object({
+  since: Type.String({ format: 'date-time' }),
+  variants: Type.Array(Type.Object({ target: Type.String(), requests: Type.Integer(), errors: Type.Integer(), latencyMs: Percentiles })),
+  shadow: Type.Optional(Type.Object({
+    target: Type.String(), sent: Type.Integer(), dropped: Type.Integer(), errors: Type.Integer(), compared: Type.Integer(),
+    agreement: Type.Union([Type.Number(), Type.Null()], { description: 'Share of compared shadow answers that agreed with the primary.' }),
+    latencyMs: Percentiles,
+  })),
+});
+const StatsResponse = Type.Object({ key: Type.String(), version: Type.Integer(), sinceChange: Window, sinceStart: Window });
+
+function present(view: RouteView) {
+  return { key: view.key, kind: view.kind, version: view.version, ...(view.route.split === undefined ? { sequence: view.route.sequence } : { split: view.route.split }) };
+}
+
+function withEtag(reply: FastifyReply, view: RouteView) {
+  reply.header('etag', `"${view.version}"`);
+  return present(view);
+}
+
+export const routeAdmin: FastifyPluginAsync<{ router: Router }> = async (app, { router }) => {
+  app.get('/admin/routes', {
+    schema: { tags: ['admin'], summary: 'Every split and sequence route, with its version.', security, response: { 200: Type.Object({ routes: Type.Array(RouteResponse) }), ...errors(401) } },
+  }, async () => ({ routes: router.list().map(present) }));
+
+  app.get<{ Params: KeyParams }>('/admin/routes/:key', {
+    schema: { tags: ['admin'], summary: 'One route as configured, with its version (also as ETag).', security, params: Key, response: { 200: RouteResponse, ...errors(401, 404) } },
+  }, async (request, reply) => withEtag(reply, router.get(request.params.key)));
+
+  app.put<{ Params: KeyParams; Headers: { 'if-match'?: string } }>('/admin/routes/:key', {
+    validatorCompiler: validatedInHandler,
+    schema: {
+      tags: ['admin'], summary: 'Create (201) or replace (200) a route. Its new targets are loaded before it goes live; nothing changes on an error.',
+      security, params: Key, headers: IfMatch, body: RouteBody, response: { 200: RouteResponse, 201: RouteResponse, ...errors(400, 401, 409, 412) },
+    },
+  }, async (request, reply) => {
+    const { created, view } = await router.put(request.params.key, request.body, request.headers['if-match']);
+    return reply.code(created ? 201 : 200).send(withEtag(reply, view));
+  });
+
+  app.patch<{ Params: KeyParams; Headers: { 'if-match'?: string } }>('/admin/routes/:key', {
+    validatorCompiler: validatedInHandler,
+    schema: {
+      tags: ['admin'], summary: "Change some fields of a split (e.g. its variants' weights); the rest stay.",
+      security, params: Key, headers: IfMatch, body: Type.Object({ split: Type.Optional(Type.Partial(SplitSchema)) }),
+      response: { 200: RouteResponse, ...errors(400, 401, 404, 409, 412) },
+    },
+  }, async (request, reply) => withEtag(reply, await router.patch(request.params.key, request.body, request.headers['if-match'])));
+
+  app.delete<{ Params: KeyParams; Headers: { 'if-match'?: string } }>('/admin/routes/:key', {
+    schema: {
+      tags: ['admin'], summary: 'Delete a route (409 while another route targets it).', security, params: Key, headers: IfMatch,
+      response: { 204: Type.Null(), ...errors(401, 404, 409, 412) },
+    },
+  }, async (request, reply) => {
+    await router.remove(request.params.key, request.headers['if-match']);
+    return reply.code(204).send();
+  });
+
+  app.get<{ Params: KeyParams }>('/admin/routes/:key/stats', {
+    schema: {
+      tags: ['admin'], summary: 'Per-variant requests, errors and latency since the last change (or reset) and since start; shadow agreement.',
+      security, params: Key, response: { 200: StatsResponse, ...errors(401, 404) },
+    },
+  }, async (request) => router.stats(request.params.key));
+
+  app.post<{ Params: KeyParams }>('/admin/routes/:key/stats/reset', {
+    schema: { tags: ['admin'], summary: 'Start a new statistics window.', security, params: Key, response: { 200: StatsResponse, ...errors(401, 404) } },
+  }, async (request) => {
+    router.resetStats(request.params.key);
+    return router.stats(request.params.key);
+  });
+};

@@ -1,0 +1,263 @@
+/**
+ * The route table and its live changes. A table is an immutable snapshot of
+ * targets by key; a change builds a new one, loads its new targets, persists
+ * it, then swaps it in at once. A request keeps the snapshot it started with.
+ */
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { Type } from '@sinclair/typebox';
+import { SplitSchema, type RouteSpec, type SplitSpec } from '../config/schema.ts';
+import { InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
+import { checkRoutes, routeTargets } from './graph.ts';
+import { commonSignature } from './signature.ts';
+import { SplitTarget } from './split.ts';
+import { applyState, routeDigest, writeState, type RouteState, type StateEntry } from './state-file.ts';
+import { RouteStats } from './stats.ts';
+import type { Target, TargetTable } from './target.ts';
+
+/** A route as the admin API shows it. */
+export interface RouteView {
+  readonly key: string;
+  readonly kind: 'split' | 'sequence';
+  readonly version: number;
+  readonly route: RouteSpec;
+}
+
+const routeBody = TypeCompiler.Compile(Type.Object({
+  split: Type.Optional(SplitSchema),
+  sequence: Type.Optional(Type.Unknown()),
+}, { additionalProperties: false }));
+const patchBody = TypeCompiler.Compile(Type.Object({
+  split: Type.Optional(Type.Partial(SplitSchema)),
+}, { additionalProperties: false }));
+
+export interface RouterOptions {
+  /** Where live changes are kept; undefined keeps them in memory only. */
+  readonly stateFile: string | undefined;
+  readonly state?: RouteState | undefined;
+  /** Called for live-change events worth a log line. */
+  readonly log?: (message: string, details: Record<string, unknown>) => void;
+}
+
+export class Router {
+  readonly #models: ReadonlyMap<string, Target>;
+  readonly #configured: ReadonlyMap<string, RouteSpec>;
+  readonly #stats = new Map<string, RouteStats>();
+  readonly #stateFile: string | undefined;
+  readonly #log: NonNullable<RouterOptions['log']>;
+  #routes: ReadonlyMap<string, RouteSpec>;
+  #versions: ReadonlyMap<string, number>;
+  #kept: ReadonlyMap<string, StateEntry>;
+  #counter: number;
+  #table: TargetTable;
+  /** Live changes run one at a time. */
+  #lock: Promise<unknown> = Promise.resolve();
+
+  constructor(models: ReadonlyMap<string, Target>, configured: readonly RouteSpec[], options: RouterOptions) {
+    this.#models = models;
+    this.#configured = new Map(configured.map((route) => [route.key, route]));
+    this.#stateFile = options.stateFile;
+    this.#log = options.log ?? (() => undefined);
+    let applied = applyState(configured, options.state);
+    for (const key of applied.dropped) this.#log('live change dropped: the configuration file changed this route since', { route: key });
+    const issues = checkRoutes(applied.routes, new Set(models.keys()));
+    if (issues.length > 0) {
+      this.#log('state file ignored: its routes no longer fit the configuration', { issues: issues.map((issue) => `${issue.key}: ${issue.message}`) });
+      applied = applyState(configured, undefined);
+    }
+    this.#routes = new Map(applied.routes.map((route) => [route.key, route]));
+    this.#versions = applied.versions;
+    this.#kept = applied.kept;
+    this.#counter = applied.counter;
+    this.#table = this.#build(this.#routes);
+  }
+
+  /** The current snapshot. */
+  table(): TargetTable {
+    return this.#table;
+  }
+
+  /** Checks every route's targets load and agree; for start-up. */
+  async verify(): Promise<void> {
+    await this.#verify(this.#table, [...this.#routes.keys()]);
+  }
+
+  list(): RouteView[] {
+    return [...this.#routes.keys()].map((key) => this.get(key));
+  }
+
+  get(key: string): RouteView {
+    const route = this.#routes.get(key);
+    if (route === undefined) throw new RouteNotFoundError(key);
+    return { key, kind: route.split !== undefined ? 'split' : 'sequence', version: this.#versions.get(key) as number, route };
+  }
+
+  stats(key: string) {
+    const view = this.get(key);
+    const split = view.route.split;
+    const stats = this.#statsFor(key);
+    return { key, version: view.version, ...stats.snapshot(split?.variants.map((variant) => variant.target) ?? [], split?.shadow?.target) };
+  }
+
+  resetStats(key: string): void {
+    this.get(key);
+    this.#statsFor(key).reset();
+  }
+
+  /** Creates or replaces a route. */
+  put(key: string, body: unknown, ifMatch: string | undefined): Promise<{ created: boolean; view: RouteView }> {
+    return this.#exclusive(async () => {
+      this.#checkPrecondition(key, ifMatch);
+      const created = !this.#routes.has(key);
+      const view = await this.#change(key, { key, ...(checkBody(routeBody, body) as Omit<RouteSpec, 'key'>) });
+      return { created, view };
+    });
+  }
+
+  /** Changes some fields of a route's definition (e.g. the split's variants and weights). */
+  patch(key: string, body: unknown, ifMatch: string | undefined): Promise<RouteView> {
+    return this.#exclusive(async () => {
+      const current = this.get(key).route;
+      this.#checkPrecondition(key, ifMatch);
+      const changes = checkBody(patchBody, body) as { split?: Partial<SplitSpec> };
+      if (changes.split !== undefined && current.split === undefined) {
+        throw new InvalidRouteError(`route '${key}' is a sequence: a patch cannot make it a split`);
+      }
+      const merged = current.split === undefined ? {} : { split: { ...current.split, ...changes.split } };
+      return this.#change(key, { key, ...(checkBody(routeBody, merged) as Omit<RouteSpec, 'key'>) });
+    });
+  }
+
+  remove(key: string, ifMatch: string | undefined): Promise<void> {
+    return this.#exclusive(async () => {
+      this.get(key);
+      this.#checkPrecondition(key, ifMatch);
+      const routes = new Map(this.#routes);
+      routes.delete(key);
+      const users = [...routes.values()].filter((route) => routeTargets(route).some(({ target }) => target === key));
+      if (users.length > 0) throw new RouteConflictError(`route '${key}' is a target of ${users.map((route) => `'${route.key}'`).join(', ')}`);
+      await this.#commit(key, routes, null);
+    });
+  }
+
+  #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(work);
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+
+  #checkPrecondition(key: string, ifMatch: string | undefined): void {
+    if (ifMatch === undefined) return;
+    const version = this.#versions.get(key);
+    const matches = ifMatch.split(',').map((tag) => tag.trim().replace(/^W\//, ''))
+      .some((tag) => (tag === '*' && version !== undefined) || tag === `"${version}"`);
+    if (!matches) {
+      throw new PreconditionFailedError(version === undefined
+        ? `route '${key}' does not exist, so If-Match ${ifMatch} cannot match`
+        : `route '${key}' is at version "${version}", not ${ifMatch}`);
+    }
+  }
+
+  async #change(key: string, route: RouteSpec): Promise<RouteView> {
+    const routes = new Map(this.#routes);
+    routes.set(key, route);
+    const issues = checkRoutes([...routes.values()], new Set(this.#models.keys()));
+    if (issues.length > 0) {
+      throw new InvalidRouteError(issues.map((issue) => `${issue.key === key ? '' : `route '${issue.key}': `}${issue.path === '' ? '' : `${issue.path}: `}${issue.message}`).join('; '));
+    }
+    const table = this.#build(routes);
+    // Everything that reaches the changed route may see a different signature.
+    await this.#verify(table, [...routes.keys()].filter((other) => reaches(routes, other, key)));
+    await this.#commit(key, routes, route, table);
+    return this.get(key);
+  }
+
+  /** Persists, then swaps the new table in. */
+  async #commit(key: string, routes: Map<string, RouteSpec>, route: RouteSpec | null, table = this.#build(routes)): Promise<void> {
+    const version = this.#counter + 1;
+    const entry: StateEntry = { base: routeDigest(this.#configured.get(key)), route, version };
+    const kept = new Map(this.#kept);
+    kept.set(key, entry);
+    if (this.#stateFile !== undefined) {
+      await writeState(this.#stateFile, { format: 1, counter: version, routes: Object.fromEntries(kept) });
+    }
+    const versions = new Map(this.#versions);
+    if (route === null) versions.delete(key);
+    else versions.set(key, version);
+    this.#counter = version;
+    this.#kept = kept;
+    this.#routes = routes;
+    this.#versions = versions;
+    this.#table = table;
+    if (route === null) this.#stats.delete(key);
+    else this.#statsFor(key).reset();
+    this.#log(route === null ? 'route deleted' : 'route changed', { route: key, version });
+  }
+
+  /** Loads the targets of `keys` and checks their signatures agree; a failure changes nothing. */
+  async #verify(table: TargetTable, keys: readonly string[]): Promise<void> {
+    for (const key of keys) {
+      const target = table.get(key) as Target;
+      const spec = this.#routesIn(table).get(key);
+      try {
+        const signature = await target.signature();
+        const shadow = spec?.split?.shadow;
+        if (shadow !== undefined) {
+          commonSignature([signature, await (table.get(shadow.target) as Target).signature()], [key, shadow.target]);
+        }
+      } catch (error) {
+        const status = (error as { statusCode?: number }).statusCode;
+        if (status !== undefined && status >= 500) {
+          throw new RouteConflictError(`route '${key}' cannot serve: ${(error as Error).message}`);
+        }
+        throw new InvalidRouteError(`route '${key}': variants disagree: ${(error as Error).message}`);
+      }
+    }
+  }
+
+  #routesIn(table: TargetTable): ReadonlyMap<string, RouteSpec> {
+    return (table as BuiltTable).routes;
+  }
+
+  #build(routes: ReadonlyMap<string, RouteSpec>): TargetTable {
+    const table = new Map<string, Target>(this.#models) as BuiltTable;
+    const build = (key: string): Target => {
+      const existing = table.get(key);
+      if (existing !== undefined) return existing;
+      const route = routes.get(key) as RouteSpec;
+      const split = route.split as NonNullable<RouteSpec['split']>;
+      const target = new SplitTarget(key, split, split.variants.map((variant) => build(variant.target)),
+        split.shadow === undefined ? undefined : build(split.shadow.target), this.#statsFor(key));
+      table.set(key, target);
+      return target;
+    };
+    for (const key of routes.keys()) build(key);
+    table.routes = routes;
+    return table;
+  }
+
+  #statsFor(key: string): RouteStats {
+    let stats = this.#stats.get(key);
+    if (stats === undefined) {
+      stats = new RouteStats();
+      this.#stats.set(key, stats);
+    }
+    return stats;
+  }
+}
+
+type BuiltTable = Map<string, Target> & { routes: ReadonlyMap<string, RouteSpec> };
+
+/** Whether route `from` calls `to`, directly or through other routes. */
+function reaches(routes: ReadonlyMap<string, RouteSpec>, from: string, to: string): boolean {
+  if (from === to) return true;
+  const route = routes.get(from);
+  return route !== undefined && routeTargets(route).some(({ target }) => reaches(routes, target, to));
+}
+
+function checkBody(checker: { Errors(value: unknown): Iterable<{ path: string; message: string }> }, body: unknown): unknown {
+  const problems = [...checker.Errors(body)];
+  if (problems.length > 0) {
+    throw new InvalidRouteError(problems.map((problem) => `${problem.path.slice(1).replace(/\//g, '.') || 'body'}: ${problem.message}`).join('; '));
+  }
+  return body;
+}

@@ -1,0 +1,159 @@
+/**
+ * A split route: each request goes to one variant, by weight, sticky per user
+ * when a header names one; a share is mirrored to a shadow target whose
+ * answers are compared and discarded.
+ */
+import { createHash } from 'node:crypto';
+import type { SplitSpec } from '../config/schema.ts';
+import type { InferRequest, InferResult, Signature, TensorMap } from '../protocol/types.ts';
+import { commonSignature } from './signature.ts';
+import type { RouteStats } from './stats.ts';
+import type { InferContext, Target } from './target.ts';
+
+/** Sticky users hash into this many buckets, laid out over the variants in order. */
+export const BUCKETS = 10_000;
+
+/** Mirrored requests running at once per split; beyond it, shadow work is dropped rather than queued. */
+export const MAX_SHADOWS_IN_FLIGHT = 8;
+
+/**
+ * Upper bucket bound of each variant: variant i owns [bounds[i-1], bounds[i]).
+ * Laid out in variant order, so moving weight from one variant to the next
+ * moves only the users at the border.
+ */
+export function bucketBounds(weights: readonly number[]): number[] {
+  const total = weights.reduce((sum, weight) => sum + weight, 0);
+  let cumulative = 0;
+  return weights.map((weight) => {
+    cumulative += weight;
+    return Math.round((cumulative / total) * BUCKETS);
+  });
+}
+
+/** The bucket of a user on a route: stable across restarts and weight changes. */
+export function stickyBucket(route: string, user: string): number {
+  return createHash('sha256').update(route).update('\0').update(user).digest().readUInt32BE(0) % BUCKETS;
+}
+
+export class SplitTarget implements Target {
+  readonly kind = 'split';
+  readonly key: string;
+  readonly #spec: SplitSpec;
+  readonly #variants: readonly Target[];
+  readonly #shadow: Target | undefined;
+  readonly #bounds: readonly number[];
+  readonly #weights: readonly number[];
+  readonly #stats: RouteStats;
+  #signature: Promise<Signature> | undefined;
+  #shadowsInFlight = 0;
+
+  constructor(key: string, spec: SplitSpec, variants: readonly Target[], shadow: Target | undefined, stats: RouteStats) {
+    this.key = key;
+    this.#spec = spec;
+    this.#variants = variants;
+    this.#shadow = shadow;
+    this.#stats = stats;
+    this.#weights = spec.variants.map((variant) => variant.weight);
+    this.#bounds = bucketBounds(this.#weights);
+  }
+
+  /** What every variant accepts; rejects, naming the variant, if they disagree. */
+  signature(): Promise<Signature> {
+    this.#signature ??= Promise.all(this.#variants.map((variant) => variant.signature()))
+      .then((signatures) => commonSignature(signatures, this.#variants.map((variant) => variant.key)));
+    this.#signature.catch(() => { this.#signature = undefined; });
+    return this.#signature;
+  }
+
+  async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
+    const variant = this.#variants[this.#choose(context)] as Target;
+    context.decisions.push(`${this.key}=${variant.key}`);
+    const started = performance.now();
+    let result: InferResult;
+    try {
+      result = await variant.infer(request, context);
+    } catch (error) {
+      this.#stats.recordVariant(variant.key, performance.now() - started, true);
+      throw error;
+    }
+    this.#stats.recordVariant(variant.key, performance.now() - started, false);
+    const shadow = this.#spec.shadow;
+    if (this.#shadow !== undefined && shadow !== undefined && Math.random() * 100 < shadow.percent) {
+      // After the primary's answer is on its way; nothing here can touch it.
+      setImmediate(() => void this.#mirror(this.#shadow as Target, request, context, result.outputs));
+    }
+    return result;
+  }
+
+  assertReady(): void {
+    this.#variants.forEach((variant, index) => {
+      if ((this.#weights[index] as number) > 0) variant.assertReady();
+    });
+  }
+
+  #choose(context: InferContext): number {
+    const user = this.#spec.stickyHeader === undefined ? undefined : context.header(this.#spec.stickyHeader);
+    const point = user === undefined || user === '' ? Math.random() * BUCKETS : stickyBucket(this.key, user);
+    const index = this.#bounds.findIndex((bound) => point < bound);
+    return index === -1 ? this.#bounds.length - 1 : index;
+  }
+
+  async #mirror(shadow: Target, request: InferRequest, context: InferContext, primary: TensorMap): Promise<void> {
+    if (this.#shadowsInFlight >= MAX_SHADOWS_IN_FLIGHT) {
+      this.#stats.recordShadow(shadow.key, { dropped: true });
+      return;
+    }
+    this.#shadowsInFlight += 1;
+    const started = performance.now();
+    try {
+      const result = await shadow.infer(request, { decisions: [], header: context.header });
+      const agreed = outputsAgree(primary, result.outputs);
+      this.#stats.recordShadow(shadow.key, { dropped: false, milliseconds: performance.now() - started, failed: false, ...(agreed === undefined ? {} : { agreed }) });
+    } catch {
+      this.#stats.recordShadow(shadow.key, { dropped: false, milliseconds: performance.now() - started, failed: true });
+    } finally {
+      this.#shadowsInFlight -= 1;
+    }
+  }
+}
+
+const ABSOLUTE_TOLERANCE = 1e-4;
+const RELATIVE_TOLERANCE = 1e-3;
+
+/**
+ * Whether a shadow's outputs agree with the primary's, over the outputs both
+ * gave: floats within tolerance or, for classifier-like outputs, with the same
+ * argmax along the last axis; everything else equal. Undefined if they share no output.
+ */
+export function outputsAgree(primary: TensorMap, shadow: TensorMap): boolean | undefined {
+  let compared = false;
+  for (const [name, mine] of primary) {
+    const theirs = shadow.get(name);
+    if (theirs === undefined) continue;
+    compared = true;
+    if (mine.datatype !== theirs.datatype || mine.shape.join() !== theirs.shape.join()) return false;
+    const a = mine.data;
+    const b = theirs.data;
+    if (mine.datatype === 'FP32' || mine.datatype === 'FP64') {
+      const close = Array.prototype.every.call(a, (x: number, i: number) => Math.abs(x - (b[i] as number)) <= ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * Math.abs(x));
+      if (!close && !sameArgmax(a as Float32Array, b as Float32Array, mine.shape.at(-1) ?? 1)) return false;
+    } else if (!Array.prototype.every.call(a, (x: unknown, i: number) => x === b[i])) {
+      return false;
+    }
+  }
+  return compared ? true : undefined;
+}
+
+function sameArgmax(a: ArrayLike<number>, b: ArrayLike<number>, width: number): boolean {
+  if (width < 2) return false;
+  for (let row = 0; row < a.length; row += width) {
+    if (argmax(a, row, width) !== argmax(b, row, width)) return false;
+  }
+  return true;
+}
+
+function argmax(values: ArrayLike<number>, start: number, width: number): number {
+  let best = start;
+  for (let i = start + 1; i < start + width; i++) if ((values[i] as number) > (values[best] as number)) best = i;
+  return best - start;
+}
