@@ -17,6 +17,7 @@ import { v2Routes } from './http/v2.ts';
 import { DataPlane } from './protocol/dataplane.ts';
 import { ModelRegistry } from './registry/registry.ts';
 import { ModelTarget } from './routing/model-target.ts';
+import { loadPlugins } from './routing/plugins.ts';
 import { Router } from './routing/router.ts';
 import { readState } from './routing/state-file.ts';
 import type { Target } from './routing/target.ts';
@@ -66,6 +67,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     stateFile: config.stateFile,
     state: config.stateFile === undefined ? undefined : await readState(config.stateFile),
     log: (message, details) => app.log.info(details, message),
+    plugins: await loadPlugins(config.plugins),
   });
   const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: [] });
 

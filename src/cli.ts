@@ -67,7 +67,13 @@ async function main(): Promise<number | undefined> {
     return 2;
   }
 
-  const app = await buildApp(config, { logger: { level: process.env.MODELGATE_LOG_LEVEL ?? 'info' } });
+  let app: Awaited<ReturnType<typeof buildApp>>;
+  try {
+    app = await buildApp(config, { logger: { level: process.env.MODELGATE_LOG_LEVEL ?? 'info' } });
+  } catch (error) {
+    process.stderr.write(`modelgate: cannot start: ${(error as Error).message}\n`);
+    return 1;
+  }
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) {

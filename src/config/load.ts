@@ -3,7 +3,7 @@
  * problem is collected with its path and reported in one ConfigError, as
  * fastify validates its own options.
  */
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
@@ -52,7 +52,8 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   if (issues.length > 0) throw new ConfigError(dedupe(issues));
   const raw = withDefaults as RawConfig;
 
-  const repository = resolveRepository(raw.modelRepository, baseDir, issues);
+  const repository = resolveDirectory('modelRepository', raw.modelRepository, baseDir, issues);
+  const plugins = raw.plugins === undefined ? undefined : resolveDirectory('plugins', raw.plugins, baseDir, issues);
   const models = raw.models.map((model, index): ModelConfig => {
     let file = '';
     if (repository !== undefined) {
@@ -67,7 +68,9 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   checkNamesAndKeys(models, issues);
   checkCaps(raw, issues);
   const modelKeys = new Set(models.flatMap((model) => model.keys));
-  for (const issue of checkRoutes(raw.routes, modelKeys)) {
+  const pluginNames = plugins === undefined ? undefined
+    : new Set(readdirSync(plugins).filter((file) => /\.m?js$/.test(file)).map((file) => file.replace(/\.m?js$/, '')));
+  for (const issue of checkRoutes(raw.routes, modelKeys, pluginNames)) {
     issues.push(`routes[${issue.index}]${issue.path === '' ? '' : `.${issue.path}`}: ${issue.message}`);
   }
   if (issues.length > 0) throw new ConfigError(issues);
@@ -81,19 +84,20 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
     models,
     routes: raw.routes,
     stateFile: raw.stateFile === undefined ? stateFile : path.resolve(baseDir, raw.stateFile),
+    plugins,
   });
 }
 
-function resolveRepository(configured: string, baseDir: string, issues: string[]): string | undefined {
+function resolveDirectory(field: string, configured: string, baseDir: string, issues: string[]): string | undefined {
   const directory = path.resolve(baseDir, configured);
   try {
     if (!statSync(directory).isDirectory()) {
-      issues.push(`modelRepository: '${configured}' is not a directory`);
+      issues.push(`${field}: '${configured}' is not a directory`);
       return undefined;
     }
     return realpathSync(directory);
   } catch {
-    issues.push(`modelRepository: '${configured}' does not exist`);
+    issues.push(`${field}: '${configured}' does not exist`);
     return undefined;
   }
 }

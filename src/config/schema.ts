@@ -3,7 +3,7 @@
  * start-up, for the types the rest of the gateway uses, and for the README's
  * configuration reference. Unknown fields are errors everywhere.
  */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 /** Model names and keys: safe in URLs, log lines and metric labels, never a path. */
 export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
@@ -58,10 +58,48 @@ export const SplitSchema = Type.Object({
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
+const TensorName = Type.String({ minLength: 1, maxLength: 128, description: 'A tensor name of the step.' });
+const As = Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Name of the result; default: replace the tensor.' }));
+const Axis = Type.Optional(Type.Integer({ description: 'Axis; negative counts from the end. Default -1.' }));
+const op = <N extends string, T extends Record<string, TSchema>>(name: N, fields: T, description: string) =>
+  Type.Object({ op: Type.Literal(name), ...fields }, { additionalProperties: false, description });
+
+/** Each post-processing op's own schema, checked one by one so errors name the op's fields. */
+export const POSTPROCESS_OPS = [
+  op('softmax', { output: TensorName, axis: Axis, as: As }, 'Softmax along an axis (FP32/FP64).'),
+  op('argmax', { output: TensorName, axis: Axis, keepdims: Type.Optional(Type.Boolean({ description: 'Default false.' })), as: As }, 'Index of the largest element along an axis, as INT64.'),
+  op('topk', { output: TensorName, k: Type.Integer({ minimum: 1 }), axis: Axis, as: As }, 'The k largest along an axis: <as>_values and <as>_indices (INT64).'),
+  op('cast', { output: TensorName, to: Type.Union(['BOOL', 'UINT8', 'UINT16', 'UINT32', 'INT8', 'INT16', 'INT32', 'INT64', 'FP32', 'FP64'].map((name) => Type.Literal(name))), as: As }, 'Converts to another datatype (truncating toward zero for integers).'),
+  op('reshape', { output: TensorName, shape: Type.Array(Type.Integer({ minimum: -1 }), { maxItems: 16 }), as: As }, 'New shape; 0 keeps the dimension, one -1 is inferred.'),
+  op('slice', { output: TensorName, starts: Type.Array(Type.Integer()), ends: Type.Array(Type.Integer()), axes: Type.Optional(Type.Array(Type.Integer())), as: As }, 'Slices along axes (ONNX Slice semantics, step 1).'),
+  op('scale', { output: TensorName, multiply: Type.Optional(Type.Number({ description: 'Default 1.' })), add: Type.Optional(Type.Number({ description: 'Default 0.' })), as: As }, 'x * multiply + add (FP32/FP64).'),
+  op('threshold', { output: TensorName, value: Type.Number(), as: As }, 'x > value, as BOOL.'),
+  op('plugin', { name: Type.String({ pattern: NAME_PATTERN, description: 'A module of the plugins directory, by file name without extension.' }) }, 'A JavaScript function from named tensors to named tensors.'),
+];
+
+/** For the documentation: any one of the ops. */
+export const PostprocessSchema = Type.Union(POSTPROCESS_OPS);
+
+/** What the route schema checks of an op: its name; the op's own schema checks the rest. */
+const PostprocessEntry = Type.Object({
+  op: Type.Union(POSTPROCESS_OPS.map((schema) => schema.properties.op)),
+}, { additionalProperties: true });
+
+export const StepSchema = Type.Object({
+  name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$', description: 'Names this step\'s outputs for later steps; default the target key (no dots).' })),
+  target: Type.String({ pattern: NAME_PATTERN, description: 'A key: model, split or sequence.' }),
+  inputs: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.String({ pattern: '^[^.]+\\..+$' }), { description: 'This step\'s input name -> "<step>.<output>" or "request.<input>". Default: the previous step\'s outputs by matching name, or its single output into the single input.' })),
+  postprocess: Type.Optional(Type.Array(PostprocessEntry, { maxItems: 32, description: "Applied in order to this step's outputs." })),
+}, { additionalProperties: false });
+
+export const SequenceSchema = Type.Object({
+  steps: Type.Array(StepSchema, { minItems: 1, maxItems: 16 }),
+}, { additionalProperties: false });
+
 export const RouteSchema = Type.Object({
   key: Name,
   split: Type.Optional(SplitSchema),
-  sequence: Type.Optional(Type.Unknown({ description: 'A chained route (not supported yet).' })),
+  sequence: Type.Optional(SequenceSchema),
 }, { additionalProperties: false });
 
 export const GatewayConfigSchema = Type.Object({
@@ -72,12 +110,16 @@ export const GatewayConfigSchema = Type.Object({
   models: Type.Array(ModelSchema, { default: [] }),
   routes: Type.Array(RouteSchema, { default: [], description: 'Split and sequence routes, each behind its own key.' }),
   stateFile: Type.Optional(Type.String({ minLength: 1, description: 'Where live route changes are kept, relative to the config file. Default: <config name>.state.json beside it.' })),
+  plugins: Type.Optional(Type.String({ minLength: 1, description: 'Directory of post-processing plugins (.js/.mjs modules), relative to the config file; loaded at start-up.' })),
 }, { additionalProperties: false });
 
 export type ServerConfig = Static<typeof ServerSchema>;
 export type RegistryConfig = Static<typeof RegistrySchema>;
 export type SessionOptions = Static<typeof SessionOptionsSchema>;
 export type SplitSpec = Static<typeof SplitSchema>;
+export type SequenceSpec = Static<typeof SequenceSchema>;
+export type StepSpec = Static<typeof StepSchema>;
+export type PostprocessSpec = Static<typeof PostprocessSchema>;
 /** A route as configured or set through the admin API: exactly one of split or sequence. */
 export type RouteSpec = Static<typeof RouteSchema>;
 
@@ -104,4 +146,6 @@ export interface GatewayConfig {
   readonly routes: readonly RouteSpec[];
   /** Absolute path of the live-change state file, or undefined to keep live changes in memory only. */
   readonly stateFile: string | undefined;
+  /** Absolute, real path of the plugins directory, if any. */
+  readonly plugins: string | undefined;
 }

@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { SplitSchema } from '../config/schema.ts';
+import { SequenceSchema, SplitSchema } from '../config/schema.ts';
 import type { Router, RouteView } from '../routing/router.ts';
 import { errors, validatedInHandler } from './schemas.ts';
 
@@ -15,14 +15,14 @@ const Key = Type.Object({ key: Type.String({ description: 'The route key.' }) })
 const IfMatch = Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'Change only if the route is at this version (its ETag); else 412.' })) });
 const RouteBody = Type.Object({
   split: Type.Optional(SplitSchema),
-  sequence: Type.Optional(Type.Unknown()),
+  sequence: Type.Optional(SequenceSchema),
 }, { description: 'Exactly one of split or sequence.', examples: [{ split: { variants: [{ target: 'iris-v1', weight: 90 }, { target: 'iris-v2', weight: 10 }], stickyHeader: 'x-user-id' } }] });
 const RouteResponse = Type.Object({
   key: Type.String(),
   kind: Type.Union([Type.Literal('split'), Type.Literal('sequence')]),
   version: Type.Integer({ description: 'Changes with every live change; the ETag is this number, quoted.' }),
   split: Type.Optional(SplitSchema),
-  sequence: Type.Optional(Type.Unknown()),
+  sequence: Type.Optional(SequenceSchema),
 });
 const Percentiles = Type.Object({ p50: Type.Union([Type.Number(), Type.Null()]), p95: Type.Union([Type.Number(), Type.Null()]), p99: Type.Union([Type.Number(), Type.Null()]) });
 const Window = Type.Object({

@@ -90,10 +90,20 @@ export function checkShape(shape: unknown, datatype: unknown, spec: TensorSpec, 
     if (count > MAX_ELEMENTS) invalid(`${where}: shape ${JSON.stringify(shape)} has more than ${MAX_ELEMENTS} elements`);
   }
   const dims = shape as number[];
-  if (dims.length !== spec.shape.length || spec.shape.some((dim, axis) => dim >= 0 && dim !== dims[axis])) {
-    invalid(`${where}: shape ${JSON.stringify(dims)} does not match the model's ${JSON.stringify(spec.shape)} (-1: any size)`);
-  }
+  checkDims(dims, spec, where);
   return { shape: dims, datatype, count };
+}
+
+function checkDims(shape: readonly number[], spec: TensorSpec, where: string): void {
+  if (shape.length !== spec.shape.length || spec.shape.some((dim, axis) => dim >= 0 && dim !== shape[axis])) {
+    invalid(`${where}: shape ${JSON.stringify(shape)} does not match the model's ${JSON.stringify(spec.shape)} (-1: any size)`);
+  }
+}
+
+/** Checks a tensor produced inside the gateway (a step's input in a sequence) against the spec of the input it feeds. */
+export function checkTensor(tensor: Tensor, spec: TensorSpec, where: string): void {
+  if (tensor.datatype !== spec.datatype) invalid(`${where}: datatype ${tensor.datatype} does not match the model's ${spec.datatype}`);
+  checkDims(tensor.shape, spec, where);
 }
 
 function decodeTensor(input: Record<string, unknown>, spec: TensorSpec, where: string): Tensor {

@@ -3,7 +3,9 @@
  * for live changes alike: every key names one thing, every target exists, no
  * route reaches itself, and nesting stays shallow.
  */
-import type { RouteSpec } from '../config/schema.ts';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { POSTPROCESS_OPS, type RouteSpec, type SequenceSpec } from '../config/schema.ts';
+import { stepName } from './sequence.ts';
 
 /** Deepest chain of routes inside routes (a split whose variant is a sequence whose step is a split...). */
 export const MAX_ROUTE_DEPTH = 8;
@@ -22,10 +24,38 @@ export function routeTargets(route: RouteSpec): Array<{ target: string; path: st
   const targets: Array<{ target: string; path: string }> = [];
   route.split?.variants.forEach((variant, index) => targets.push({ target: variant.target, path: `split.variants[${index}].target` }));
   if (route.split?.shadow !== undefined) targets.push({ target: route.split.shadow.target, path: 'split.shadow.target' });
+  route.sequence?.steps.forEach((step, index) => targets.push({ target: step.target, path: `sequence.steps[${index}].target` }));
   return targets;
 }
 
-export function checkRoutes(routes: readonly RouteSpec[], modelKeys: ReadonlySet<string>): RouteIssue[] {
+const opCheckers = new Map(POSTPROCESS_OPS.map((schema) => [schema.properties.op.const as string, TypeCompiler.Compile(schema)]));
+
+/** What can be checked of a sequence without loading anything: step names, input references, op arguments, plugin names. */
+function checkSequence(sequence: SequenceSpec, plugins: ReadonlySet<string> | undefined, issue: (path: string, message: string) => void): void {
+  const earlier = new Set<string>(['request']);
+  sequence.steps.forEach((step, index) => {
+    const at = `sequence.steps[${index}]`;
+    const name = stepName(step);
+    if (name.includes('.')) issue(`${at}.name`, `target '${step.target}' has a dot in its key: give the step a name`);
+    else if (earlier.has(name)) issue(`${at}.name`, `step name '${name}' is already used (or reserved)`);
+    for (const [input, source] of Object.entries(step.inputs ?? {})) {
+      const from = source.slice(0, source.indexOf('.'));
+      if (!earlier.has(from)) issue(`${at}.inputs.${input}`, `'${source}' names no earlier step (nor request)`);
+    }
+    (step.postprocess ?? []).forEach((op, opIndex) => {
+      const checker = opCheckers.get(op.op) as ReturnType<typeof TypeCompiler.Compile>;
+      for (const error of checker.Errors(op)) issue(`${at}.postprocess[${opIndex}]${error.path.replace(/\//g, '.')}`, error.message);
+      const plugin = (op as { name?: unknown }).name;
+      if (op.op === 'plugin' && plugins !== undefined && typeof plugin === 'string' && !plugins.has(plugin)) {
+        issue(`${at}.postprocess[${opIndex}].name`, `no plugin '${plugin}' in the plugins directory`);
+      }
+    });
+    earlier.add(name);
+  });
+}
+
+/** `plugins`: names of the loaded plugins, when known. */
+export function checkRoutes(routes: readonly RouteSpec[], modelKeys: ReadonlySet<string>, plugins?: ReadonlySet<string>): RouteIssue[] {
   const issues: RouteIssue[] = [];
   const byKey = new Map<string, RouteSpec>();
   const indexOf = new Map<string, number>();
@@ -39,7 +69,7 @@ export function checkRoutes(routes: readonly RouteSpec[], modelKeys: ReadonlySet
     }
     const kinds = (route.split === undefined ? 0 : 1) + (route.sequence === undefined ? 0 : 1);
     if (kinds !== 1) issue('', 'a route has exactly one of split or sequence');
-    if (route.sequence !== undefined) issue('sequence', 'sequence routes are not supported yet');
+    if (route.sequence !== undefined) checkSequence(route.sequence, plugins, issue);
     if (route.split !== undefined && !route.split.variants.some((variant) => variant.weight > 0)) {
       issue('split.variants', 'at least one weight must be positive');
     }

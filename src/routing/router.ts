@@ -5,10 +5,12 @@
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Type } from '@sinclair/typebox';
-import { SplitSchema, type RouteSpec, type SplitSpec } from '../config/schema.ts';
+import { SequenceSchema, SplitSchema, type RouteSpec, type SequenceSpec, type SplitSpec } from '../config/schema.ts';
 import { InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
 import { checkRoutes, routeTargets } from './graph.ts';
 import { commonSignature } from './signature.ts';
+import type { Plugin } from './postprocess.ts';
+import { SequenceTarget } from './sequence.ts';
 import { SplitTarget } from './split.ts';
 import { applyState, routeDigest, writeState, type RouteState, type StateEntry } from './state-file.ts';
 import { RouteStats } from './stats.ts';
@@ -24,7 +26,7 @@ export interface RouteView {
 
 const routeBody = TypeCompiler.Compile(Type.Object({
   split: Type.Optional(SplitSchema),
-  sequence: Type.Optional(Type.Unknown()),
+  sequence: Type.Optional(SequenceSchema),
 }, { additionalProperties: false }));
 const patchBody = TypeCompiler.Compile(Type.Object({
   split: Type.Optional(Type.Partial(SplitSchema)),
@@ -36,6 +38,8 @@ export interface RouterOptions {
   readonly state?: RouteState | undefined;
   /** Called for live-change events worth a log line. */
   readonly log?: (message: string, details: Record<string, unknown>) => void;
+  /** Post-processing plugins, loaded at start-up. */
+  readonly plugins?: ReadonlyMap<string, Plugin>;
 }
 
 export class Router {
@@ -44,6 +48,7 @@ export class Router {
   readonly #stats = new Map<string, RouteStats>();
   readonly #stateFile: string | undefined;
   readonly #log: NonNullable<RouterOptions['log']>;
+  readonly #plugins: ReadonlyMap<string, Plugin>;
   #routes: ReadonlyMap<string, RouteSpec>;
   #versions: ReadonlyMap<string, number>;
   #kept: ReadonlyMap<string, StateEntry>;
@@ -57,9 +62,10 @@ export class Router {
     this.#configured = new Map(configured.map((route) => [route.key, route]));
     this.#stateFile = options.stateFile;
     this.#log = options.log ?? (() => undefined);
+    this.#plugins = options.plugins ?? new Map();
     let applied = applyState(configured, options.state);
     for (const key of applied.dropped) this.#log('live change dropped: the configuration file changed this route since', { route: key });
-    const issues = checkRoutes(applied.routes, new Set(models.keys()));
+    const issues = checkRoutes(applied.routes, new Set(models.keys()), new Set(this.#plugins.keys()));
     if (issues.length > 0) {
       this.#log('state file ignored: its routes no longer fit the configuration', { issues: issues.map((issue) => `${issue.key}: ${issue.message}`) });
       applied = applyState(configured, undefined);
@@ -160,7 +166,7 @@ export class Router {
   async #change(key: string, route: RouteSpec): Promise<RouteView> {
     const routes = new Map(this.#routes);
     routes.set(key, route);
-    const issues = checkRoutes([...routes.values()], new Set(this.#models.keys()));
+    const issues = checkRoutes([...routes.values()], new Set(this.#models.keys()), new Set(this.#plugins.keys()));
     if (issues.length > 0) {
       throw new InvalidRouteError(issues.map((issue) => `${issue.key === key ? '' : `route '${issue.key}': `}${issue.path === '' ? '' : `${issue.path}: `}${issue.message}`).join('; '));
     }
@@ -209,7 +215,7 @@ export class Router {
         if (status !== undefined && status >= 500) {
           throw new RouteConflictError(`route '${key}' cannot serve: ${(error as Error).message}`);
         }
-        throw new InvalidRouteError(`route '${key}': variants disagree: ${(error as Error).message}`);
+        throw new InvalidRouteError(`route '${key}': ${spec?.split === undefined ? '' : 'variants disagree: '}${(error as Error).message}`);
       }
     }
   }
@@ -223,10 +229,11 @@ export class Router {
     const build = (key: string): Target => {
       const existing = table.get(key);
       if (existing !== undefined) return existing;
-      const route = routes.get(key) as RouteSpec;
-      const split = route.split as NonNullable<RouteSpec['split']>;
-      const target = new SplitTarget(key, split, split.variants.map((variant) => build(variant.target)),
-        split.shadow === undefined ? undefined : build(split.shadow.target), this.#statsFor(key));
+      const { split, sequence } = routes.get(key) as RouteSpec;
+      const target = split !== undefined
+        ? new SplitTarget(key, split, split.variants.map((variant) => build(variant.target)),
+          split.shadow === undefined ? undefined : build(split.shadow.target), this.#statsFor(key))
+        : new SequenceTarget(key, sequence as SequenceSpec, (sequence as SequenceSpec).steps.map((step) => build(step.target)), this.#plugins);
       table.set(key, target);
       return target;
     };

@@ -1,0 +1,158 @@
+/**
+ * A sequence route: each step's outputs, post-processed, feed the next step,
+ * so users need not turn a V2 response into the next V2 request themselves
+ * (KServe InferenceGraph's complaint, kserve#3051). Each step holds its model
+ * only while it runs, so a chain longer than the resident cap still completes.
+ */
+import type { PostprocessSpec, SequenceSpec, StepSpec } from '../config/schema.ts';
+import { checkTensor } from '../protocol/decode.ts';
+import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '../protocol/types.ts';
+import { applyOps, describeOps, type Plugin } from './postprocess.ts';
+import type { InferContext, Target } from './target.ts';
+
+/** A step's post-processing; each op was checked against its own schema when the route was set (graph.ts). */
+function opsOf(step: StepSpec): readonly PostprocessSpec[] {
+  return (step.postprocess ?? []) as PostprocessSpec[];
+}
+
+/** The name a step's outputs go by: `<name>.<output>`. */
+export function stepName(step: StepSpec): string {
+  return step.name ?? step.target;
+}
+
+interface Plan {
+  readonly signature: Signature;
+  /** Per step: input name -> source (`request.<input>` or `<step>.<output>`). */
+  readonly bindings: ReadonlyArray<ReadonlyMap<string, string>>;
+  readonly inputs: ReadonlyArray<readonly TensorSpec[]>;
+}
+
+/** An error inside a step: the step's status, with the step named. */
+function inStep(step: string, error: unknown): Error {
+  const cause = error as Error & { statusCode?: number; code?: string; retryAfterSeconds?: number };
+  return Object.assign(new Error(`step '${step}': ${cause.message}`), {
+    statusCode: cause.statusCode ?? 500,
+    code: cause.code ?? 'MG_STEP_FAILED',
+    ...(cause.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: cause.retryAfterSeconds }),
+  });
+}
+
+export class SequenceTarget implements Target {
+  readonly kind = 'sequence';
+  readonly key: string;
+  readonly #spec: SequenceSpec;
+  readonly #steps: readonly Target[];
+  readonly #plugins: ReadonlyMap<string, Plugin>;
+  #plan: Promise<Plan> | undefined;
+
+  constructor(key: string, spec: SequenceSpec, steps: readonly Target[], plugins: ReadonlyMap<string, Plugin>) {
+    this.key = key;
+    this.#spec = spec;
+    this.#steps = steps;
+    this.#plugins = plugins;
+  }
+
+  /** The first step's inputs (and any other request inputs steps name) and the last step's outputs, after post-processing. */
+  async signature(): Promise<Signature> {
+    return (await this.#planned()).signature;
+  }
+
+  async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
+    const plan = await this.#planned();
+    const tensors: TensorMap = new Map();
+    for (const [name, tensor] of request.inputs) tensors.set(`request.${name}`, tensor);
+    let last: TensorMap = new Map();
+    for (const [index, step] of this.#spec.steps.entries()) {
+      const name = stepName(step);
+      try {
+        const inputs: TensorMap = new Map();
+        const specs = plan.inputs[index] as readonly TensorSpec[];
+        for (const [input, source] of plan.bindings[index] as ReadonlyMap<string, string>) {
+          const tensor = tensors.get(source);
+          if (tensor === undefined) throw Object.assign(new Error(`input '${input}': '${source}' was not produced`), { statusCode: 500 });
+          checkTensor(tensor, specs.find((spec) => spec.name === input) as TensorSpec, `input '${input}' (from ${source})`);
+          inputs.set(input, tensor);
+        }
+        const result = await (this.#steps[index] as Target).infer({ inputs }, context);
+        last = await applyOps(result.outputs, opsOf(step), this.#plugins, 'outputs');
+      } catch (error) {
+        throw inStep(name, error);
+      }
+      for (const [output, tensor] of last) tensors.set(`${name}.${output}`, tensor);
+    }
+    const outputs: TensorMap = new Map();
+    for (const name of request.outputs ?? [...last.keys()]) {
+      const tensor = last.get(name);
+      if (tensor !== undefined) outputs.set(name, tensor);
+    }
+    if (request.parameters?.return_intermediate === true) {
+      for (const [name, tensor] of tensors) if (!name.startsWith('request.')) outputs.set(name, tensor);
+    }
+    return { modelName: this.key, outputs };
+  }
+
+  assertReady(): void {
+    for (const step of this.#steps) step.assertReady();
+  }
+
+  #planned(): Promise<Plan> {
+    this.#plan ??= this.#makePlan();
+    this.#plan.catch(() => { this.#plan = undefined; });
+    return this.#plan;
+  }
+
+  /** Works out every step's input bindings from the steps' signatures; rejects naming the step that does not fit. */
+  async #makePlan(): Promise<Plan> {
+    const signatures = await Promise.all(this.#steps.map((step) => step.signature()));
+    const known = new Map<string, TensorSpec>();
+    /** Steps whose outputs are known only once they run (after a plugin without `describe`). */
+    const opaque = new Set<string>();
+    const requestInputs = new Map<string, TensorSpec>();
+    const bindings: Array<Map<string, string>> = [];
+    let previous: readonly TensorSpec[] | undefined;
+    let previousName = 'request';
+    let outputs: TensorSpec[] | undefined = [];
+    this.#spec.steps.forEach((step, index) => {
+      const name = stepName(step);
+      const signature = signatures[index] as Signature;
+      const where = `step '${name}'`;
+      const binding = new Map<string, string>();
+      for (const input of signature.inputs) {
+        let source = step.inputs?.[input.name];
+        if (source === undefined && previous === undefined) source = `request.${input.name}`;
+        if (source === undefined && index > 0 && opaque.has(previousName)) source = `${previousName}.${input.name}`;
+        if (source === undefined && previous !== undefined) {
+          const match = previous.find((spec) => spec.name === input.name)
+            ?? (previous.length === 1 && signature.inputs.length === 1 ? previous[0] : undefined);
+          if (match === undefined) {
+            throw new Error(`${where}: input '${input.name}' is unmapped: '${previousName}' gives (${previous.map((spec) => spec.name).join(', ')}); map it with inputs`);
+          }
+          source = `${previousName}.${match.name}`;
+        }
+        const ref = source as string;
+        if (ref.startsWith('request.')) {
+          const asked = requestInputs.get(ref.slice(8));
+          if (asked !== undefined && asked.datatype !== input.datatype) throw new Error(`${where}: input '${input.name}' takes ${input.datatype}, but '${ref}' is ${asked.datatype}`);
+          requestInputs.set(ref.slice(8), asked ?? { ...input, name: ref.slice(8) });
+        } else if (!opaque.has(ref.slice(0, ref.indexOf('.')))) {
+          if (!known.has(ref)) throw new Error(`${where}: input '${input.name}' maps to '${ref}', which no earlier step gives`);
+          const from = known.get(ref);
+          if (from !== undefined && from.datatype !== input.datatype) {
+            throw new Error(`${where}: input '${input.name}' takes ${input.datatype}, but '${ref}' is ${from.datatype}`);
+          }
+        }
+        binding.set(input.name, ref);
+      }
+      for (const mapped of Object.keys(step.inputs ?? {})) {
+        if (!signature.inputs.some((input) => input.name === mapped)) throw new Error(`${where}: inputs names '${mapped}', which '${step.target}' does not take`);
+      }
+      bindings.push(binding);
+      outputs = describeOps(signature.outputs, opsOf(step), this.#plugins, where);
+      if (outputs === undefined) opaque.add(name);
+      for (const spec of outputs ?? []) known.set(`${name}.${spec.name}`, spec);
+      previous = outputs;
+      previousName = name;
+    });
+    return { signature: { inputs: [...requestInputs.values()], outputs: outputs ?? [] }, bindings, inputs: signatures.map((signature) => signature.inputs) };
+  }
+}
