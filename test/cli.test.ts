@@ -8,9 +8,11 @@ import { affineModel } from '../src/onnx/builder.ts';
 import { writeFiles } from './helpers/gateway.ts';
 
 const CLI = path.resolve(import.meta.dirname, '../src/cli.ts');
+/** What `npm start` and the container run: `npm test` compiles it first. */
+const BUILT_CLI = path.resolve(import.meta.dirname, '../dist/cli.js');
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function run(args: string[], env: NodeJS.ProcessEnv = {}, cli = CLI) {
+  const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => { stdout += chunk; });
@@ -42,14 +44,14 @@ t.test('bad command lines', async (t) => {
   t.match(help.stdout(), /--config/);
 });
 
-t.test('serves on a real socket, then SIGTERM closes it cleanly with exit 0', async (t) => {
+t.test('the compiled CLI serves on a real socket, then SIGTERM closes it cleanly with exit 0', async (t) => {
   const dir = t.testdir();
   writeFiles(dir, { 'models/lin.onnx': affineModel({ inFeatures: 2, outFeatures: 1, weights: [2, 3], bias: [1] }) });
   writeFileSync(path.join(dir, 'g.yaml'), [
     'admin:', '  token: ${TEST_TOKEN}', 'modelRepository: models',
     'models:', '  - name: lin', '    path: lin.onnx', '    pinned: true', '',
   ].join('\n'));
-  const cli = run(['serve', '--config', path.join(dir, 'g.yaml'), '--port', '0', '--host', '127.0.0.1'], { TEST_TOKEN: 'cli-test-token-1234567890' });
+  const cli = run(['serve', '--config', path.join(dir, 'g.yaml'), '--port', '0', '--host', '127.0.0.1'], { TEST_TOKEN: 'cli-test-token-1234567890' }, BUILT_CLI);
   t.teardown(() => { cli.child.kill('SIGKILL'); });
   let address: string | undefined;
   while (address === undefined) {

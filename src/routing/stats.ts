@@ -3,16 +3,17 @@
  * for a window since the route last changed (or was reset) and since start.
  */
 
+const GROWTH = 1.02;
+const BUCKETS = Math.ceil(Math.log(1.2e9) / Math.log(GROWTH)) + 1;
+
 /** Latency histogram with buckets 2% wide, from 1 µs to about 20 minutes: percentiles within 2%, in constant memory. */
 export class LatencyHistogram {
-  static readonly #GROWTH = 1.02;
-  static readonly #BUCKETS = Math.ceil(Math.log(1.2e9) / Math.log(LatencyHistogram.#GROWTH)) + 1;
-  readonly #counts = new Uint32Array(LatencyHistogram.#BUCKETS);
+  readonly #counts = new Uint32Array(BUCKETS);
   #total = 0;
 
   record(milliseconds: number): void {
     const micros = Math.max(1, milliseconds * 1000);
-    const index = Math.min(LatencyHistogram.#BUCKETS - 1, Math.ceil(Math.log(micros) / Math.log(LatencyHistogram.#GROWTH)));
+    const index = Math.min(BUCKETS - 1, Math.ceil(Math.log(micros) / Math.log(GROWTH)));
     this.#counts[index] = (this.#counts[index] ?? 0) + 1;
     this.#total += 1;
   }
@@ -28,7 +29,7 @@ export class LatencyHistogram {
     let seen = 0;
     for (let index = 0; index < this.#counts.length; index++) {
       seen += this.#counts[index] ?? 0;
-      if (seen >= rank) return round(LatencyHistogram.#GROWTH ** index / 1000);
+      if (seen >= rank) return round(GROWTH ** index / 1000);
     }
     return null;
   }
