@@ -4,15 +4,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { GatewayConfig } from './config/schema.ts';
 import { OnnxExecutor } from './executor/onnx.ts';
 import type { Executor } from './executor/types.ts';
 import { adminRoutes } from './http/admin.ts';
 import { installErrorHandling } from './http/error-handler.ts';
-import { ErrorBody } from './http/schemas.ts';
+import { registerDocs } from './http/docs.ts';
+import { installObservability, OneLinePerRequest, requestId, type Drain } from './http/observability.ts';
+import { ErrorBody, InferRequestBody } from './http/schemas.ts';
+import { Metrics } from './metrics.ts';
 import { v2Routes } from './http/v2.ts';
 import { DataPlane } from './protocol/dataplane.ts';
 import { ModelRegistry } from './registry/registry.ts';
@@ -36,6 +37,8 @@ declare module 'fastify' {
     readonly router: Router;
     /** The admin token in force (generated when the configuration has none). */
     readonly adminToken: string;
+    /** Shutdown: after `begin`, new requests get 503 while in-flight ones finish. */
+    readonly drain: Drain;
   }
 }
 
@@ -44,30 +47,50 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 export async function buildApp(config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
+    logController: new OneLinePerRequest(),
+    genReqId: requestId,
     bodyLimit: config.server.bodyLimitBytes,
-    return503OnClosing: true,
+    requestTimeout: config.server.requestTimeoutMs,
+    keepAliveTimeout: config.server.keepAliveTimeoutMs,
+    // The drain answers new requests itself, with a V2 error body.
+    return503OnClosing: false,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
   installErrorHandling(app);
   // Only JSON bodies are part of the protocol: anything else is 415, not parsed as text.
   app.removeContentTypeParser('text/plain');
   app.addSchema(ErrorBody);
+  app.addSchema(InferRequestBody);
 
   const executor = options.executor ?? new OnnxExecutor(config.modelRepository);
-  const registry = new ModelRegistry(config.models, config.registry, executor, {
-    loaded: (model, milliseconds) => app.log.info({ model, milliseconds: Math.round(milliseconds * 10) / 10 }, 'model loaded'),
-    loadFailed: (model, reason) => app.log.warn({ model, reason }, 'model failed to load'),
-    evicted: (model, reason) => app.log.info({ model, reason }, 'model evicted'),
+  // The registry and the router are created below; metrics read them only when scraped.
+  const metrics: Metrics = new Metrics(() => registry.status(), () => new Set(router.table().keys()));
+  const counted = metrics.registryEvents;
+  const registry: ModelRegistry = new ModelRegistry(config.models, config.registry, executor, {
+    loaded: (model, milliseconds) => {
+      counted.loaded(model, milliseconds);
+      app.log.info({ model, milliseconds: Math.round(milliseconds * 10) / 10 }, 'model loaded');
+    },
+    loadFailed: (model, reason) => {
+      counted.loadFailed(model, reason);
+      app.log.warn({ model, reason }, 'model failed to load');
+    },
+    evicted: (model, reason) => {
+      counted.evicted(model, reason);
+      app.log.info({ model, reason }, 'model evicted');
+    },
   });
   const modelTargets = new Map<string, Target>();
+  const observeRun = (model: string, seconds: number) => metrics.inference(model, seconds);
   for (const model of config.models) {
-    for (const key of model.keys) modelTargets.set(key, new ModelTarget(key, model.name, registry));
+    for (const key of model.keys) modelTargets.set(key, new ModelTarget(key, model.name, registry, observeRun));
   }
   const router = new Router(modelTargets, config.routes, {
     stateFile: config.stateFile,
     state: config.stateFile === undefined ? undefined : await readState(config.stateFile),
     log: (message, details) => app.log.info(details, message),
     plugins: await loadPlugins(config.plugins),
+    observer: metrics,
   });
   const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: [] });
 
@@ -81,20 +104,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   app.decorate('router', router);
   app.decorate('adminToken', adminToken);
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: { title: 'modelgate', version: VERSION, description: 'Open Inference Protocol (KServe V2) endpoints per key, and the admin API.' },
-      tags: [
-        { name: 'inference', description: 'V2 inference' },
-        { name: 'metadata', description: 'V2 server and model metadata' },
-        { name: 'health', description: 'V2 health' },
-        { name: 'admin', description: 'Operator API (bearer token)' },
-      ],
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
-    },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await registerDocs(app, { version: VERSION }, () => router.table());
+  const drain = installObservability(app, metrics);
+  app.decorate('drain', drain);
   await app.register(v2Routes, { dataPlane });
   await app.register(adminRoutes, { token: adminToken, registry, router });
 
@@ -104,6 +116,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     dataPlane.ready = true;
   });
   app.addHook('preClose', async () => {
+    drain.begin();
     dataPlane.ready = false;
   });
   app.addHook('onClose', async () => {

@@ -69,7 +69,7 @@ async function main(): Promise<number | undefined> {
 
   let app: Awaited<ReturnType<typeof buildApp>>;
   try {
-    app = await buildApp(config, { logger: { level: process.env.MODELGATE_LOG_LEVEL ?? 'info' } });
+    app = await buildApp(config, { logger: { level: process.env.MODELGATE_LOG_LEVEL ?? config.server.logLevel } });
   } catch (error) {
     process.stderr.write(`modelgate: cannot start: ${(error as Error).message}\n`);
     return 1;
@@ -81,7 +81,14 @@ async function main(): Promise<number | undefined> {
       process.exit(1);
     }
     closing = true;
-    app.log.info({ signal }, 'shutting down');
+    // Not ready at once, so load balancers stop sending; new requests get 503 while in-flight ones finish.
+    app.drain.begin();
+    app.dataPlane.ready = false;
+    app.log.info({ signal, graceMs: config.server.shutdownGraceMs }, 'shutting down');
+    setTimeout(() => {
+      app.log.warn('grace period over: closing the connections still open');
+      app.server.closeAllConnections();
+    }, config.server.shutdownGraceMs).unref();
     app.close().then(() => process.exit(0), (error: unknown) => {
       app.log.error({ err: error }, 'error while shutting down');
       process.exit(1);

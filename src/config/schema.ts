@@ -14,6 +14,10 @@ export const ServerSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address to listen on.' }),
   port: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free one.' }),
   bodyLimitBytes: Type.Integer({ default: 64 * 1024 * 1024, minimum: 1024, description: 'Largest request body accepted, in bytes (413 beyond).' }),
+  requestTimeoutMs: Type.Integer({ default: 120_000, minimum: 0, description: 'Most time to receive a whole request (ms); 0: none. Guards against slow clients.' }),
+  keepAliveTimeoutMs: Type.Integer({ default: 72_000, minimum: 1, description: 'Idle keep-alive connections close after this (ms); longer than the 60 s idle timeout of common load balancers.' }),
+  shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0, description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish (ms) before the process exits.' }),
+  logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'Log level; the MODELGATE_LOG_LEVEL environment variable overrides it.' }),
 }, { additionalProperties: false, default: {} });
 
 export const AdminSchema = Type.Object({

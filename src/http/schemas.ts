@@ -66,7 +66,7 @@ export const InferRequestBody = Type.Object({
     name: Type.String(),
     parameters: Type.Optional(Parameters),
   }, { additionalProperties: false }), { description: 'Outputs to return; all when absent.' })),
-}, { additionalProperties: false, examples: [{ id: 'req-1', inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] }] });
+}, { $id: 'InferRequest', additionalProperties: false, examples: [{ id: 'req-1', inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] }] });
 
 export const InferResponseBody = Type.Object({
   model_name: Type.String({ description: 'The model that produced the outputs.' }),

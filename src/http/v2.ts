@@ -1,6 +1,7 @@
 /**
  * The Open Inference Protocol's REST endpoints: thin adapters over the data plane.
  */
+import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import type { DataPlane } from '../protocol/dataplane.ts';
 import {
@@ -47,7 +48,7 @@ export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane }> = async (app
   app.post<{ Params: KeyParams }>('/v2/models/:key/infer', {
     validatorCompiler: validatedInHandler,
     schema: {
-      tags: ['inference'], summary: 'Run inference on a key (V2 JSON tensors).', params: Key, body: InferRequestBody,
+      tags: ['inference'], summary: 'Run inference on a key (V2 JSON tensors).', params: Key, body: Type.Ref(InferRequestBody),
       response: { 200: InferResponseBody, ...errors(400, 404, 413, 415, 500, 503) },
     },
   }, async (request, reply) => {

@@ -110,6 +110,11 @@ export class ModelRegistry {
     }
   }
 
+  /** The model's inputs and outputs if it has loaded before (they are kept after eviction). */
+  knownSignature(name: string): Signature | undefined {
+    return this.#entry(name).signature;
+  }
+
   /** The model's inputs and outputs, loading it if they are not known yet. */
   async signature(name: string): Promise<Signature> {
     const known = this.#entry(name).signature;

@@ -8,22 +8,32 @@ export class ModelTarget implements Target {
   readonly key: string;
   readonly model: string;
   readonly #registry: ModelRegistry;
+  readonly #observe: ((model: string, seconds: number) => void) | undefined;
 
-  constructor(key: string, model: string, registry: ModelRegistry) {
+  /** @param observe told how long each run took, for metrics. */
+  constructor(key: string, model: string, registry: ModelRegistry, observe?: (model: string, seconds: number) => void) {
     this.key = key;
     this.model = model;
     this.#registry = registry;
+    this.#observe = observe;
   }
 
   signature(): Promise<Signature> {
     return this.#registry.signature(this.model);
   }
 
+  knownSignature(): Signature | undefined {
+    return this.#registry.knownSignature(this.model);
+  }
+
   async infer(request: InferRequest, _context: InferContext): Promise<InferResult> {
     const lease = await this.#registry.acquire(this.model);
     try {
       const outputs = request.outputs ?? lease.model.signature.outputs.map((spec) => spec.name);
-      return { modelName: this.model, outputs: await lease.model.run(request.inputs, outputs) };
+      const started = performance.now();
+      const result = await lease.model.run(request.inputs, outputs);
+      this.#observe?.(this.model, (performance.now() - started) / 1000);
+      return { modelName: this.model, outputs: result };
     } finally {
       lease.release();
     }

@@ -9,6 +9,7 @@ import { SequenceSchema, SplitSchema, type RouteSpec, type SequenceSpec, type Sp
 import { InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
 import { checkRoutes, routeTargets } from './graph.ts';
 import { commonSignature } from './signature.ts';
+import type { RouteObserver } from '../metrics.ts';
 import type { Plugin } from './postprocess.ts';
 import { SequenceTarget } from './sequence.ts';
 import { SplitTarget } from './split.ts';
@@ -40,6 +41,8 @@ export interface RouterOptions {
   readonly log?: (message: string, details: Record<string, unknown>) => void;
   /** Post-processing plugins, loaded at start-up. */
   readonly plugins?: ReadonlyMap<string, Plugin>;
+  /** Told of every split decision and shadow copy, for metrics. */
+  readonly observer?: RouteObserver;
 }
 
 export class Router {
@@ -49,6 +52,7 @@ export class Router {
   readonly #stateFile: string | undefined;
   readonly #log: NonNullable<RouterOptions['log']>;
   readonly #plugins: ReadonlyMap<string, Plugin>;
+  readonly #observer: RouteObserver | undefined;
   #routes: ReadonlyMap<string, RouteSpec>;
   #versions: ReadonlyMap<string, number>;
   #kept: ReadonlyMap<string, StateEntry>;
@@ -63,6 +67,7 @@ export class Router {
     this.#stateFile = options.stateFile;
     this.#log = options.log ?? (() => undefined);
     this.#plugins = options.plugins ?? new Map();
+    this.#observer = options.observer;
     let applied = applyState(configured, options.state);
     for (const key of applied.dropped) this.#log('live change dropped: the configuration file changed this route since', { route: key });
     const issues = checkRoutes(applied.routes, new Set(models.keys()), new Set(this.#plugins.keys()));
@@ -232,7 +237,7 @@ export class Router {
       const { split, sequence } = routes.get(key) as RouteSpec;
       const target = split !== undefined
         ? new SplitTarget(key, split, split.variants.map((variant) => build(variant.target)),
-          split.shadow === undefined ? undefined : build(split.shadow.target), this.#statsFor(key))
+          split.shadow === undefined ? undefined : build(split.shadow.target), this.#statsFor(key), this.#observer)
         : new SequenceTarget(key, sequence as SequenceSpec, (sequence as SequenceSpec).steps.map((step) => build(step.target)), this.#plugins);
       table.set(key, target);
       return target;

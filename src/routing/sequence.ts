@@ -44,6 +44,7 @@ export class SequenceTarget implements Target {
   readonly #steps: readonly Target[];
   readonly #plugins: ReadonlyMap<string, Plugin>;
   #plan: Promise<Plan> | undefined;
+  #known: Signature | undefined;
 
   constructor(key: string, spec: SequenceSpec, steps: readonly Target[], plugins: ReadonlyMap<string, Plugin>) {
     this.key = key;
@@ -54,7 +55,12 @@ export class SequenceTarget implements Target {
 
   /** The first step's inputs (and any other request inputs steps name) and the last step's outputs, after post-processing. */
   async signature(): Promise<Signature> {
-    return (await this.#planned()).signature;
+    this.#known = (await this.#planned()).signature;
+    return this.#known;
+  }
+
+  knownSignature(): Signature | undefined {
+    return this.#known;
   }
 
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { SplitSpec } from '../config/schema.ts';
 import type { InferRequest, InferResult, Signature, TensorMap } from '../protocol/types.ts';
 import { commonSignature } from './signature.ts';
+import type { RouteObserver } from '../metrics.ts';
 import type { RouteStats } from './stats.ts';
 import type { InferContext, Target } from './target.ts';
 
@@ -44,11 +45,14 @@ export class SplitTarget implements Target {
   readonly #bounds: readonly number[];
   readonly #weights: readonly number[];
   readonly #stats: RouteStats;
+  readonly #observer: RouteObserver | undefined;
   #signature: Promise<Signature> | undefined;
+  #known: Signature | undefined;
   #shadowsInFlight = 0;
 
-  constructor(key: string, spec: SplitSpec, variants: readonly Target[], shadow: Target | undefined, stats: RouteStats) {
+  constructor(key: string, spec: SplitSpec, variants: readonly Target[], shadow: Target | undefined, stats: RouteStats, observer?: RouteObserver) {
     this.key = key;
+    this.#observer = observer;
     this.#spec = spec;
     this.#variants = variants;
     this.#shadow = shadow;
@@ -60,9 +64,16 @@ export class SplitTarget implements Target {
   /** What every variant accepts; rejects, naming the variant, if they disagree. */
   signature(): Promise<Signature> {
     this.#signature ??= Promise.all(this.#variants.map((variant) => variant.signature()))
-      .then((signatures) => commonSignature(signatures, this.#variants.map((variant) => variant.key)));
+      .then((signatures) => {
+        this.#known = commonSignature(signatures, this.#variants.map((variant) => variant.key));
+        return this.#known;
+      });
     this.#signature.catch(() => { this.#signature = undefined; });
     return this.#signature;
+  }
+
+  knownSignature(): Signature | undefined {
+    return this.#known;
   }
 
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
@@ -73,10 +84,10 @@ export class SplitTarget implements Target {
     try {
       result = await variant.infer(request, context);
     } catch (error) {
-      this.#stats.recordVariant(variant.key, performance.now() - started, true);
+      this.#record(variant.key, performance.now() - started, true);
       throw error;
     }
-    this.#stats.recordVariant(variant.key, performance.now() - started, false);
+    this.#record(variant.key, performance.now() - started, false);
     const shadow = this.#spec.shadow;
     if (this.#shadow !== undefined && shadow !== undefined && Math.random() * 100 < shadow.percent) {
       // After the primary's answer is on its way; nothing here can touch it.
@@ -91,6 +102,11 @@ export class SplitTarget implements Target {
     });
   }
 
+  #record(variant: string, milliseconds: number, failed: boolean): void {
+    this.#stats.recordVariant(variant, milliseconds, failed);
+    this.#observer?.variant(this.key, variant, milliseconds / 1000, failed);
+  }
+
   #choose(context: InferContext): number {
     const user = this.#spec.stickyHeader === undefined ? undefined : context.header(this.#spec.stickyHeader);
     const point = user === undefined || user === '' ? Math.random() * BUCKETS : stickyBucket(this.key, user);
@@ -101,6 +117,7 @@ export class SplitTarget implements Target {
   async #mirror(shadow: Target, request: InferRequest, context: InferContext, primary: TensorMap): Promise<void> {
     if (this.#shadowsInFlight >= MAX_SHADOWS_IN_FLIGHT) {
       this.#stats.recordShadow(shadow.key, { dropped: true });
+      this.#observer?.shadow(this.key, shadow.key, 'dropped');
       return;
     }
     this.#shadowsInFlight += 1;
@@ -109,8 +126,10 @@ export class SplitTarget implements Target {
       const result = await shadow.infer(request, { decisions: [], header: context.header });
       const agreed = outputsAgree(primary, result.outputs);
       this.#stats.recordShadow(shadow.key, { dropped: false, milliseconds: performance.now() - started, failed: false, ...(agreed === undefined ? {} : { agreed }) });
+      this.#observer?.shadow(this.key, shadow.key, agreed === undefined ? 'answered' : agreed ? 'agreed' : 'disagreed');
     } catch {
       this.#stats.recordShadow(shadow.key, { dropped: false, milliseconds: performance.now() - started, failed: true });
+      this.#observer?.shadow(this.key, shadow.key, 'error');
     } finally {
       this.#shadowsInFlight -= 1;
     }

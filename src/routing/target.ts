@@ -18,6 +18,8 @@ export interface Target {
   readonly kind: 'model' | 'split' | 'sequence';
   /** Inputs the target takes and outputs it gives; may load a model to learn them. */
   signature(): Promise<Signature>;
+  /** The signature if it is known without loading anything (a model loaded before, a route verified). */
+  knownSignature(): Signature | undefined;
   infer(request: InferRequest, context: InferContext): Promise<InferResult>;
   /** Throws a 503 error saying why if a request now could not be served (a model backing off after a failed load). */
   assertReady(): void;

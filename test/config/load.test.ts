@@ -17,7 +17,10 @@ function issuesOf(fn: () => unknown): readonly string[] {
 t.test('defaults, keys defaulting to the name, and a frozen result', async (t) => {
   const repository = t.testdir({ 'a.onnx': '' });
   const config = validateConfig({ modelRepository: '.', models: [{ name: 'a', path: 'a.onnx' }] }, repository, {});
-  t.same(config.server, { host: '127.0.0.1', port: 8080, bodyLimitBytes: 64 * 1024 * 1024 });
+  t.same(config.server, {
+    host: '127.0.0.1', port: 8080, bodyLimitBytes: 64 * 1024 * 1024,
+    requestTimeoutMs: 120_000, keepAliveTimeoutMs: 72_000, shutdownGraceMs: 30_000, logLevel: 'info',
+  });
   t.same(config.registry, { loadFailureBackoffMs: 30_000 });
   t.equal(config.admin.token, undefined);
   t.match(config.models[0], { name: 'a', path: 'a.onnx', keys: ['a'], pinned: false, session: { intraOpThreads: 1, interOpThreads: 1, graphOptimizationLevel: 'all' } });

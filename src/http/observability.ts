@@ -1,0 +1,73 @@
+/**
+ * What operators see of each request: an id (x-request-id, accepted or
+ * made, and echoed), one log line, metrics; and the drain at shutdown, when
+ * new requests get 503 with Connection: close while in-flight ones finish.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { LogController } from 'fastify';
+import { ShuttingDownError, withRetryAfter } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Uses the client's x-request-id when it is a sane token, else a fresh UUID. */
+export function requestId(request: { headers: Record<string, string | string[] | undefined> }): string {
+  const given = request.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/** One line per request, written when it completes; fastify's own pair of lines is off. */
+export class OneLinePerRequest extends LogController {
+  constructor() {
+    super({ requestIdLogLabel: 'requestId' });
+  }
+
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null, request: FastifyRequest, reply: { statusCode: number; elapsedTime: number }): void {
+    const params = request.params as { key?: string } | undefined;
+    const line = {
+      method: request.method,
+      url: request.url.split('?')[0],
+      ...(params?.key === undefined ? {} : { key: params.key }),
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 1000) / 1000,
+    };
+    if (error !== null && reply.statusCode >= 500) request.log.error(line, 'request');
+    else request.log.info(line, 'request');
+  }
+}
+
+const ALWAYS_ANSWERED = new Set(['/v2/health/live', '/v2/health/ready', '/metrics']);
+
+export interface Drain {
+  /** True once shutdown has begun. */
+  readonly draining: boolean;
+  begin(): void;
+}
+
+/** Request ids, per-request metrics and the shutdown drain. */
+export function installObservability(app: FastifyInstance, metrics: Metrics): Drain {
+  let draining = false;
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    if (draining && !ALWAYS_ANSWERED.has(request.url.split('?')[0] as string)) {
+      reply.header('connection', 'close');
+      throw withRetryAfter(new ShuttingDownError(), 1);
+    }
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.routeOptions.url === '/v2/models/:key/infer') {
+      metrics.request((request.params as { key: string }).key, reply.statusCode, reply.elapsedTime / 1000);
+    }
+  });
+  app.get('/metrics', { schema: { tags: ['metrics'], summary: 'Prometheus metrics (text format).' } }, async (_request, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  return {
+    get draining() { return draining; },
+    begin() { draining = true; },
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * Prometheus metrics, one registry per gateway. Labels are bounded: keys,
+ * models, routes and variants come from the configuration, never from
+ * request data (an unknown key counts as key="").
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ModelStatus, RegistryEvents } from './registry/registry.ts';
+
+/** Seconds: from 100 µs (a tiny model in process) to 10 s. */
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** What a split reports per request and per shadow copy. */
+export interface RouteObserver {
+  variant(route: string, variant: string, seconds: number, failed: boolean): void;
+  shadow(route: string, target: string, outcome: 'dropped' | 'error' | 'agreed' | 'disagreed' | 'answered'): void;
+}
+
+export class Metrics implements RouteObserver {
+  readonly registry = new Registry();
+  readonly #requests = new Counter({ name: 'modelgate_requests_total', help: 'Inference requests by key and HTTP status code.', labelNames: ['key', 'code'], registers: [this.registry] });
+  readonly #requestDuration = new Histogram({ name: 'modelgate_request_duration_seconds', help: 'Inference request latency by key, from the request arriving to the response sent.', labelNames: ['key'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #inference = new Histogram({ name: 'modelgate_inference_duration_seconds', help: 'Time a model spends running one request, by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #loads = new Counter({ name: 'modelgate_model_loads_total', help: 'Successful model loads.', labelNames: ['model'], registers: [this.registry] });
+  readonly #loadFailures = new Counter({ name: 'modelgate_model_load_failures_total', help: 'Failed model loads.', labelNames: ['model'], registers: [this.registry] });
+  readonly #evictions = new Counter({ name: 'modelgate_model_evictions_total', help: 'Models taken out of the resident set, by reason.', labelNames: ['model', 'reason'], registers: [this.registry] });
+  readonly #loadDuration = new Histogram({ name: 'modelgate_model_load_duration_seconds', help: 'Time to open a model session.', labelNames: ['model'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30], registers: [this.registry] });
+  readonly #variantRequests = new Counter({ name: 'modelgate_route_requests_total', help: 'Requests a split sent to each variant.', labelNames: ['route', 'variant'], registers: [this.registry] });
+  readonly #variantErrors = new Counter({ name: 'modelgate_route_errors_total', help: 'Failed requests of each split variant.', labelNames: ['route', 'variant'], registers: [this.registry] });
+  readonly #variantLatency = new Histogram({ name: 'modelgate_route_latency_seconds', help: 'Latency of each split variant.', labelNames: ['route', 'variant'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #shadows = new Counter({ name: 'modelgate_shadow_requests_total', help: 'Shadow copies by outcome: agreed, disagreed, answered (nothing to compare), error, dropped.', labelNames: ['route', 'variant', 'outcome'], registers: [this.registry] });
+  readonly #keys: () => ReadonlySet<string>;
+
+  /**
+   * @param status the models' state now, read at each scrape.
+   * @param keys the keys served now, to keep the `key` label bounded.
+   */
+  constructor(status: () => readonly ModelStatus[], keys: () => ReadonlySet<string>) {
+    this.#keys = keys;
+    collectDefaultMetrics({ register: this.registry, prefix: 'modelgate_' });
+    new Gauge({
+      name: 'modelgate_model_resident', help: '1 while the model holds a session in the resident set.', labelNames: ['model'], registers: [this.registry],
+      collect() { for (const model of status()) this.set({ model: model.name }, model.state === 'resident' ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'modelgate_model_in_flight', help: 'Requests using the model now.', labelNames: ['model'], registers: [this.registry],
+      collect() { for (const model of status()) this.set({ model: model.name }, model.inFlight); },
+    });
+  }
+
+  /** Registry events, for the model registry to report to. */
+  get registryEvents(): Required<RegistryEvents> {
+    return {
+      loaded: (model, milliseconds) => {
+        this.#loads.inc({ model });
+        this.#loadDuration.observe({ model }, milliseconds / 1000);
+      },
+      loadFailed: (model) => this.#loadFailures.inc({ model }),
+      evicted: (model, reason) => this.#evictions.inc({ model, reason }),
+    };
+  }
+
+  request(key: string, code: number, seconds: number): void {
+    const label = this.#keys().has(key) ? key : '';
+    this.#requests.inc({ key: label, code });
+    this.#requestDuration.observe({ key: label }, seconds);
+  }
+
+  inference(model: string, seconds: number): void {
+    this.#inference.observe({ model }, seconds);
+  }
+
+  variant(route: string, variant: string, seconds: number, failed: boolean): void {
+    this.#variantRequests.inc({ route, variant });
+    if (failed) this.#variantErrors.inc({ route, variant });
+    else this.#variantLatency.observe({ route, variant }, seconds);
+  }
+
+  shadow(route: string, variant: string, outcome: 'dropped' | 'error' | 'agreed' | 'disagreed' | 'answered'): void {
+    this.#shadows.inc({ route, variant, outcome });
+  }
+}
