@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
-import { affineModel } from '../src/onnx/builder.ts';
+import { affineModel, buildModel } from '../src/onnx/builder.ts';
 import { writeFiles } from './helpers/gateway.ts';
 
 const CLI = path.resolve(import.meta.dirname, '../src/cli.ts');
@@ -53,12 +53,7 @@ t.test('the compiled CLI serves on a real socket, then SIGTERM closes it cleanly
   ].join('\n'));
   const cli = run(['serve', '--config', path.join(dir, 'g.yaml'), '--port', '0', '--host', '127.0.0.1'], { TEST_TOKEN: 'cli-test-token-1234567890' }, BUILT_CLI);
   t.teardown(() => { cli.child.kill('SIGKILL'); });
-  let address: string | undefined;
-  while (address === undefined) {
-    address = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(cli.stdout())?.[1];
-    if (cli.child.exitCode !== null) throw new Error(`exited early: ${cli.stderr()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  const address = await listening(cli);
   const ready = await request(`${address}/v2/health/ready`);
   t.equal(ready.statusCode, 200);
   await ready.body.dump();
@@ -76,3 +71,46 @@ t.test('the compiled CLI serves on a real socket, then SIGTERM closes it cleanly
   t.notMatch(cli.stdout(), /cli-test-token/, 'the configured token is never logged');
   t.match(cli.stdout(), /"msg":"model loaded"/);
 });
+
+/** y = x W W ... W (30 times) on [batch, 512]: a few hundred ms for 64 rows, to keep a request in flight. */
+function slowModel(): Uint8Array {
+  const layers = 30;
+  return buildModel({
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 512] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 512] }],
+    initializers: [{ name: 'W', type: 'float32', dims: [512, 512], values: new Array(512 * 512).fill(1 / 512) }],
+    nodes: Array.from({ length: layers }, (_, i) => ({ op: 'MatMul', inputs: [i === 0 ? 'x' : `h${i}`, 'W'], outputs: [i === layers - 1 ? 'y' : `h${i + 1}`] })),
+  });
+}
+
+t.test('SIGTERM drains: an in-flight request finishes, later ones are turned away, exit 0', async (t) => {
+  const dir = t.testdir();
+  writeFiles(dir, { 'models/slow.onnx': slowModel() });
+  writeFileSync(path.join(dir, 'g.yaml'), 'modelRepository: models\nmodels:\n  - name: slow\n    path: slow.onnx\n    pinned: true\n');
+  const cli = run(['serve', '--config', path.join(dir, 'g.yaml'), '--port', '0'], {}, BUILT_CLI);
+  t.teardown(() => { cli.child.kill('SIGKILL'); });
+  const address = await listening(cli);
+  const rows = 64;
+  const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, 512], data: new Array(rows * 512).fill(1) }] });
+  const slow = request(`${address}/v2/models/slow/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  cli.child.kill('SIGTERM');
+  const response = await slow;
+  t.equal(response.statusCode, 200, 'the in-flight request finished');
+  const json = await response.body.json() as { outputs: Array<{ data: number[] }> };
+  // Each layer averages its input, so every output stays 1.
+  t.ok(json.outputs[0]?.data.every((v) => Math.abs(v - 1) < 1e-4));
+  const late = await request(`${address}/v2/health/ready`).then((answer) => answer.statusCode, (error: Error & { code?: string }) => error.code);
+  t.ok(late === 503 || late === 'ECONNREFUSED' || late === 'UND_ERR_SOCKET', `a later request is turned away (${late})`);
+  t.equal(await cli.exited, 0);
+  t.match(cli.stdout(), /"msg":"shutting down"/);
+});
+
+async function listening(cli: ReturnType<typeof run>): Promise<string> {
+  for (;;) {
+    const address = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(cli.stdout())?.[1];
+    if (address !== undefined) return address;
+    if (cli.child.exitCode !== null) throw new Error(`exited early: ${cli.stderr()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
