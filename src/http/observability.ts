@@ -42,8 +42,7 @@ export class OneLinePerRequest extends LogController {
 const ALWAYS_ANSWERED = new Set(['/v2/health/live', '/v2/health/ready', '/metrics']);
 
 export interface Drain {
-  /** True once shutdown has begun. */
-  readonly draining: boolean;
+  /** Starts turning new requests away. */
   begin(): void;
 }
 
@@ -66,8 +65,5 @@ export function installObservability(app: FastifyInstance, metrics: Metrics): Dr
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
-  return {
-    get draining() { return draining; },
-    begin() { draining = true; },
-  };
+  return { begin() { draining = true; } };
 }

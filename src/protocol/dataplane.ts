@@ -71,7 +71,7 @@ export class DataPlane {
    * encodes the answer. The target table is read once: the whole request is
    * served by the snapshot it started with.
    */
-  async infer(key: string, body: unknown, header: InferContext['header'] = () => undefined): Promise<InferReply> {
+  async infer(key: string, body: unknown, header: InferContext['header']): Promise<InferReply> {
     const target = this.target(key);
     const request = decodeInferRequest(body, await target.signature());
     const context: InferContext = { decisions: [], header };

@@ -7,25 +7,23 @@ import type { Datatype, TensorData } from './types.ts';
 interface DatatypeInfo {
   /** onnxruntime's name for the element type. */
   readonly ort: string;
-  /** Bytes per element in the binary encoding; 0 for BYTES (length-prefixed). */
-  readonly size: number;
   readonly allocate: (length: number) => TensorData;
 }
 
 const INFO = new Map<Datatype, DatatypeInfo>([
-  ['BOOL', { ort: 'bool', size: 1, allocate: (n) => new Uint8Array(n) }],
-  ['UINT8', { ort: 'uint8', size: 1, allocate: (n) => new Uint8Array(n) }],
-  ['UINT16', { ort: 'uint16', size: 2, allocate: (n) => new Uint16Array(n) }],
-  ['UINT32', { ort: 'uint32', size: 4, allocate: (n) => new Uint32Array(n) }],
-  ['UINT64', { ort: 'uint64', size: 8, allocate: (n) => new BigUint64Array(n) }],
-  ['INT8', { ort: 'int8', size: 1, allocate: (n) => new Int8Array(n) }],
-  ['INT16', { ort: 'int16', size: 2, allocate: (n) => new Int16Array(n) }],
-  ['INT32', { ort: 'int32', size: 4, allocate: (n) => new Int32Array(n) }],
-  ['INT64', { ort: 'int64', size: 8, allocate: (n) => new BigInt64Array(n) }],
-  ['FP16', { ort: 'float16', size: 2, allocate: (n) => new Uint16Array(n) }],
-  ['FP32', { ort: 'float32', size: 4, allocate: (n) => new Float32Array(n) }],
-  ['FP64', { ort: 'float64', size: 8, allocate: (n) => new Float64Array(n) }],
-  ['BYTES', { ort: 'string', size: 0, allocate: (n) => new Array<string>(n).fill('') }],
+  ['BOOL', { ort: 'bool', allocate: (n) => new Uint8Array(n) }],
+  ['UINT8', { ort: 'uint8', allocate: (n) => new Uint8Array(n) }],
+  ['UINT16', { ort: 'uint16', allocate: (n) => new Uint16Array(n) }],
+  ['UINT32', { ort: 'uint32', allocate: (n) => new Uint32Array(n) }],
+  ['UINT64', { ort: 'uint64', allocate: (n) => new BigUint64Array(n) }],
+  ['INT8', { ort: 'int8', allocate: (n) => new Int8Array(n) }],
+  ['INT16', { ort: 'int16', allocate: (n) => new Int16Array(n) }],
+  ['INT32', { ort: 'int32', allocate: (n) => new Int32Array(n) }],
+  ['INT64', { ort: 'int64', allocate: (n) => new BigInt64Array(n) }],
+  ['FP16', { ort: 'float16', allocate: (n) => new Uint16Array(n) }],
+  ['FP32', { ort: 'float32', allocate: (n) => new Float32Array(n) }],
+  ['FP64', { ort: 'float64', allocate: (n) => new Float64Array(n) }],
+  ['BYTES', { ort: 'string', allocate: (n) => new Array<string>(n).fill('') }],
 ]);
 
 const FROM_ORT = new Map<string, Datatype>([...INFO].map(([datatype, info]) => [info.ort, datatype]));
@@ -52,10 +50,6 @@ export function fromOrtType(type: string): Datatype | undefined {
 
 export function allocate(datatype: Datatype, length: number): TensorData {
   return info(datatype).allocate(length);
-}
-
-export function elementSize(datatype: Datatype): number {
-  return info(datatype).size;
 }
 
 const INTEGER_RANGES = new Map<Datatype, readonly [number, number]>([

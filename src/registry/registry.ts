@@ -87,11 +87,6 @@ export class ModelRegistry {
     this.#events = events;
   }
 
-  /** Model names, in configuration order. */
-  get names(): string[] {
-    return [...this.#entries.keys()];
-  }
-
   /** Loads the pinned models; rejects if one cannot load. */
   async loadPinned(): Promise<void> {
     const pinned = [...this.#entries.values()].filter((entry) => entry.config.pinned);

@@ -116,3 +116,11 @@ t.test('draining: not ready at once, new requests 503 with Connection: close, in
   t.same(answers.map((answer) => answer.statusCode), [200, 200, 200]);
   t.same(await Promise.all(answers.map(async (answer) => ((await answer.body.json()) as { outputs: Array<{ data: number[] }> }).outputs[0]?.data[0])), [1, 2, 3]);
 });
+
+t.test('examples in the docs: sample values per datatype, none for huge inputs', async (t) => {
+  const { exampleRequest } = await import('../../src/http/docs.ts');
+  t.same(exampleRequest({ inputs: [{ name: 'b', datatype: 'BOOL', shape: [2] }, { name: 's', datatype: 'BYTES', shape: [-1] }, { name: 'i', datatype: 'INT64', shape: [] }], outputs: [] }), {
+    inputs: [{ name: 'b', datatype: 'BOOL', shape: [2], data: [true, true] }, { name: 's', datatype: 'BYTES', shape: [1], data: ['text'] }, { name: 'i', datatype: 'INT64', shape: [], data: [1] }],
+  });
+  t.equal(exampleRequest({ inputs: [{ name: 'image', datatype: 'FP32', shape: [-1, 3, 224, 224] }], outputs: [] }), undefined);
+});

@@ -232,3 +232,18 @@ t.test('live changes survive a restart; a hand-edited route wins over its live c
     ['ab', split({ three: 1 })], ['ef', split({ two: 1 })],
   ], 'ab: the file changed, so it wins; cd: deleted live, unchanged in the file, so it stays deleted; ef: live');
 });
+
+t.test('a split is ready while its weighted variants are; a broken state file stops the start', async (t) => {
+  const { app, repository } = await buildGateway(t, files, { models, routes: [{ key: 'ab', split: split({ one: 1, two: 0 }) }, { key: 'seq', sequence: { steps: [{ target: 'ab' }] } }] });
+  t.same((await app.inject({ url: '/v2/models/ab/ready' })).json(), { name: 'ab', ready: true });
+  t.same((await app.inject({ url: '/v2/models/seq/ready' })).json(), { name: 'seq', ready: true });
+  writeFiles(repository, { 'one.onnx': 'broken now' });
+  await app.inject(admin('POST', '/admin/models/one/unload'));
+  t.equal((await infer(app, 'ab', scaleRequest(1))).statusCode, 503);
+  t.equal((await app.inject({ url: '/v2/models/ab/ready' })).statusCode, 503);
+  t.equal((await app.inject({ url: '/v2/models/seq/ready' })).statusCode, 503);
+
+  const stateFile = path.join(repository, 'broken.state.json');
+  writeFiles(repository, { 'broken.state.json': '{"format": 2}' });
+  await t.rejects(buildApp(validateConfig({ admin: { token: TOKEN }, modelRepository: repository, stateFile, models }, repository, {})), /not a modelgate route state file/);
+});

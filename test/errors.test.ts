@@ -1,0 +1,41 @@
+import t from 'tap';
+import * as errors from '../src/errors.ts';
+
+t.test('every error has an MG_ code and the status its name promises', async (t) => {
+  const expected: Record<string, [string, number]> = {
+    InvalidInputError: ['MG_INVALID_INPUT', 400],
+    KeyNotFoundError: ['MG_KEY_NOT_FOUND', 404],
+    ModelNotFoundError: ['MG_MODEL_NOT_FOUND', 404],
+    ModelLoadFailedError: ['MG_MODEL_LOAD_FAILED', 503],
+    ModelPinnedError: ['MG_MODEL_PINNED', 409],
+    InferenceFailedError: ['MG_INFERENCE_FAILED', 500],
+    UnauthorizedError: ['MG_UNAUTHORIZED', 401],
+    ShuttingDownError: ['MG_SHUTTING_DOWN', 503],
+    RouteNotFoundError: ['MG_ROUTE_NOT_FOUND', 404],
+    InvalidRouteError: ['MG_INVALID_ROUTE', 400],
+    RouteConflictError: ['MG_ROUTE_CONFLICT', 409],
+    PreconditionFailedError: ['MG_PRECONDITION_FAILED', 412],
+  };
+  const constructors = Object.entries(errors).filter(([name]) => name.endsWith('Error') && name !== 'ConfigError');
+  t.same(constructors.map(([name]) => name).sort(), Object.keys(expected).sort(), 'every error is listed here');
+  for (const [name, make] of constructors) {
+    const error = new (make as new (...args: string[]) => Error & { code: string; statusCode: number })('a', 'b');
+    t.same([error.code, error.statusCode], expected[name], name);
+    t.ok(error instanceof Error);
+    t.notMatch(error.message, /%s/, `${name}: its message is filled in`);
+  }
+  const config = new errors.ConfigError(['a: bad', 'b: worse']);
+  t.equal(config.code, 'MG_CONFIG_INVALID');
+  t.equal(config.message, 'Invalid configuration:\n  a: bad\n  b: worse');
+});
+
+t.test('Retry-After is whole seconds, at least one', async (t) => {
+  t.equal(errors.withRetryAfter(new Error('x'), 0.2).retryAfterSeconds, 1);
+  t.equal(errors.withRetryAfter(new Error('x'), 29.1).retryAfterSeconds, 30);
+});
+
+t.test('paths from native messages are scrubbed', async (t) => {
+  t.equal(errors.scrubPaths("Load model from /srv/models/secret/a.onnx failed: bad"), 'Load model from <path> failed: bad');
+  t.equal(errors.scrubPaths('C:\\models\\x\\a.onnx missing'), '<path> missing');
+  t.equal(errors.scrubPaths('Could not find an implementation for NoSuchOperator(17)'), 'Could not find an implementation for NoSuchOperator(17)');
+});
