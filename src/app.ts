@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { GatewayConfig } from './config/schema.ts';
+import { BatchingExecutor } from './executor/batching.ts';
 import { OnnxExecutor } from './executor/onnx.ts';
 import type { Executor } from './executor/types.ts';
 import { adminRoutes } from './http/admin.ts';
@@ -62,9 +63,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   app.addSchema(ErrorBody);
   app.addSchema(InferRequestBody);
 
-  const executor = options.executor ?? new OnnxExecutor(config.modelRepository);
   // The registry and the router are created below; metrics read them only when scraped.
   const metrics: Metrics = new Metrics(() => registry.status(), () => new Set(router.table().keys()));
+  const executor = new BatchingExecutor(options.executor ?? new OnnxExecutor(config.modelRepository), (model, rows, requests) => metrics.batch(model, rows, requests));
   const counted = metrics.registryEvents;
   const registry: ModelRegistry = new ModelRegistry(config.models, config.registry, executor, {
     loaded: (model, milliseconds) => {

@@ -28,6 +28,8 @@ export class Metrics implements RouteObserver {
   readonly #variantErrors = new Counter({ name: 'modelgate_route_errors_total', help: 'Failed requests of each split variant.', labelNames: ['route', 'variant'], registers: [this.registry] });
   readonly #variantLatency = new Histogram({ name: 'modelgate_route_latency_seconds', help: 'Latency of each split variant.', labelNames: ['route', 'variant'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #shadows = new Counter({ name: 'modelgate_shadow_requests_total', help: 'Shadow copies by outcome: agreed, disagreed, answered (nothing to compare), error, dropped.', labelNames: ['route', 'variant', 'outcome'], registers: [this.registry] });
+  readonly #batches = new Histogram({ name: 'modelgate_batch_size', help: 'Rows in each batch a model ran (dynamic batching).', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [this.registry] });
+  readonly #batchRequests = new Histogram({ name: 'modelgate_batch_requests', help: 'Requests merged into each batch a model ran.', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers: [this.registry] });
   readonly #keys: () => ReadonlySet<string>;
 
   /**
@@ -63,6 +65,11 @@ export class Metrics implements RouteObserver {
     const label = this.#keys().has(key) ? key : '';
     this.#requests.inc({ key: label, code });
     this.#requestDuration.observe({ key: label }, seconds);
+  }
+
+  batch(model: string, rows: number, requests: number): void {
+    this.#batches.observe({ model }, rows);
+    this.#batchRequests.observe({ model }, requests);
   }
 
   inference(model: string, seconds: number): void {

@@ -40,12 +40,18 @@ export const SessionOptionsSchema = Type.Object({
   ], { default: 'all', description: 'onnxruntime graph optimisation level.' }),
 }, { additionalProperties: false, default: {} });
 
+export const BatchingSchema = Type.Object({
+  maxBatchSize: Type.Integer({ default: 32, minimum: 1, maximum: 65536, description: 'Most rows (first-dimension entries) in one batch; 1 turns batching off.' }),
+  maxQueueDelayMicros: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: 'How long a request may wait for others to join its batch, in µs. 0: batch what is waiting at the end of the event-loop turn (no added latency).' }),
+}, { additionalProperties: false, default: {} });
+
 export const ModelSchema = Type.Object({
   name: Name,
   path: Type.String({ minLength: 1, description: 'ONNX file, relative to modelRepository; it must stay inside it.' }),
   keys: Type.Optional(Type.Array(Name, { minItems: 1, description: 'Keys served by this model. Default: [name].' })),
   pinned: Type.Boolean({ default: false, description: 'Loaded at start-up and never evicted.' }),
   session: SessionOptionsSchema,
+  batching: Type.Union([Type.Literal(false), BatchingSchema], { default: {}, description: 'Dynamic batching along a dynamic first dimension (on by default for models whose inputs and outputs all have one); false turns it off.' }),
 }, { additionalProperties: false });
 
 export const VariantSchema = Type.Object({
@@ -120,6 +126,7 @@ export const GatewayConfigSchema = Type.Object({
 export type ServerConfig = Static<typeof ServerSchema>;
 export type RegistryConfig = Static<typeof RegistrySchema>;
 export type SessionOptions = Static<typeof SessionOptionsSchema>;
+export type BatchingOptions = Static<typeof BatchingSchema>;
 export type SplitSpec = Static<typeof SplitSchema>;
 export type SequenceSpec = Static<typeof SequenceSchema>;
 export type StepSpec = Static<typeof StepSchema>;
@@ -137,6 +144,7 @@ export interface ModelConfig {
   readonly keys: readonly string[];
   readonly pinned: boolean;
   readonly session: Readonly<SessionOptions>;
+  readonly batching: false | Readonly<BatchingOptions>;
 }
 
 /** The validated, frozen configuration. */

@@ -9,10 +9,11 @@ const files = {
   'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'three.onnx': scaleModel(3),
   'corrupt.onnx': 'not a model', 'int.onnx': identityModel('int32', ['n', 1]),
 };
+// One run per request, so shadow runs can be held and counted; batching has its own tests.
 const models = [
   { name: 'one', path: 'one.onnx' }, { name: 'two', path: 'two.onnx' }, { name: 'three', path: 'three.onnx' },
   { name: 'corrupt', path: 'corrupt.onnx' }, { name: 'int', path: 'int.onnx' },
-];
+].map((model) => ({ ...model, batching: false }));
 const split = (weights: Record<string, number>, extra: Record<string, unknown> = {}) =>
   ({ variants: Object.entries(weights).map(([target, weight]) => ({ target, weight })), ...extra });
 
@@ -170,7 +171,7 @@ t.test('create, list, delete; a route in use cannot be deleted; metadata of a sp
 
 t.test('shadow traffic: errors and slowness never reach the primary; agreement is measured', async (t) => {
   const { app, executor, repository } = await buildGateway(t, { ...files, 'one-again.onnx': scaleModel(1) }, {
-    models: [...models, { name: 'one-again', path: 'one-again.onnx' }],
+    models: [...models, { name: 'one-again', path: 'one-again.onnx', batching: false }],
     routes: [
       { key: 'same', split: split({ one: 1 }, { shadow: { target: 'one-again', percent: 100 } }) },
       { key: 'differs', split: split({ one: 1 }, { shadow: { target: 'two', percent: 100 } }) },

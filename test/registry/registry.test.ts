@@ -7,7 +7,8 @@ function models(count: number, extra: Record<string, unknown> = {}) {
   const list = [];
   for (let i = 1; i <= count; i++) {
     files[`m${i}.onnx`] = scaleModel(i);
-    list.push({ name: `m${i}`, path: `m${i}.onnx`, ...extra });
+    // One run per request, so the tests can count and hold runs; batching has its own tests.
+    list.push({ name: `m${i}`, path: `m${i}.onnx`, batching: false, ...extra });
   }
   return { files, list };
 }
@@ -95,7 +96,7 @@ t.test('a busy model is drained so a waiting load is not starved', async (t) => 
 });
 
 t.test('50 concurrent requests on a cold model load it once', async (t) => {
-  const { app, executor } = await buildGateway(t, { 'a.onnx': scaleModel(2) }, { models: [{ name: 'a', path: 'a.onnx' }] });
+  const { app, executor } = await buildGateway(t, { 'a.onnx': scaleModel(2) }, { models: [{ name: 'a', path: 'a.onnx', batching: false }] });
   const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => infer(app, 'a', request(i))));
   t.same(responses.map((response) => response.json().outputs[0].data[0]), Array.from({ length: 50 }, (_, i) => 2 * i));
   t.equal(executor.attempts.get('a'), 1);
@@ -169,7 +170,7 @@ t.test('pinned models load at start-up and are never evicted', async (t) => {
 });
 
 t.test('an admin unload waits for in-flight requests, then releases the session', async (t) => {
-  const { app, executor } = await buildGateway(t, { 'a.onnx': scaleModel(2) }, { models: [{ name: 'a', path: 'a.onnx' }] });
+  const { app, executor } = await buildGateway(t, { 'a.onnx': scaleModel(2) }, { models: [{ name: 'a', path: 'a.onnx', batching: false }] });
   t.equal((await infer(app, 'a', request(1))).statusCode, 200);
   const open = executor.hold();
   const inFlight = infer(app, 'a', request(3));

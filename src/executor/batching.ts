@@ -1,0 +1,167 @@
+/**
+ * Dynamic batching, as Triton does it: requests for the same model whose
+ * inputs share a dynamic first dimension are concatenated along it, run
+ * once, and the outputs split back, row for row, to each request.
+ *
+ * A batch forms from the requests waiting when it is flushed: at the end of
+ * the current event-loop turn (maxQueueDelayMicros 0, the default: no added
+ * latency, and under load every request that arrived while the last batch
+ * ran), or after the delay, or as soon as maxBatchSize rows wait.
+ */
+import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
+import { allocate } from '../protocol/datatypes.ts';
+import type { Signature, Tensor, TensorData, TensorMap } from '../protocol/types.ts';
+import type { Executor, LoadedModel } from './types.ts';
+
+/** Whether every input and output of the signature has a dynamic first dimension to batch along. */
+export function canBatch(signature: Signature): boolean {
+  return [...signature.inputs, ...signature.outputs].every((spec) => spec.shape.length >= 1 && spec.shape[0] === -1);
+}
+
+/** Wraps an executor so the models it loads batch as their configuration says. */
+export class BatchingExecutor implements Executor {
+  readonly #inner: Executor;
+  readonly #observe: BatchObserver | undefined;
+
+  /** @param observe told the rows and requests of every batch run. */
+  constructor(inner: Executor, observe?: BatchObserver) {
+    this.#inner = inner;
+    this.#observe = observe;
+  }
+
+  async load(model: ModelConfig): Promise<LoadedModel> {
+    const loaded = await this.#inner.load(model);
+    const options = model.batching;
+    if (options === false || options.maxBatchSize <= 1 || !canBatch(loaded.signature)) return loaded;
+    const observe = this.#observe;
+    return new BatchingModel(loaded, options, observe === undefined ? undefined : (rows, requests) => observe(model.name, rows, requests));
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}
+
+interface Pending {
+  readonly inputs: TensorMap;
+  readonly outputs: readonly string[];
+  readonly rows: number;
+  resolve(outputs: TensorMap): void;
+  reject(error: unknown): void;
+}
+
+/** Observed batches, for metrics and tests. */
+export type BatchObserver = (model: string, rows: number, requests: number) => void;
+
+class BatchingModel implements LoadedModel {
+  readonly signature: Signature;
+  readonly #inner: LoadedModel;
+  readonly #options: BatchingOptions;
+  /** Waiting requests by compatibility key: the same trailing dimensions and outputs. */
+  readonly #queues = new Map<string, Pending[]>();
+  readonly #observe: ((rows: number, requests: number) => void) | undefined;
+  #scheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(inner: LoadedModel, options: BatchingOptions, observe?: (rows: number, requests: number) => void) {
+    this.#inner = inner;
+    this.#options = options;
+    this.#observe = observe;
+    this.signature = inner.signature;
+  }
+
+  run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
+    const first = inputs.values().next().value as Tensor;
+    const rows = first.shape[0] as number;
+    if (rows >= this.#options.maxBatchSize || [...inputs.values()].some((tensor) => tensor.shape[0] !== rows)) {
+      return this.#inner.run(inputs, outputs);
+    }
+    const key = [...inputs].map(([name, tensor]) => `${name}:${tensor.shape.slice(1).join('x')}`).join(';') + `|${outputs.join(',')}`;
+    return new Promise((resolve, reject) => {
+      const queue = this.#queues.get(key) ?? [];
+      queue.push({ inputs, outputs, rows, resolve, reject });
+      this.#queues.set(key, queue);
+      if (queue.reduce((sum, pending) => sum + pending.rows, 0) >= this.#options.maxBatchSize) this.#flush();
+      else this.#schedule();
+    });
+  }
+
+  release(): Promise<void> {
+    return this.#inner.release();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    const delay = this.#options.maxQueueDelayMicros;
+    if (delay === 0) setImmediate(() => this.#flush());
+    else this.#timer = setTimeout(() => this.#flush(), delay / 1000);
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    clearTimeout(this.#timer);
+    for (const [key, queue] of this.#queues) {
+      this.#queues.delete(key);
+      while (queue.length > 0) {
+        const batch: Pending[] = [];
+        let rows = 0;
+        while (queue.length > 0 && rows + (queue[0] as Pending).rows <= this.#options.maxBatchSize) {
+          const next = queue.shift() as Pending;
+          batch.push(next);
+          rows += next.rows;
+        }
+        void this.#runBatch(batch, rows);
+      }
+    }
+  }
+
+  async #runBatch(batch: Pending[], rows: number): Promise<void> {
+    this.#observe?.(rows, batch.length);
+    if (batch.length === 1) {
+      const only = batch[0] as Pending;
+      this.#inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);
+      return;
+    }
+    try {
+      const inputs: TensorMap = new Map();
+      for (const name of (batch[0] as Pending).inputs.keys()) {
+        inputs.set(name, concat(batch.map((pending) => pending.inputs.get(name) as Tensor), rows));
+      }
+      const results = await this.#inner.run(inputs, (batch[0] as Pending).outputs);
+      const parts = batch.map(() => new Map() as TensorMap);
+      for (const [name, tensor] of results) {
+        if (tensor.shape[0] !== rows) throw new Error(`output '${name}' has ${tensor.shape[0]} rows for a batch of ${rows}: set batching: false for this model`);
+        split(tensor, batch.map((pending) => pending.rows)).forEach((part, index) => (parts[index] as TensorMap).set(name, part));
+      }
+      batch.forEach((pending, index) => pending.resolve(parts[index] as TensorMap));
+    } catch (error) {
+      for (const pending of batch) pending.reject(error);
+    }
+  }
+}
+
+function concat(tensors: readonly Tensor[], rows: number): Tensor {
+  const first = tensors[0] as Tensor;
+  const shape = [rows, ...first.shape.slice(1)];
+  if (Array.isArray(first.data)) return { datatype: first.datatype, shape, data: tensors.flatMap((tensor) => tensor.data as string[]) };
+  const data = allocate(first.datatype, tensors.reduce((sum, tensor) => sum + tensor.data.length, 0)) as Exclude<TensorData, string[]>;
+  let offset = 0;
+  for (const tensor of tensors) {
+    (data as Uint8Array).set(tensor.data as Uint8Array, offset);
+    offset += tensor.data.length;
+  }
+  return { datatype: first.datatype, shape, data };
+}
+
+function split(tensor: Tensor, rows: readonly number[]): Tensor[] {
+  const total = rows.reduce((a, b) => a + b, 0);
+  const width = total === 0 ? 0 : tensor.data.length / total;
+  let offset = 0;
+  return rows.map((count) => {
+    const start = offset * width;
+    offset += count;
+    const data = Array.isArray(tensor.data) ? tensor.data.slice(start, start + count * width) : (tensor.data as Uint8Array).slice(start, start + count * width);
+    return { datatype: tensor.datatype, shape: [count, ...tensor.shape.slice(1)], data: data as TensorData };
+  });
+}
