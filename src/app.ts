@@ -58,8 +58,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
   installErrorHandling(app);
-  // Only JSON bodies are part of the protocol: anything else is 415, not parsed as text.
+  // JSON, or bytes for the binary tensor extension: anything else is 415, not parsed as text.
   app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
   app.addSchema(ErrorBody);
   app.addSchema(InferRequestBody);
 
@@ -93,7 +94,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     plugins: await loadPlugins(config.plugins),
     observer: metrics,
   });
-  const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: [] });
+  const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data'] });
 
   let adminToken = config.admin.token;
   if (adminToken === undefined) {

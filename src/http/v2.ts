@@ -3,6 +3,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
+import { HEADER_LENGTH } from '../protocol/binary.ts';
 import type { DataPlane } from '../protocol/dataplane.ts';
 import {
   errors, InferRequestBody, InferResponseBody, Key, LiveResponse, ModelMetadataResponse,
@@ -48,15 +49,24 @@ export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane }> = async (app
   app.post<{ Params: KeyParams }>('/v2/models/:key/infer', {
     validatorCompiler: validatedInHandler,
     schema: {
-      tags: ['inference'], summary: 'Run inference on a key (V2 JSON tensors).', params: Key, body: Type.Ref(InferRequestBody),
+      tags: ['inference'],
+      summary: 'Run inference on a key: V2 JSON tensors, or Triton\'s binary tensor extension.',
+      description: 'Binary extension: Content-Type application/octet-stream, Inference-Header-Content-Length N; the body is N bytes of this JSON (binary inputs carry parameters.binary_data_size instead of data), then the inputs\' little-endian bytes in order (BYTES: 4-byte length + bytes each). With N = 0 (or no header) the body is the single input\'s raw data. Outputs with parameters.binary_data (or all, with request parameter binary_data_output) come back the same way, with the response header Inference-Header-Content-Length.',
+      consumes: ['application/json', 'application/octet-stream'],
+      params: Key,
+      headers: Type.Object({ [HEADER_LENGTH]: Type.Optional(Type.String({ description: 'Binary extension: length of the JSON header at the start of the body.' })) }),
+      body: Type.Ref(InferRequestBody),
       response: { 200: InferResponseBody, ...errors(400, 404, 413, 415, 500, 503) },
     },
   }, async (request, reply) => {
-    const { body, context } = await dataPlane.infer(request.params.key, request.body, (name) => {
+    const header = (name: string) => {
       const value = request.headers[name.toLowerCase()];
       return Array.isArray(value) ? value[0] : value;
-    });
+    };
+    const payload = Buffer.isBuffer(request.body) ? { binary: request.body, headerLength: header(HEADER_LENGTH) } : { json: request.body };
+    const { body, headerLength, context } = await dataPlane.infer(request.params.key, payload, header);
     if (context.decisions.length > 0) reply.header('x-modelgate-variant', context.decisions.join(','));
-    return reply.type('application/json; charset=utf-8').send(body);
+    if (headerLength === undefined) return reply.type('application/json; charset=utf-8').send(body);
+    return reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength)).send(body);
   });
 };

@@ -5,9 +5,10 @@
  */
 import { KeyNotFoundError } from '../errors.ts';
 import type { InferContext, Target, TargetTable } from '../routing/target.ts';
+import { decodeRawBody, splitBody } from './binary.ts';
 import { decodeInferRequest } from './decode.ts';
 import { encodeInferResponse } from './encode.ts';
-import type { TensorSpec } from './types.ts';
+import type { InferRequest, TensorSpec } from './types.ts';
 
 /** V2 model metadata. */
 export interface ModelMetadata {
@@ -24,10 +25,17 @@ export interface ServerMetadata {
   readonly extensions: readonly string[];
 }
 
+/** A request body as it arrived: parsed JSON, or the bytes of a binary-extension request. */
+export type InferPayload =
+  | { readonly json: unknown }
+  | { readonly binary: Buffer; readonly headerLength: string | undefined };
+
 /** An encoded response, with what the HTTP layer reports beside it. */
 export interface InferReply {
-  /** The V2 JSON response text. */
-  readonly body: string;
+  /** The V2 JSON response text, or JSON header and binary tensors. */
+  readonly body: string | Buffer;
+  /** Set when the body is binary: the length of its JSON header. */
+  readonly headerLength?: number;
   readonly context: InferContext;
 }
 
@@ -71,11 +79,21 @@ export class DataPlane {
    * encodes the answer. The target table is read once: the whole request is
    * served by the snapshot it started with.
    */
-  async infer(key: string, body: unknown, header: InferContext['header']): Promise<InferReply> {
+  async infer(key: string, payload: InferPayload, header: InferContext['header']): Promise<InferReply> {
     const target = this.target(key);
-    const request = decodeInferRequest(body, await target.signature());
+    const signature = await target.signature();
+    let request: InferRequest;
+    if ('json' in payload) {
+      request = decodeInferRequest(payload.json, signature);
+    } else {
+      const split = splitBody(payload.binary, payload.headerLength);
+      request = split === undefined ? { inputs: decodeRawBody(payload.binary, signature) } : decodeInferRequest(split.header, signature, split.reader);
+    }
     const context: InferContext = { decisions: [], header };
     const result = await target.infer(request, context);
-    return { body: encodeInferResponse(result, request.id), context };
+    const { json, blobs } = encodeInferResponse(result, request.id, request.binaryOutputs);
+    if (blobs.length === 0) return { body: json, context };
+    const head = Buffer.from(json, 'utf8');
+    return { body: Buffer.concat([head, ...blobs]), headerLength: head.length, context };
   }
 }

@@ -4,6 +4,7 @@
  * names the field or tensor at fault.
  */
 import { InvalidInputError } from '../errors.ts';
+import type { BinaryReader } from './binary.ts';
 import { allocate, convertElement, isDatatype } from './datatypes.ts';
 import type { Datatype, InferRequest, Signature, Tensor, TensorData, TensorMap, TensorSpec } from './types.ts';
 
@@ -28,8 +29,11 @@ function checkFields(value: Record<string, unknown>, allowed: ReadonlySet<string
   }
 }
 
-/** Decodes `body` (a parsed JSON value) for a target with the given signature. */
-export function decodeInferRequest(body: unknown, signature: Signature): InferRequest {
+/**
+ * Decodes `body` (a parsed JSON value, or the JSON header of a binary
+ * request, whose binary inputs `reader` reads) for a target with the given signature.
+ */
+export function decodeInferRequest(body: unknown, signature: Signature, reader?: BinaryReader): InferRequest {
   if (!isObject(body)) invalid('request body must be a JSON object');
   checkFields(body, REQUEST_FIELDS, 'request');
   if (body.id !== undefined && typeof body.id !== 'string') invalid("request: 'id' must be a string");
@@ -46,18 +50,34 @@ export function decodeInferRequest(body: unknown, signature: Signature): InferRe
     if (spec === undefined) invalid(`${where} is not an input of this model (inputs: ${names(signature.inputs)})`);
     if (inputs.has(input.name)) invalid(`${where} appears more than once`);
     checkFields(input, INPUT_FIELDS, where);
-    inputs.set(input.name, decodeTensor(input, spec, where));
+    inputs.set(input.name, decodeTensor(input, spec, where, reader));
   });
+  reader?.finish();
   const missing = signature.inputs.filter((spec) => !inputs.has(spec.name));
   if (missing.length > 0) invalid(`missing input${missing.length > 1 ? 's' : ''} ${missing.map((spec) => `'${spec.name}'`).join(', ')}`);
 
   const outputs = body.outputs === undefined ? undefined : decodeOutputs(body.outputs, signature);
+  const parameters = body.parameters as Record<string, unknown> | undefined;
+  if (parameters?.binary_data_output !== undefined && typeof parameters.binary_data_output !== 'boolean') invalid("request: 'binary_data_output' must be a boolean");
+  const binary = parameters?.binary_data_output === true ? 'all' as const : binaryOutputs(body.outputs);
   return {
     inputs,
     ...(body.id === undefined ? {} : { id: body.id as string }),
     ...(outputs === undefined ? {} : { outputs }),
-    ...(body.parameters === undefined ? {} : { parameters: body.parameters as Record<string, unknown> }),
+    ...(parameters === undefined ? {} : { parameters }),
+    ...(binary === undefined ? {} : { binaryOutputs: binary }),
   };
+}
+
+/** Outputs asked for in binary form (`parameters.binary_data`), if any. */
+function binaryOutputs(outputs: unknown): ReadonlySet<string> | undefined {
+  const chosen = new Set<string>();
+  for (const output of (outputs ?? []) as Array<{ name: string; parameters?: { binary_data?: unknown } }>) {
+    const flag = output.parameters?.binary_data;
+    if (flag !== undefined && typeof flag !== 'boolean') invalid(`requested output '${output.name}': 'binary_data' must be a boolean`);
+    if (flag === true) chosen.add(output.name);
+  }
+  return chosen.size === 0 ? undefined : chosen;
 }
 
 function decodeOutputs(outputs: unknown, signature: Signature): string[] {
@@ -106,9 +126,15 @@ export function checkTensor(tensor: Tensor, spec: TensorSpec, where: string): vo
   checkDims(tensor.shape, spec, where);
 }
 
-function decodeTensor(input: Record<string, unknown>, spec: TensorSpec, where: string): Tensor {
+function decodeTensor(input: Record<string, unknown>, spec: TensorSpec, where: string, reader: BinaryReader | undefined): Tensor {
   const { shape, datatype, count } = checkShape(input.shape, input.datatype, spec, where);
   if (input.parameters !== undefined && !isObject(input.parameters)) invalid(`${where}: 'parameters' must be an object`);
+  const binarySize = (input.parameters as Record<string, unknown> | undefined)?.binary_data_size;
+  if (binarySize !== undefined) {
+    if (reader === undefined) invalid(`${where}: binary_data_size needs the binary extension (Content-Type application/octet-stream and Inference-Header-Content-Length)`);
+    if (input.data !== undefined) invalid(`${where}: has both 'data' and binary_data_size`);
+    return { datatype, shape, data: reader.read(binarySize, datatype, count, where) };
+  }
   if (input.data === undefined) invalid(`${where}: 'data' is missing`);
   const data = allocate(datatype, count);
   const raw = input.data;

@@ -3,17 +3,29 @@
  * join far faster than a generic serializer walks them, and 64-bit integers
  * stay exact.
  */
+import { toBytes } from './binary.ts';
 import { halfToFloat } from './datatypes.ts';
 import type { InferResult, Tensor } from './types.ts';
 
-/** The JSON text of a V2 response carrying `result`, echoing the request's `id`. */
-export function encodeInferResponse(result: InferResult, id: string | undefined): string {
+/**
+ * A V2 response carrying `result`, echoing the request's `id`: the JSON text
+ * and, for outputs asked for in binary form, their bytes to follow it in order.
+ */
+export function encodeInferResponse(result: InferResult, id: string | undefined, binary?: ReadonlySet<string> | 'all'): { json: string; blobs: Buffer[] } {
   const parts: string[] = [];
+  const blobs: Buffer[] = [];
   for (const [name, tensor] of result.outputs) {
-    parts.push(`{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}],"data":${encodeData(tensor)}}`);
+    const head = `{"name":${JSON.stringify(name)},"datatype":"${tensor.datatype}","shape":[${tensor.shape.join(',')}]`;
+    if (binary === 'all' || binary?.has(name) === true) {
+      const bytes = toBytes(tensor);
+      blobs.push(bytes);
+      parts.push(`${head},"parameters":{"binary_data_size":${bytes.length}}}`);
+    } else {
+      parts.push(`${head},"data":${encodeData(tensor)}}`);
+    }
   }
   const idPart = id === undefined ? '' : `,"id":${JSON.stringify(id)}`;
-  return `{"model_name":${JSON.stringify(result.modelName)}${idPart},"outputs":[${parts.join(',')}]}`;
+  return { json: `{"model_name":${JSON.stringify(result.modelName)}${idPart},"outputs":[${parts.join(',')}]}`, blobs };
 }
 
 /** A tensor's elements as a flat JSON array, row-major, as V2 writes them. */

@@ -48,6 +48,8 @@ export interface InferRequest {
   /** Output names the client asked for; undefined means all of them. */
   readonly outputs?: readonly string[];
   readonly parameters?: Readonly<Record<string, unknown>>;
+  /** Outputs to answer in binary form (Triton's binary extension): some, or all. */
+  readonly binaryOutputs?: ReadonlySet<string> | 'all';
 }
 
 /** The result of an inference, before encoding. */
