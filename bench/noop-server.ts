@@ -1,7 +1,7 @@
 /**
  * The HTTP ceiling: a fastify route that parses the same V2 JSON request and
  * answers a V2-shaped response of the same size, doing no inference.
- *   node bench/noop-server.ts <port>
+ *   node bench/noop-server.ts --port <port>
  */
 import Fastify from 'fastify';
 
@@ -12,4 +12,5 @@ app.post('/v2/models/:key/infer', async (request, reply) => {
   if (!Array.isArray(body.inputs)) return reply.code(400).send({ error: 'inputs' });
   return reply.type('application/json; charset=utf-8').send(answer);
 });
-await app.listen({ host: '127.0.0.1', port: Number(process.argv[2] ?? 8090) });
+const at = process.argv.indexOf('--port');
+await app.listen({ host: '127.0.0.1', port: at === -1 ? 8090 : Number(process.argv[at + 1]) });

@@ -1,0 +1,237 @@
+/**
+ * `npm run bench`: the gateway against its ceilings, measured in one run.
+ * Each server runs in its own process; the load comes from this one
+ * (autocannon). Figures are medians of several rounds; ratios are to the
+ * baselines of the same run, never absolute targets. Writes bench/results.json.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import { request } from 'undici';
+import * as ort from 'onnxruntime-node';
+import { buildModel } from '../src/onnx/builder.ts';
+import { demoModels } from '../src/demo/build-models.ts';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const ROOT = path.resolve(import.meta.dirname, '..');
+const work = mkdtempSync(path.join(tmpdir(), 'modelgate-bench-'));
+
+/** A float32 MLP in -> hidden -> out with ReLU, deterministic weights. */
+function mlp(input: number, hidden: number, output: number, seed: number): Uint8Array {
+  const weights = (n: number, scale: number) => Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed) * scale);
+  return buildModel({
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', input] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', output] }],
+    initializers: [
+      { name: 'W1', type: 'float32', dims: [input, hidden], values: weights(input * hidden, 1 / Math.sqrt(input)) },
+      { name: 'B1', type: 'float32', dims: [hidden], values: weights(hidden, 0.1) },
+      { name: 'W2', type: 'float32', dims: [hidden, output], values: weights(hidden * output, 1 / Math.sqrt(hidden)) },
+      { name: 'B2', type: 'float32', dims: [output], values: weights(output, 0.1) },
+    ],
+    nodes: [
+      { op: 'Gemm', inputs: ['x', 'W1', 'B1'], outputs: ['h'] },
+      { op: 'Relu', inputs: ['h'], outputs: ['r'] },
+      { op: 'Gemm', inputs: ['r', 'W2', 'B2'], outputs: ['y'] },
+    ],
+  });
+}
+
+const models = new Map<string, Uint8Array>([
+  ['tiny.onnx', demoModels().get('iris/v2.onnx') as Uint8Array],
+  ['mlp.onnx', mlp(512, 2048, 512, 1)],
+  ['big-identity.onnx', buildModel({ inputs: [{ name: 'x', type: 'float32', shape: ['n'] }], outputs: [{ name: 'y', type: 'float32', shape: ['n'] }], nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }] })],
+  ...Array.from({ length: 8 }, (_, i) => [`t${i}.onnx`, mlp(256, 1024, 256, i + 10)] as [string, Uint8Array]),
+]);
+for (const [file, bytes] of models) writeFileSync(path.join(work, file), bytes);
+
+function config(name: string, document: Record<string, unknown>): string {
+  const file = path.join(work, `${name}.json`);
+  writeFileSync(file, JSON.stringify({ modelRepository: '.', admin: { token: 'bench-token-0123456789' }, server: { logLevel: 'warn' }, ...document }));
+  return file;
+}
+
+let nextPort = 18700;
+async function start(args: string[]): Promise<{ url: string; child: ChildProcess }> {
+  const port = nextPort++;
+  const child = spawn(process.execPath, [...args, '--port', String(port)], { stdio: ['ignore', 'ignore', 'inherit'], cwd: ROOT });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      // Any answer means it listens (the no-op server has no health route).
+      await fetch(`${url}/v2/health/live`);
+      return { url, child };
+    } catch { /* not yet */ }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`server ${args.join(' ')} did not start`);
+}
+
+function gateway(name: string, document: Record<string, unknown>) {
+  return start([path.join(ROOT, 'src/cli.ts'), 'serve', '--config', config(name, document)]);
+}
+
+interface Load { requests: number; p50: number; p99: number; errors: number }
+
+async function load(url: string, options: { connections: number; body?: string | Buffer; headers?: Record<string, string>; paths?: () => string; path?: string }): Promise<Load> {
+  const results: Load[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const result = await autocannon({
+      url: `${url}${options.path ?? ''}`,
+      connections: options.connections,
+      duration: SECONDS,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...options.headers },
+      ...(options.body === undefined ? {} : { body: options.body }),
+      ...(options.paths === undefined ? {} : { requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, path: (options.paths as () => string)() }) }] }),
+    });
+    results.push({ requests: result.requests.average, p50: result.latency.p50 * 1000, p99: result.latency.p99 * 1000, errors: result.errors + result.non2xx });
+  }
+  const median = (pick: (load: Load) => number) => results.map(pick).sort((a, b) => a - b)[Math.floor(results.length / 2)] as number;
+  return { requests: median((r) => r.requests), p50: median((r) => r.p50), p99: median((r) => r.p99), errors: results.reduce((sum, r) => sum + r.errors, 0) };
+}
+
+/** Latency of sequential requests (concurrency 1), in µs: autocannon's histogram has only millisecond resolution. */
+async function sequentialLatency(url: string, body: string): Promise<{ p50: number; p99: number }> {
+  const samples: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const until = performance.now() + SECONDS * 1000;
+    while (performance.now() < until) {
+      const begin = performance.now();
+      const response = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      await response.body.dump();
+      samples.push((performance.now() - begin) * 1000);
+    }
+  }
+  samples.sort((a, b) => a - b);
+  return { p50: samples[Math.floor(samples.length * 0.5)] as number, p99: samples[Math.floor(samples.length * 0.99)] as number };
+}
+
+/** Runs of raw onnxruntime in this process, per second, at a batch size. */
+async function rawRuns(file: string, width: number, batch: number): Promise<number> {
+  const session = await ort.InferenceSession.create(path.join(work, file), { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const feeds = { [session.inputNames[0] as string]: new ort.Tensor('float32', new Float32Array(batch * width).fill(0.5), [batch, width]) };
+  const rates: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    let runs = 0;
+    const until = performance.now() + SECONDS * 1000;
+    while (performance.now() < until) {
+      await session.run(feeds);
+      runs += 1;
+    }
+    rates.push(runs / SECONDS);
+  }
+  await session.release();
+  return rates.sort((a, b) => a - b)[Math.floor(rates.length / 2)] as number;
+}
+
+function binaryBody(rows: number, width: number): { body: Buffer; headers: Record<string, string> } {
+  const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, width], parameters: { binary_data_size: rows * width * 4 } }], outputs: [{ name: 'y', parameters: { binary_data: true } }] }));
+  const data = Buffer.from(new Float32Array(rows * width).fill(0.5).buffer);
+  return { body: Buffer.concat([header, data]), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } };
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((sum, match) => sum + Number(match[1]), 0);
+}
+
+const results: Record<string, unknown> = { rounds: ROUNDS, seconds: SECONDS, node: process.version };
+const table: Array<[string, string, string]> = [];
+const row = (what: string, value: string, ratio = '') => { table.push([what, value, ratio]); process.stderr.write(`${what}: ${value} ${ratio}\n`); };
+const children: ChildProcess[] = [];
+const started = async (promise: ReturnType<typeof start>) => { const server = await promise; children.push(server.child); return server.url; };
+
+try {
+  const tinyJson = JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [6.7, 3.0, 5.2, 2.3] }] });
+  // 1. HTTP ceiling.
+  const noop = await started(start([path.join(ROOT, 'bench/noop-server.ts')]));
+  const ceiling = await load(noop, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
+  const ceilingLatency = await sequentialLatency(`${noop}/v2/models/tiny/infer`, tinyJson);
+  row('1. HTTP ceiling (no-op route), c=32', `${ceiling.requests.toFixed(0)} req/s`);
+  row('1. HTTP ceiling, c=1 latency', `p50 ${ceilingLatency.p50.toFixed(0)} µs, p99 ${ceilingLatency.p99.toFixed(0)} µs`);
+  results.httpCeiling = { c32: ceiling, c1: ceilingLatency };
+
+  // 2. Compute ceiling.
+  const tinyRaw = await rawRuns('tiny.onnx', 4, 1);
+  const mlpRaw1 = await rawRuns('mlp.onnx', 512, 1);
+  const mlpRaw64 = await rawRuns('mlp.onnx', 512, 64);
+  row('2. raw onnxruntime, tiny model, batch 1', `${tinyRaw.toFixed(0)} runs/s`);
+  row('2. raw onnxruntime, MLP 512-2048-512, batch 1', `${mlpRaw1.toFixed(0)} rows/s`);
+  row('2. raw onnxruntime, MLP, batch 64', `${(mlpRaw64 * 64).toFixed(0)} rows/s`);
+  results.computeCeiling = { tinyRunsPerSecond: tinyRaw, mlpRowsPerSecondBatch1: mlpRaw1, mlpRowsPerSecondBatch64: mlpRaw64 * 64 };
+
+  // 3. Tiny model through the gateway, JSON.
+  const tiny = await started(gateway('tiny', { models: [{ name: 'tiny', path: 'tiny.onnx' }] }));
+  const tinyLoad = await load(tiny, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
+  const tinyLatency = await sequentialLatency(`${tiny}/v2/models/tiny/infer`, tinyJson);
+  row('3. gateway, tiny model, JSON, c=32', `${tinyLoad.requests.toFixed(0)} req/s`, `${(tinyLoad.requests / ceiling.requests).toFixed(2)} of (1)`);
+  row('3. gateway, tiny model, c=1 latency', `p50 ${tinyLatency.p50.toFixed(0)} µs, p99 ${tinyLatency.p99.toFixed(0)} µs`, `ceiling p50 ${ceilingLatency.p50.toFixed(0)} µs`);
+  results.tiny = { c32: tinyLoad, c1: tinyLatency, ratio: tinyLoad.requests / ceiling.requests };
+
+  // 4 and 7. Compute-bound model, single rows, c=64: batching off and on; event loop while it runs.
+  const mlpBody = binaryBody(1, 512);
+  for (const batching of [false, true]) {
+    const url = await started(gateway(`mlp-${batching}`, { models: [{ name: 'mlp', path: 'mlp.onnx', batching: batching ? { maxBatchSize: 64 } : false }] }));
+    let probing = true;
+    const health: number[] = [];
+    const probe = (async () => {
+      while (probing) {
+        const begin = performance.now();
+        await fetch(`${url}/v2/health/live`).then((response) => response.arrayBuffer());
+        health.push(performance.now() - begin);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    const binary = await load(url, { connections: 64, body: mlpBody.body, headers: mlpBody.headers, path: '/v2/models/mlp/infer' });
+    probing = false;
+    await probe;
+    const loopP99 = await metric(url, 'modelgate_nodejs_eventloop_lag_p99_seconds');
+    const json = await load(url, { connections: 64, body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data: new Array(512).fill(0.5) }] }), path: '/v2/models/mlp/infer' });
+    health.sort((a, b) => a - b);
+    const healthP99 = health[Math.floor(health.length * 0.99)] ?? 0;
+    const label = batching ? 'on' : 'off';
+    row(`4. gateway, MLP single rows, binary, c=64, batching ${label}`, `${binary.requests.toFixed(0)} rows/s`, `${(binary.requests / (mlpRaw64 * 64)).toFixed(2)} of raw batched`);
+    row(`4. gateway, MLP single rows, JSON, c=64, batching ${label}`, `${json.requests.toFixed(0)} rows/s`);
+    row(`7. event loop while (4) batching ${label}`, `loop delay p99 ${(loopP99 * 1000).toFixed(1)} ms, health p99 ${healthP99.toFixed(1)} ms`);
+    results[`mlpBatching_${label}`] = { binary, json, eventLoopDelayP99Ms: loopP99 * 1000, healthP99Ms: healthP99, ratioToRawBatched: binary.requests / (mlpRaw64 * 64) };
+  }
+
+  // 5. 1 MiB FP32 input, binary against JSON.
+  const big = await started(gateway('big', { models: [{ name: 'big', path: 'big-identity.onnx' }] }));
+  const floats = 262144;
+  const bigBinary = binaryBody(1, floats);
+  const bigBinaryBody = { ...bigBinary, body: Buffer.concat([Buffer.from(JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [floats], parameters: { binary_data_size: floats * 4 } }], outputs: [{ name: 'y', parameters: { binary_data: true } }] })), Buffer.alloc(floats * 4)]) };
+  bigBinaryBody.headers = { ...bigBinary.headers, 'inference-header-content-length': String(bigBinaryBody.body.length - floats * 4) };
+  const viaBinary = await load(big, { connections: 8, body: bigBinaryBody.body, headers: bigBinaryBody.headers, path: '/v2/models/big/infer' });
+  const viaJson = await load(big, { connections: 8, body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [floats], data: new Array(floats).fill(0.5) }] }), path: '/v2/models/big/infer' });
+  row('5. 1 MiB FP32 in and out, binary', `${viaBinary.requests.toFixed(1)} req/s`, `${(viaBinary.requests / viaJson.requests).toFixed(1)}x JSON`);
+  row('5. 1 MiB FP32 in and out, JSON', `${viaJson.requests.toFixed(1)} req/s`);
+  results.binaryVsJson = { binary: viaBinary, json: viaJson, ratio: viaBinary.requests / viaJson.requests };
+
+  // 6. Thrash: 8 models of a few MB, c=64, uniform keys at cap 2; Zipf-skewed keys at caps 2 and 8.
+  const thrashModels = Array.from({ length: 8 }, (_, i) => ({ name: `t${i}`, path: `t${i}.onnx` }));
+  const body256 = binaryBody(1, 256);
+  const zipfWeights = Array.from({ length: 8 }, (_, i) => 1 / (i + 1));
+  const zipfTotal = zipfWeights.reduce((a, b) => a + b, 0);
+  const zipf = () => {
+    let point = Math.random() * zipfTotal;
+    return zipfWeights.findIndex((weight) => (point -= weight) < 0);
+  };
+  for (const [label, cap, pick] of [['uniform, cap 2', 2, () => Math.floor(Math.random() * 8)], ['zipf, cap 2', 2, zipf], ['zipf, cap 8', 8, zipf]] as const) {
+    const url = await started(gateway(`thrash-${cap}-${label.slice(0, 4)}`, { registry: { maxResidentModels: cap }, models: thrashModels }));
+    const outcome = await load(url, { connections: 64, body: body256.body, headers: body256.headers, paths: () => `/v2/models/t${pick()}/infer` });
+    const loads = await metric(url, 'modelgate_model_loads_total');
+    const total = outcome.requests * SECONDS * ROUNDS;
+    row(`6. thrash, 8 models, ${label}, c=64`, `${outcome.requests.toFixed(0)} req/s, ${(loads / total * 1000).toFixed(1)} loads/1000 req, p99 ${(outcome.p99 / 1000).toFixed(1)} ms`);
+    results[`thrash_${label.replace(/[ ,]+/g, '_')}`] = { ...outcome, loadsPer1000: loads / total * 1000 };
+  }
+} finally {
+  for (const child of children) child.kill('SIGTERM');
+}
+
+writeFileSync(path.join(ROOT, 'bench/results.json'), `${JSON.stringify(results, null, 2)}\n`);
+const width = Math.max(...table.map(([what]) => what.length));
+process.stdout.write(`\n${table.map(([what, value, ratio]) => `${what.padEnd(width)}  ${value}${ratio === '' ? '' : `  (${ratio})`}`).join('\n')}\n\nbench/results.json written (medians of ${ROUNDS} rounds of ${SECONDS} s)\n`);
