@@ -94,7 +94,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     plugins: await loadPlugins(config.plugins),
     observer: metrics,
   });
-  const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data'] });
+  const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data'] }, config.server.defaultTimeoutMicros);
 
   let adminToken = config.admin.token;
   if (adminToken === undefined) {

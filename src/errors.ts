@@ -73,3 +73,15 @@ export const RouteConflictError = createError<'MG_ROUTE_CONFLICT', 409, [string]
 /** 412: If-Match named a version that is no longer current; nothing changed. */
 export const PreconditionFailedError = createError<'MG_PRECONDITION_FAILED', 412, [string]>(
   'MG_PRECONDITION_FAILED', '%s', 412);
+
+/** 503: too many requests wait for this model (its maxQueueSize); carries Retry-After. */
+export const QueueFullError = createError<'MG_QUEUE_FULL', 503, [string, string]>(
+  'MG_QUEUE_FULL', "Model '%s' has %s requests waiting or running, its maxQueueSize: try again shortly", 503);
+
+/** 504: the request's deadline (its timeout parameter, or the default) passed before it ran. */
+export const DeadlineExceededError = createError<'MG_DEADLINE_EXCEEDED', 504, [string]>(
+  'MG_DEADLINE_EXCEEDED', "The request's deadline passed while it waited for model '%s'; it did not run", 504);
+
+/** No answer is sent: the client went away, so its queued work was dropped. */
+export const RequestAbortedError = createError<'MG_REQUEST_ABORTED', 499, [string]>(
+  'MG_REQUEST_ABORTED', "The client went away; its request for model '%s' was dropped", 499);

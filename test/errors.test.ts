@@ -15,6 +15,9 @@ t.test('every error has an MG_ code and the status its name promises', async (t)
     InvalidRouteError: ['MG_INVALID_ROUTE', 400],
     RouteConflictError: ['MG_ROUTE_CONFLICT', 409],
     PreconditionFailedError: ['MG_PRECONDITION_FAILED', 412],
+    QueueFullError: ['MG_QUEUE_FULL', 503],
+    DeadlineExceededError: ['MG_DEADLINE_EXCEEDED', 504],
+    RequestAbortedError: ['MG_REQUEST_ABORTED', 499],
   };
   const constructors = Object.entries(errors).filter(([name]) => name.endsWith('Error') && name !== 'ConfigError');
   t.same(constructors.map(([name]) => name).sort(), Object.keys(expected).sort(), 'every error is listed here');

@@ -63,7 +63,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
         issues.push(`models[${index}].path: ${(error as Error).message}`);
       }
     }
-    return { name: model.name, path: model.path, file, keys: model.keys ?? [model.name], pinned: model.pinned, session: model.session, batching: model.batching };
+    return { name: model.name, path: model.path, file, keys: model.keys ?? [model.name], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize };
   });
   checkNamesAndKeys(models, issues);
   checkCaps(raw, issues);

@@ -16,6 +16,7 @@ export const ServerSchema = Type.Object({
   bodyLimitBytes: Type.Integer({ default: 64 * 1024 * 1024, minimum: 1024, description: 'Largest request body accepted, in bytes (413 beyond).' }),
   requestTimeoutMs: Type.Integer({ default: 120_000, minimum: 0, description: 'Most time to receive a whole request (ms); 0: none. Guards against slow clients.' }),
   keepAliveTimeoutMs: Type.Integer({ default: 72_000, minimum: 1, description: 'Idle keep-alive connections close after this (ms); longer than the 60 s idle timeout of common load balancers.' }),
+  defaultTimeoutMicros: Type.Optional(Type.Integer({ minimum: 1, description: 'Deadline of a request that sets no timeout parameter, in µs (as Triton\'s timeout): one still waiting for its model then gets 504 and never runs. Absent: no deadline.' })),
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0, description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish (ms) before the process exits.' }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'Log level; the MODELGATE_LOG_LEVEL environment variable overrides it.' }),
 }, { additionalProperties: false, default: {} });
@@ -51,6 +52,7 @@ export const ModelSchema = Type.Object({
   keys: Type.Optional(Type.Array(Name, { minItems: 1, description: 'Keys served by this model. Default: [name].' })),
   pinned: Type.Boolean({ default: false, description: 'Loaded at start-up and never evicted.' }),
   session: SessionOptionsSchema,
+  maxQueueSize: Type.Integer({ default: 1024, minimum: 1, description: 'Most requests waiting for or using this model at once; beyond it, 503 with Retry-After at once.' }),
   batching: Type.Union([Type.Literal(false), BatchingSchema], { default: {}, description: 'Dynamic batching along a dynamic first dimension (on by default for models whose inputs and outputs all have one); false turns it off.' }),
 }, { additionalProperties: false });
 
@@ -145,6 +147,7 @@ export interface ModelConfig {
   readonly pinned: boolean;
   readonly session: Readonly<SessionOptions>;
   readonly batching: false | Readonly<BatchingOptions>;
+  readonly maxQueueSize: number;
 }
 
 /** The validated, frozen configuration. */

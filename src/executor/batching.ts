@@ -11,7 +11,9 @@
 import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
 import { allocate } from '../protocol/datatypes.ts';
 import type { Signature, Tensor, TensorData, TensorMap } from '../protocol/types.ts';
+import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
 import type { Executor, LoadedModel } from './types.ts';
+import type { Waiting } from './waiting.ts';
 
 /** Whether every input and output of the signature has a dynamic first dimension to batch along. */
 export function canBatch(signature: Signature): boolean {
@@ -34,7 +36,7 @@ export class BatchingExecutor implements Executor {
     const options = model.batching;
     if (options === false || options.maxBatchSize <= 1 || !canBatch(loaded.signature)) return loaded;
     const observe = this.#observe;
-    return new BatchingModel(loaded, options, observe === undefined ? undefined : (rows, requests) => observe(model.name, rows, requests));
+    return new BatchingModel(model.name, loaded, options, observe === undefined ? undefined : (rows, requests) => observe(model.name, rows, requests));
   }
 
   close(): Promise<void> {
@@ -46,6 +48,7 @@ interface Pending {
   readonly inputs: TensorMap;
   readonly outputs: readonly string[];
   readonly rows: number;
+  readonly waiting: Waiting;
   resolve(outputs: TensorMap): void;
   reject(error: unknown): void;
 }
@@ -55,6 +58,7 @@ export type BatchObserver = (model: string, rows: number, requests: number) => v
 
 class BatchingModel implements LoadedModel {
   readonly signature: Signature;
+  readonly #name: string;
   readonly #inner: LoadedModel;
   readonly #options: BatchingOptions;
   /** Waiting requests by compatibility key: the same trailing dimensions and outputs. */
@@ -63,14 +67,15 @@ class BatchingModel implements LoadedModel {
   #scheduled = false;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(inner: LoadedModel, options: BatchingOptions, observe?: (rows: number, requests: number) => void) {
+  constructor(name: string, inner: LoadedModel, options: BatchingOptions, observe?: (rows: number, requests: number) => void) {
+    this.#name = name;
     this.#inner = inner;
     this.#options = options;
     this.#observe = observe;
     this.signature = inner.signature;
   }
 
-  run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
+  run(inputs: TensorMap, outputs: readonly string[], waiting: Waiting = {}): Promise<TensorMap> {
     const first = inputs.values().next().value as Tensor;
     const rows = first.shape[0] as number;
     if (rows >= this.#options.maxBatchSize || [...inputs.values()].some((tensor) => tensor.shape[0] !== rows)) {
@@ -79,8 +84,16 @@ class BatchingModel implements LoadedModel {
     const key = [...inputs].map(([name, tensor]) => `${name}:${tensor.shape.slice(1).join('x')}`).join(';') + `|${outputs.join(',')}`;
     return new Promise((resolve, reject) => {
       const queue = this.#queues.get(key) ?? [];
-      queue.push({ inputs, outputs, rows, resolve, reject });
+      const pending: Pending = { inputs, outputs, rows, waiting, resolve, reject };
+      queue.push(pending);
       this.#queues.set(key, queue);
+      // A client that goes away takes its request out of the queue.
+      waiting.signal?.addEventListener('abort', () => {
+        const index = this.#queues.get(key)?.indexOf(pending) ?? -1;
+        if (index === -1) return;
+        this.#queues.get(key)?.splice(index, 1);
+        reject(new RequestAbortedError(this.#name));
+      }, { once: true });
       if (queue.reduce((sum, pending) => sum + pending.rows, 0) >= this.#options.maxBatchSize) this.#flush();
       else this.#schedule();
     });
@@ -101,8 +114,14 @@ class BatchingModel implements LoadedModel {
   #flush(): void {
     this.#scheduled = false;
     clearTimeout(this.#timer);
-    for (const [key, queue] of this.#queues) {
+    const now = performance.now();
+    for (const [key, waiting] of this.#queues) {
       this.#queues.delete(key);
+      const queue = waiting.filter((pending) => {
+        const expired = pending.waiting.deadline !== undefined && now >= pending.waiting.deadline;
+        if (expired) pending.reject(new DeadlineExceededError(this.#name));
+        return !expired;
+      });
       while (queue.length > 0) {
         const batch: Pending[] = [];
         let rows = 0;

@@ -5,12 +5,13 @@
  */
 import type { ModelConfig } from '../config/schema.ts';
 import type { Signature, TensorMap } from '../protocol/types.ts';
+import type { Waiting } from './waiting.ts';
 
 /** A model whose session is open. */
 export interface LoadedModel {
   readonly signature: Signature;
-  /** Runs the model; resolves with the named outputs, in the order asked for. */
-  run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap>;
+  /** Runs the model; resolves with the named outputs, in the order asked for. A run still queued when `waiting` says stop is rejected. */
+  run(inputs: TensorMap, outputs: readonly string[], waiting?: Waiting): Promise<TensorMap>;
   /** Frees the session. Called exactly once, after the last run has finished. */
   release(): Promise<void>;
 }

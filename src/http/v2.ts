@@ -64,7 +64,10 @@ export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane }> = async (app
       return Array.isArray(value) ? value[0] : value;
     };
     const payload = Buffer.isBuffer(request.body) ? { binary: request.body, headerLength: header(HEADER_LENGTH) } : { json: request.body };
-    const { body, headerLength, context } = await dataPlane.infer(request.params.key, payload, header);
+    // A client that goes away before its answer drops its queued work.
+    const gone = new AbortController();
+    reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
+    const { body, headerLength, context } = await dataPlane.infer(request.params.key, payload, header, gone.signal);
     if (context.decisions.length > 0) reply.header('x-modelgate-variant', context.decisions.join(','));
     if (headerLength === undefined) return reply.type('application/json; charset=utf-8').send(body);
     return reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength)).send(body);

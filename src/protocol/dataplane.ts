@@ -3,8 +3,9 @@
  * of HTTP; the REST layer adapts it (as KServe's dataplane.py is apart from
  * its endpoints).
  */
-import { KeyNotFoundError } from '../errors.ts';
+import { InvalidInputError, KeyNotFoundError } from '../errors.ts';
 import type { InferContext, Target, TargetTable } from '../routing/target.ts';
+import { untilStopped } from '../executor/waiting.ts';
 import { decodeRawBody, splitBody } from './binary.ts';
 import { decodeInferRequest } from './decode.ts';
 import { encodeInferResponse } from './encode.ts';
@@ -44,10 +45,16 @@ export class DataPlane {
   readonly #metadata: ServerMetadata;
   #ready = false;
 
-  /** @param targets returns the current target table; each call may see a newer snapshot. */
-  constructor(targets: () => TargetTable, metadata: ServerMetadata) {
+  readonly #defaultTimeoutMicros: number | undefined;
+
+  /**
+   * @param targets returns the current target table; each call may see a newer snapshot.
+   * @param defaultTimeoutMicros deadline of requests that set no `timeout` parameter.
+   */
+  constructor(targets: () => TargetTable, metadata: ServerMetadata, defaultTimeoutMicros?: number) {
     this.#targets = targets;
     this.#metadata = metadata;
+    this.#defaultTimeoutMicros = defaultTimeoutMicros;
   }
 
   serverMetadata(): ServerMetadata {
@@ -79,17 +86,22 @@ export class DataPlane {
    * encodes the answer. The target table is read once: the whole request is
    * served by the snapshot it started with.
    */
-  async infer(key: string, payload: InferPayload, header: InferContext['header']): Promise<InferReply> {
+  async infer(key: string, payload: InferPayload, header: InferContext['header'], signal?: AbortSignal): Promise<InferReply> {
+    const started = performance.now();
     const target = this.target(key);
-    const signature = await target.signature();
-    let request: InferRequest;
-    if ('json' in payload) {
-      request = decodeInferRequest(payload.json, signature);
-    } else {
-      const split = splitBody(payload.binary, payload.headerLength);
-      request = split === undefined ? { inputs: decodeRawBody(payload.binary, signature) } : decodeInferRequest(split.header, signature, split.reader);
+    const split = 'json' in payload ? undefined : splitBody(payload.binary, payload.headerLength);
+    const document = 'json' in payload ? payload.json : split?.header;
+    // The deadline covers everything a request waits for, a first load to learn the signature included.
+    const timeout = (document as { parameters?: { timeout?: unknown } } | undefined)?.parameters?.timeout ?? this.#defaultTimeoutMicros;
+    if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isSafeInteger(timeout) || timeout <= 0)) {
+      throw new InvalidInputError("request: 'timeout' must be a positive whole number of microseconds");
     }
-    const context: InferContext = { decisions: [], header };
+    const context: InferContext = { decisions: [], header, signal, deadline: timeout === undefined ? undefined : started + timeout / 1000 };
+    const signature = await untilStopped(target.signature(), context, key);
+    let request: InferRequest;
+    if ('json' in payload) request = decodeInferRequest(payload.json, signature);
+    else if (split === undefined) request = { inputs: decodeRawBody(payload.binary, signature) };
+    else request = decodeInferRequest(split.header, signature, split.reader);
     const result = await target.infer(request, context);
     const { json, blobs } = encodeInferResponse(result, request.id, request.binaryOutputs);
     if (blobs.length === 0) return { body: json, context };

@@ -11,8 +11,9 @@
  */
 import { stat } from 'node:fs/promises';
 import type { ModelConfig, RegistryConfig } from '../config/schema.ts';
-import { ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, withRetryAfter } from '../errors.ts';
+import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, QueueFullError, withRetryAfter } from '../errors.ts';
 import type { Executor, LoadedModel } from '../executor/types.ts';
+import { untilStopped, type Waiting } from '../executor/waiting.ts';
 import type { Signature } from '../protocol/types.ts';
 import { Signal } from './signal.ts';
 
@@ -52,6 +53,8 @@ class Entry {
   loading: Promise<void> | undefined;
   /** Taken out of the resident set: no new leases; the session goes when inFlight reaches 0. */
   draining = false;
+  /** Requests waiting for a lease (for a load or a slot). */
+  waiting = 0;
   /** Signalled when a draining model's session has been released. */
   readonly drained = new Signal();
   /** Holds a place under the caps: loading with a slot, resident, or draining. */
@@ -93,9 +96,36 @@ export class ModelRegistry {
     await Promise.all(pinned.map(async (entry) => (await this.acquire(entry.config.name)).release()));
   }
 
-  /** Takes a lease on the model, loading it first if it is not resident. */
-  async acquire(name: string): Promise<Lease> {
+  /**
+   * Takes a lease on the model, loading it first if it is not resident. With
+   * `waiting`, a request that is still waiting when its deadline passes gets
+   * 504, and one whose client went away is dropped; past the model's
+   * maxQueueSize, requests get 503 at once.
+   */
+  async acquire(name: string, waiting: Waiting = {}): Promise<Lease> {
     const entry = this.#entry(name);
+    if (entry.waiting + entry.inFlight >= entry.config.maxQueueSize) {
+      throw withRetryAfter(new QueueFullError(name, String(entry.waiting + entry.inFlight)), 1);
+    }
+    if (waiting.deadline !== undefined && performance.now() >= waiting.deadline) throw new DeadlineExceededError(name);
+    if (entry.state === 'resident' && !entry.draining) return this.#lease(entry);
+    entry.waiting += 1;
+    let abandoned = false;
+    const attempt = this.#acquire(entry).then((lease) => {
+      if (abandoned) lease.release();
+      return lease;
+    });
+    try {
+      return await untilStopped(attempt, waiting, name);
+    } catch (error) {
+      abandoned = true;
+      throw error;
+    } finally {
+      entry.waiting -= 1;
+    }
+  }
+
+  async #acquire(entry: Entry): Promise<Lease> {
     for (;;) {
       if (entry.state === 'resident' && !entry.draining) return this.#lease(entry);
       if (entry.draining) await entry.drained.wait();

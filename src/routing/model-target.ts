@@ -26,12 +26,12 @@ export class ModelTarget implements Target {
     return this.#registry.knownSignature(this.model);
   }
 
-  async infer(request: InferRequest, _context: InferContext): Promise<InferResult> {
-    const lease = await this.#registry.acquire(this.model);
+  async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
+    const lease = await this.#registry.acquire(this.model, context);
     try {
       const outputs = request.outputs ?? lease.model.signature.outputs.map((spec) => spec.name);
       const started = performance.now();
-      const result = await lease.model.run(request.inputs, outputs);
+      const result = await lease.model.run(request.inputs, outputs, context);
       this.#observe?.(this.model, (performance.now() - started) / 1000);
       return { modelName: this.model, outputs: result };
     } finally {

@@ -11,6 +11,10 @@ export interface InferContext {
   readonly decisions: string[];
   /** A request header by lower-case name (for sticky splits). */
   readonly header: (name: string) => string | undefined;
+  /** performance.now() after which queued work for this request must not start (504). */
+  readonly deadline?: number | undefined;
+  /** Aborted when the client goes away: its queued work is dropped. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface Target {

@@ -1,0 +1,35 @@
+/**
+ * Work that waits (for a model's load, a slot, a batch) stops waiting when the
+ * request's deadline passes or its client goes away: it then never runs.
+ */
+import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
+
+/** When queued work stops being wanted. */
+export interface Waiting {
+  /** performance.now() after which the work must not start. */
+  readonly deadline?: number | undefined;
+  /** Aborted when the client goes away. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Settles with `work`, unless the deadline passes (504) or the signal aborts (dropped) first. */
+export function untilStopped<T>(work: Promise<T>, waiting: Waiting, model: string): Promise<T> {
+  const { deadline, signal } = waiting;
+  if (deadline === undefined && signal === undefined) return work;
+  return new Promise<T>((resolve, reject) => {
+    const stop = (error: Error) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      reject(error);
+    };
+    const onAbort = () => stop(new RequestAbortedError(model));
+    const timer = deadline === undefined ? undefined : setTimeout(() => stop(new DeadlineExceededError(model)), Math.max(0, deadline - performance.now()));
+    if (signal?.aborted === true) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    work.then((value) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(value);
+    }, stop);
+  });
+}
