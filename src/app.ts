@@ -4,10 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { GatewayConfig } from './config/schema.ts';
 import { BatchingExecutor } from './executor/batching.ts';
 import { OnnxExecutor } from './executor/onnx.ts';
+import { WorkerExecutor } from './executor/workers.ts';
 import type { Executor } from './executor/types.ts';
 import { adminRoutes } from './http/admin.ts';
 import { installErrorHandling } from './http/error-handler.ts';
@@ -46,6 +48,9 @@ declare module 'fastify' {
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export async function buildApp(config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
+  // What can fail comes first, before worker threads exist that would then need closing.
+  const state = config.stateFile === undefined ? undefined : await readState(config.stateFile);
+  const plugins = await loadPlugins(config.plugins);
   const app = Fastify({
     logger: options.logger ?? false,
     logController: new OneLinePerRequest(),
@@ -66,7 +71,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
 
   // The registry and the router are created below; metrics read them only when scraped.
   const metrics: Metrics = new Metrics(() => registry.status(), () => new Set(router.table().keys()));
-  const executor = new BatchingExecutor(options.executor ?? new OnnxExecutor(config.modelRepository), (model, rows, requests) => metrics.batch(model, rows, requests));
+  const workers = config.executor.workers ?? Math.max(1, availableParallelism() - 1);
+  const runner = options.executor ?? (workers === 0 ? new OnnxExecutor(config.modelRepository) : new WorkerExecutor(config.modelRepository, workers));
+  const executor = new BatchingExecutor(runner, (model, rows, requests) => metrics.batch(model, rows, requests));
   const counted = metrics.registryEvents;
   const registry: ModelRegistry = new ModelRegistry(config.models, config.registry, executor, {
     loaded: (model, milliseconds) => {
@@ -89,9 +96,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   }
   const router = new Router(modelTargets, config.routes, {
     stateFile: config.stateFile,
-    state: config.stateFile === undefined ? undefined : await readState(config.stateFile),
+    state,
     log: (message, details) => app.log.info(details, message),
-    plugins: await loadPlugins(config.plugins),
+    plugins,
     observer: metrics,
   });
   const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data'] }, config.server.defaultTimeoutMicros);

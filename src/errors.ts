@@ -85,3 +85,7 @@ export const DeadlineExceededError = createError<'MG_DEADLINE_EXCEEDED', 504, [s
 /** No answer is sent: the client went away, so its queued work was dropped. */
 export const RequestAbortedError = createError<'MG_REQUEST_ABORTED', 499, [string]>(
   'MG_REQUEST_ABORTED', "The client went away; its request for model '%s' was dropped", 499);
+
+/** 503: the worker thread running the model stopped mid-request; the model loads again on the next one. */
+export const WorkerLostError = createError<'MG_WORKER_LOST', 503, [string]>(
+  'MG_WORKER_LOST', "Model '%s' was lost with the worker thread running it; try again", 503);

@@ -4,8 +4,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
-import { affineModel, buildModel } from '../src/onnx/builder.ts';
-import { writeFiles } from './helpers/gateway.ts';
+import { affineModel } from '../src/onnx/builder.ts';
+import { slowModel, writeFiles } from './helpers/gateway.ts';
 
 const CLI = path.resolve(import.meta.dirname, '../src/cli.ts');
 /** What `npm start` and the container run: `npm test` compiles it first. */
@@ -71,17 +71,6 @@ t.test('the compiled CLI serves on a real socket, then SIGTERM closes it cleanly
   t.notMatch(cli.stdout(), /cli-test-token/, 'the configured token is never logged');
   t.match(cli.stdout(), /"msg":"model loaded"/);
 });
-
-/** y = x W W ... W (30 times) on [batch, 512]: a few hundred ms for 64 rows, to keep a request in flight. */
-function slowModel(): Uint8Array {
-  const layers = 30;
-  return buildModel({
-    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 512] }],
-    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 512] }],
-    initializers: [{ name: 'W', type: 'float32', dims: [512, 512], values: new Array(512 * 512).fill(1 / 512) }],
-    nodes: Array.from({ length: layers }, (_, i) => ({ op: 'MatMul', inputs: [i === 0 ? 'x' : `h${i}`, 'W'], outputs: [i === layers - 1 ? 'y' : `h${i + 1}`] })),
-  });
-}
 
 t.test('SIGTERM drains: an in-flight request finishes, later ones are turned away, exit 0', async (t) => {
   const dir = t.testdir();

@@ -78,6 +78,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   const token = raw.admin.token === undefined || raw.admin.token === '' ? undefined : raw.admin.token;
   return deepFreeze({
     server: raw.server,
+    executor: raw.executor,
     admin: { token },
     modelRepository: repository as string,
     registry: raw.registry,

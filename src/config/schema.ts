@@ -114,8 +114,13 @@ export const RouteSchema = Type.Object({
   sequence: Type.Optional(SequenceSchema),
 }, { additionalProperties: false });
 
+export const ExecutorSchema = Type.Object({
+  workers: Type.Optional(Type.Integer({ minimum: 0, maximum: 64, description: 'Worker threads running onnxruntime, off the HTTP event loop. 0: run in the event loop\'s thread. Default: one less than the cores, at least 1.' })),
+}, { additionalProperties: false, default: {} });
+
 export const GatewayConfigSchema = Type.Object({
   server: ServerSchema,
+  executor: ExecutorSchema,
   admin: AdminSchema,
   modelRepository: Type.String({ default: 'models', minLength: 1, description: 'Directory of model files, relative to the config file (or absolute).' }),
   registry: RegistrySchema,
@@ -153,6 +158,7 @@ export interface ModelConfig {
 /** The validated, frozen configuration. */
 export interface GatewayConfig {
   readonly server: Readonly<ServerConfig>;
+  readonly executor: { readonly workers?: number | undefined };
   readonly admin: { readonly token: string | undefined };
   /** Absolute, real path of the model repository. */
   readonly modelRepository: string;

@@ -58,6 +58,7 @@ export type BatchObserver = (model: string, rows: number, requests: number) => v
 
 class BatchingModel implements LoadedModel {
   readonly signature: Signature;
+  readonly lost: Promise<void> | undefined;
   readonly #name: string;
   readonly #inner: LoadedModel;
   readonly #options: BatchingOptions;
@@ -73,6 +74,7 @@ class BatchingModel implements LoadedModel {
     this.#options = options;
     this.#observe = observe;
     this.signature = inner.signature;
+    this.lost = inner.lost;
   }
 
   run(inputs: TensorMap, outputs: readonly string[], waiting: Waiting = {}): Promise<TensorMap> {

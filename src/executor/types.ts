@@ -14,6 +14,8 @@ export interface LoadedModel {
   run(inputs: TensorMap, outputs: readonly string[], waiting?: Waiting): Promise<TensorMap>;
   /** Frees the session. Called exactly once, after the last run has finished. */
   release(): Promise<void>;
+  /** Settles if the session is lost without a release (its worker thread stopped). */
+  readonly lost?: Promise<void>;
 }
 
 export interface Executor {

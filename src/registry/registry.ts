@@ -42,7 +42,7 @@ export interface Lease {
 export interface RegistryEvents {
   loaded?(name: string, milliseconds: number): void;
   loadFailed?(name: string, reason: string): void;
-  evicted?(name: string, reason: 'capacity' | 'unload'): void;
+  evicted?(name: string, reason: 'capacity' | 'unload' | 'lost'): void;
 }
 
 class Entry {
@@ -241,6 +241,7 @@ export class ModelRegistry {
       entry.bytes = (await stat(entry.config.file)).size;
       await this.#reserveSlot(entry);
       const model = await this.#executor.load(entry.config);
+      void model.lost?.then(() => this.#lose(entry, model));
       entry.model = model;
       entry.signature = model.signature;
       entry.state = 'resident';
@@ -313,6 +314,18 @@ export class ModelRegistry {
     entry.evictions += 1;
     this.#events.evicted?.(entry.config.name, reason);
     return entry.inFlight === 0 ? this.#releaseSession(entry) : Promise.resolve();
+  }
+
+  /** The session is gone without a release (its worker stopped): the model leaves the resident set and loads again when wanted. */
+  #lose(entry: Entry, model: LoadedModel): void {
+    if (entry.model !== model) return;
+    entry.model = undefined;
+    if (entry.state === 'resident') entry.state = 'unloaded';
+    entry.draining = false;
+    entry.holdsSlot = false;
+    this.#events.evicted?.(entry.config.name, 'lost');
+    entry.drained.notify();
+    this.#slotFreed.notify();
   }
 
   async #releaseSession(entry: Entry): Promise<void> {

@@ -10,7 +10,7 @@ import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import type { ModelConfig } from '../../src/config/schema.ts';
 import { OnnxExecutor } from '../../src/executor/onnx.ts';
-import { affineModel } from '../../src/onnx/builder.ts';
+import { affineModel, buildModel } from '../../src/onnx/builder.ts';
 import type { Executor, LoadedModel } from '../../src/executor/types.ts';
 import type { TensorMap } from '../../src/protocol/types.ts';
 
@@ -67,6 +67,22 @@ export function scaleModel(k: number): Uint8Array {
   return affineModel({ inFeatures: 1, outFeatures: 1, weights: [k], bias: [0] });
 }
 
+/** y = x W W ... W (30 times) on [batch, 512], W averaging: a few hundred ms for 64 rows, and y = x. Keeps a request in flight. */
+export function slowModel(): Uint8Array {
+  const layers = 30;
+  return buildModel({
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 512] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 512] }],
+    initializers: [{ name: 'W', type: 'float32', dims: [512, 512], values: new Array(512 * 512).fill(1 / 512) }],
+    nodes: Array.from({ length: layers }, (_, i) => ({ op: 'MatMul', inputs: [i === 0 ? 'x' : `h${i}`, 'W'], outputs: [i === layers - 1 ? 'y' : `h${i + 1}`] })),
+  });
+}
+
+/** A request for slowModel: `rows` rows of ones. */
+export function slowRequest(rows = 64) {
+  return { inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, 512], data: new Array(rows * 512).fill(1) }] };
+}
+
 /** A request for scaleModel. */
 export function scaleRequest(x: number) {
   return { inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [x] }] };
@@ -121,6 +137,7 @@ export class CountingExecutor implements Executor {
     this.maxOpen = Math.max(this.maxOpen, this.open);
     return {
       signature: loaded.signature,
+      ...(loaded.lost === undefined ? {} : { lost: loaded.lost }),
       run: async (inputs: TensorMap, outputs: readonly string[]) => {
         bump(this.runsStarted, model.name);
         if (this.#gate !== undefined && (this.#gated === undefined || this.#gated === model.name)) await this.#gate;

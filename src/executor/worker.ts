@@ -1,0 +1,59 @@
+/**
+ * A worker thread that runs onnxruntime sessions for the WorkerExecutor, so
+ * `create` and `run`, which block the thread they run on, never block the
+ * HTTP event loop. Messages: load, run, release; answers carry the call id.
+ */
+import { parentPort } from 'node:worker_threads';
+import { OnnxExecutor } from './onnx.ts';
+import type { LoadedModel } from './types.ts';
+import type { ModelConfig } from '../config/schema.ts';
+import type { Tensor } from '../protocol/types.ts';
+
+export type WorkerRequest =
+  | { id: number; kind: 'load'; handle: number; model: ModelConfig; repository: string }
+  | { id: number; kind: 'run'; handle: number; inputs: Array<[string, Tensor]>; outputs: string[] }
+  | { id: number; kind: 'release'; handle: number };
+
+export type WorkerAnswer =
+  | { id: number; ok: true; value?: unknown }
+  | { id: number; ok: false; message: string; statusCode?: number; code?: string };
+
+const port = parentPort;
+if (port === null) throw new Error('worker.ts runs as a worker thread');
+
+const models = new Map<number, LoadedModel>();
+let executor: OnnxExecutor | undefined;
+
+/** Transfers output buffers back instead of copying them. */
+function transferables(tensors: Array<[string, Tensor]>): ArrayBuffer[] {
+  return tensors.flatMap(([, tensor]) => (Array.isArray(tensor.data) ? [] : [tensor.data.buffer as ArrayBuffer]));
+}
+
+port.on('message', (message: WorkerRequest) => {
+  void handle(message).then(
+    ({ value, transfer }) => port.postMessage({ id: message.id, ok: true, value } satisfies WorkerAnswer, transfer),
+    (error: Error & { statusCode?: number; code?: string }) => port.postMessage({ id: message.id, ok: false, message: error.message, statusCode: error.statusCode, code: error.code } satisfies WorkerAnswer),
+  );
+});
+
+async function handle(message: WorkerRequest): Promise<{ value?: unknown; transfer: ArrayBuffer[] }> {
+  switch (message.kind) {
+    case 'load': {
+      executor ??= new OnnxExecutor(message.repository);
+      const model = await executor.load(message.model);
+      models.set(message.handle, model);
+      return { value: model.signature, transfer: [] };
+    }
+    case 'run': {
+      const model = models.get(message.handle);
+      if (model === undefined) throw new Error('the model is not loaded in this worker');
+      const outputs = [...(await model.run(new Map(message.inputs), message.outputs))];
+      return { value: outputs, transfer: transferables(outputs) };
+    }
+    case 'release': {
+      await models.get(message.handle)?.release();
+      models.delete(message.handle);
+      return { transfer: [] };
+    }
+  }
+}
