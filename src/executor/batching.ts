@@ -5,8 +5,9 @@
  *
  * A batch forms from the requests waiting when it is flushed: at the end of
  * the current event-loop turn (maxQueueDelayMicros 0, the default: no added
- * latency, and under load every request that arrived while the last batch
- * ran), or after the delay, or as soon as maxBatchSize rows wait.
+ * latency), or after the delay, or as soon as maxBatchSize rows wait. One
+ * batch runs at a time per model (as one Triton model instance): requests
+ * that arrive meanwhile wait and go together in the next.
  */
 import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
 import { allocate } from '../protocol/datatypes.ts';
@@ -67,6 +68,7 @@ class BatchingModel implements LoadedModel {
   readonly #observe: ((rows: number, requests: number) => void) | undefined;
   #scheduled = false;
   #timer: NodeJS.Timeout | undefined;
+  #running = false;
 
   constructor(name: string, inner: LoadedModel, options: BatchingOptions, observe?: (rows: number, requests: number) => void) {
     this.#name = name;
@@ -96,7 +98,7 @@ class BatchingModel implements LoadedModel {
         this.#queues.get(key)?.splice(index, 1);
         reject(new RequestAbortedError(this.#name));
       }, { once: true });
-      if (queue.reduce((sum, pending) => sum + pending.rows, 0) >= this.#options.maxBatchSize) this.#flush();
+      if (!this.#running && queue.reduce((sum, pending) => sum + pending.rows, 0) >= this.#options.maxBatchSize) this.#flush();
       else this.#schedule();
     });
   }
@@ -106,7 +108,7 @@ class BatchingModel implements LoadedModel {
   }
 
   #schedule(): void {
-    if (this.#scheduled) return;
+    if (this.#scheduled || this.#running) return;
     this.#scheduled = true;
     const delay = this.#options.maxQueueDelayMicros;
     if (delay === 0) setImmediate(() => this.#flush());
@@ -117,6 +119,7 @@ class BatchingModel implements LoadedModel {
     this.#scheduled = false;
     clearTimeout(this.#timer);
     const now = performance.now();
+    const batches: Array<Promise<void>> = [];
     for (const [key, waiting] of this.#queues) {
       this.#queues.delete(key);
       const queue = waiting.filter((pending) => {
@@ -132,16 +135,22 @@ class BatchingModel implements LoadedModel {
           batch.push(next);
           rows += next.rows;
         }
-        void this.#runBatch(batch, rows);
+        batches.push(this.#runBatch(batch, rows));
       }
     }
+    if (batches.length === 0) return;
+    this.#running = true;
+    void Promise.all(batches).then(() => {
+      this.#running = false;
+      if (this.#queues.size > 0) this.#flush();
+    });
   }
 
   async #runBatch(batch: Pending[], rows: number): Promise<void> {
     this.#observe?.(rows, batch.length);
     if (batch.length === 1) {
       const only = batch[0] as Pending;
-      this.#inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);
+      await this.#inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);
       return;
     }
     try {

@@ -12,7 +12,9 @@ import type { Tensor } from '../protocol/types.ts';
 export type WorkerRequest =
   | { id: number; kind: 'load'; handle: number; model: ModelConfig; repository: string }
   | { id: number; kind: 'run'; handle: number; inputs: Array<[string, Tensor]>; outputs: string[] }
-  | { id: number; kind: 'release'; handle: number };
+  | { id: number; kind: 'release'; handle: number }
+  /** Fault injection for tests: the thread exits as a crashed one would, between runs. */
+  | { id: number; kind: 'exit' };
 
 export type WorkerAnswer =
   | { id: number; ok: true; value?: unknown }
@@ -55,5 +57,8 @@ async function handle(message: WorkerRequest): Promise<{ value?: unknown; transf
       models.delete(message.handle);
       return { transfer: [] };
     }
+    case 'exit':
+      process.exit(1);
+
   }
 }

@@ -45,6 +45,9 @@ export interface RegistryEvents {
   evicted?(name: string, reason: 'capacity' | 'unload' | 'lost'): void;
 }
 
+/** A load waiting for a slot longer than this goes first, whatever the demand for others. */
+const STARVATION_MS = 1000;
+
 class Entry {
   readonly config: ModelConfig;
   state: ModelState = 'unloaded';
@@ -55,6 +58,8 @@ class Entry {
   draining = false;
   /** Requests waiting for a lease (for a load or a slot). */
   waiting = 0;
+  /** When its load began waiting for a slot under the caps; undefined when not waiting. */
+  slotWaitSince: number | undefined;
   /** Signalled when a draining model's session has been released. */
   readonly drained = new Signal();
   /** Holds a place under the caps: loading with a slot, resident, or draining. */
@@ -79,9 +84,11 @@ export class ModelRegistry {
   readonly #executor: Executor;
   readonly #config: Readonly<RegistryConfig>;
   readonly #events: RegistryEvents;
-  /** Signalled whenever a slot may have come free. */
+  /** Signalled whenever a slot may have come free, or the line of loads waiting for one changed. */
   readonly #slotFreed = new Signal();
   #clock = 0;
+  /** fifo scheduling: each acquisition waits for the one before it. */
+  #arrivals: Promise<unknown> = Promise.resolve();
 
   constructor(models: readonly ModelConfig[], config: Readonly<RegistryConfig>, executor: Executor, events: RegistryEvents = {}) {
     for (const model of models) this.#entries.set(model.name, new Entry(model));
@@ -103,6 +110,15 @@ export class ModelRegistry {
    * maxQueueSize, requests get 503 at once.
    */
   async acquire(name: string, waiting: Waiting = {}): Promise<Lease> {
+    if (this.#config.scheduling === 'fifo') {
+      const turn = this.#arrivals.then(() => this.#admit(name, waiting));
+      this.#arrivals = turn.catch(() => undefined);
+      return turn;
+    }
+    return this.#admit(name, waiting);
+  }
+
+  async #admit(name: string, waiting: Waiting): Promise<Lease> {
     const entry = this.#entry(name);
     if (entry.waiting + entry.inFlight >= entry.config.maxQueueSize) {
       throw withRetryAfter(new QueueFullError(name, String(entry.waiting + entry.inFlight)), 1);
@@ -145,7 +161,10 @@ export class ModelRegistry {
     const known = this.#entry(name).signature;
     if (known !== undefined) return known;
     const lease = await this.acquire(name);
-    lease.release();
+    // Held until the next turn of the event loop: the request that asked usually
+    // leases the model for its run before then, so the model is not idle (and
+    // evictable) in between, which would mean loading it twice.
+    setImmediate(() => lease.release());
     return lease.model.signature;
   }
 
@@ -267,23 +286,74 @@ export class ModelRegistry {
       throw new Error(`its file (${entry.bytes} bytes) is larger than registry.maxResidentBytes`);
     }
     let victim: Entry | undefined;
-    while (!this.#fits(entry)) {
+    entry.slotWaitSince = performance.now();
+    try {
+      while (!this.#fits(entry)) {
+        if (!this.#isNextInLine(entry)) {
+          await this.#slotFreed.wait();
+          continue;
+        }
+        victim = await this.#makeRoom(entry, victim);
+      }
+      entry.holdsSlot = true;
+    } finally {
+      entry.slotWaitSince = undefined;
+      // The line moved on: the next load may proceed.
+      this.#slotFreed.notify();
+    }
+  }
+
+  /**
+   * Of the loads waiting for a slot, whose turn it is. grouped: the model most
+   * requests wait for, unless a load has waited past the starvation bound
+   * (then the oldest); fifo: the oldest.
+   */
+  #isNextInLine(entry: Entry): boolean {
+    const now = performance.now();
+    let best: Entry | undefined;
+    for (const other of this.#entries.values()) {
+      if (other.slotWaitSince === undefined) continue;
+      if (best === undefined || this.#before(other, best, now)) best = other;
+    }
+    return best === entry;
+  }
+
+  #before(a: Entry, b: Entry, now: number): boolean {
+    const aSince = a.slotWaitSince as number;
+    const bSince = b.slotWaitSince as number;
+    const aStarving = now - aSince > STARVATION_MS;
+    const bStarving = now - bSince > STARVATION_MS;
+    if (this.#config.scheduling === 'fifo' || aStarving || bStarving) {
+      return aStarving !== bStarving ? aStarving : aSince < bSince;
+    }
+    return a.waiting !== b.waiting ? a.waiting > b.waiting : aSince < bSince;
+  }
+
+  /** Evicts an idle model, or starts draining a busy one, then waits for a slot to come free; returns the model being drained. */
+  async #makeRoom(entry: Entry, victim: Entry | undefined): Promise<Entry | undefined> {
+    {
+      // A model that requests wait for (just loaded, its waiters not yet leased) is not evicted under them.
       const candidates = [...this.#entries.values()]
-        .filter((other) => other.state === 'resident' && !other.draining && !other.config.pinned)
+        .filter((other) => other !== entry && other.state === 'resident' && !other.draining && !other.config.pinned && other.waiting === 0)
         .sort((a, b) => a.lastUsed - b.lastUsed);
       const idle = candidates.find((other) => other.inFlight === 0);
       if (idle !== undefined) {
         await this.#evict(idle, 'capacity');
-        continue;
+        return victim;
       }
       if (victim === undefined || !victim.draining) {
         victim = candidates[0];
         if (victim !== undefined) void this.#evict(victim, 'capacity');
-        else if (!this.#anyPending(entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
+        else if (!this.#anyPending(entry) && !this.#anyBusy(entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
       }
       await this.#slotFreed.wait();
+      return victim;
     }
-    entry.holdsSlot = true;
+  }
+
+  /** Whether some other resident model may become evictable (requests still use or wait for it). */
+  #anyBusy(entry: Entry): boolean {
+    return [...this.#entries.values()].some((other) => other !== entry && other.state === 'resident' && !other.config.pinned && (other.inFlight > 0 || other.waiting > 0));
   }
 
   #fits(entry: Entry): boolean {

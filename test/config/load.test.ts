@@ -21,7 +21,7 @@ t.test('defaults, keys defaulting to the name, and a frozen result', async (t) =
     host: '127.0.0.1', port: 8080, bodyLimitBytes: 64 * 1024 * 1024,
     requestTimeoutMs: 120_000, keepAliveTimeoutMs: 72_000, shutdownGraceMs: 30_000, logLevel: 'info',
   });
-  t.same(config.registry, { loadFailureBackoffMs: 30_000 });
+  t.same(config.registry, { scheduling: 'grouped', loadFailureBackoffMs: 30_000 });
   t.equal(config.admin.token, undefined);
   t.match(config.models[0], { name: 'a', path: 'a.onnx', keys: ['a'], pinned: false, session: { intraOpThreads: 1, interOpThreads: 1, graphOptimizationLevel: 'all' } });
   t.equal(config.models[0]?.file, path.join(config.modelRepository, 'a.onnx'));

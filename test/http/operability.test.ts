@@ -95,7 +95,8 @@ t.test('logs: one line per request with its id, no tensor data, no token', async
 });
 
 t.test('draining: not ready at once, new requests 503 with Connection: close, in-flight ones finish', async (t) => {
-  const { app, executor } = await buildGateway(t, files, { models });
+  // One run per request, so the three can be held in flight and counted.
+  const { app, executor } = await buildGateway(t, files, { models: models.map((model) => ({ ...model, batching: false })) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   t.equal((await infer(app, 'one', scaleRequest(1))).statusCode, 200);

@@ -1,0 +1,26 @@
+import t, { type Test } from 'tap';
+import { buildGateway, infer, scaleModel, scaleRequest } from '../helpers/gateway.ts';
+
+const MODELS = 6;
+const files = Object.fromEntries(Array.from({ length: MODELS }, (_, i) => [`m${i}.onnx`, scaleModel(i + 1)]));
+const models = Array.from({ length: MODELS }, (_, i) => ({ name: `m${i}`, path: `m${i}.onnx`, batching: false as const }));
+
+/** 60 concurrent requests, round-robin over 6 models, with room for 2; the cap is sampled throughout. */
+async function workload(t: Test, scheduling: 'grouped' | 'fifo') {
+  const { app, executor } = await buildGateway(t, files, { registry: { maxResidentModels: 2, scheduling }, models });
+  let maxResident = 0;
+  const sampler = setInterval(() => { maxResident = Math.max(maxResident, app.registry.residentCount); }, 0);
+  const requests = Array.from({ length: 60 }, (_, i) => ({ model: i % MODELS, x: i }));
+  const responses = await Promise.all(requests.map(({ model, x }) => infer(app, `m${model}`, scaleRequest(x))));
+  clearInterval(sampler);
+  responses.forEach((response, i) => t.same(response.json().outputs[0].data, [requests[i]!.x * (requests[i]!.model + 1)], `${scheduling}: request ${i}`));
+  t.ok(maxResident <= 2 && executor.maxOpen <= 2, `${scheduling}: the cap held (resident ${maxResident}, sessions ${executor.maxOpen})`);
+  return [...executor.loads.values()].reduce((a, b) => a + b, 0);
+}
+
+t.test('grouped scheduling loads each wanted model about once; fifo loads as requests come', async (t) => {
+  const grouped = await workload(t, 'grouped');
+  const fifo = await workload(t, 'fifo');
+  t.ok(grouped <= MODELS + 2, `grouped: ${grouped} loads for 60 requests over ${MODELS} models`);
+  t.ok(fifo >= 3 * grouped, `fifo: ${fifo} loads, at least three times grouped's ${grouped}`);
+});
