@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
@@ -53,9 +54,17 @@ function config(name: string, document: Record<string, unknown>): string {
   return file;
 }
 
-let nextPort = 18700;
+/** A port free now, from the kernel. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 async function start(args: string[]): Promise<{ url: string; child: ChildProcess }> {
-  const port = nextPort++;
+  const port = await freePort();
   const child = spawn(process.execPath, [...args, '--port', String(port)], { stdio: ['ignore', 'ignore', 'inherit'], cwd: ROOT });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
@@ -220,8 +229,13 @@ try {
     let point = Math.random() * zipfTotal;
     return zipfWeights.findIndex((weight) => (point -= weight) < 0);
   };
-  for (const [label, cap, pick] of [['uniform, cap 2', 2, () => Math.floor(Math.random() * 8)], ['zipf, cap 2', 2, zipf], ['zipf, cap 8', 8, zipf]] as const) {
-    const url = await started(gateway(`thrash-${cap}-${label.slice(0, 4)}`, { registry: { maxResidentModels: cap }, models: thrashModels }));
+  const uniform = () => Math.floor(Math.random() * 8);
+  const thrash = [
+    ['uniform, cap 2, grouped', 2, 'grouped', uniform], ['uniform, cap 2, fifo', 2, 'fifo', uniform],
+    ['zipf, cap 2, grouped', 2, 'grouped', zipf], ['zipf, cap 8, grouped', 8, 'grouped', zipf],
+  ] as const;
+  for (const [label, cap, scheduling, pick] of thrash) {
+    const url = await started(gateway(`thrash-${label.replace(/[ ,]+/g, '-')}`, { registry: { maxResidentModels: cap, scheduling }, models: thrashModels }));
     const outcome = await load(url, { connections: 64, body: body256.body, headers: body256.headers, paths: () => `/v2/models/t${pick()}/infer` });
     const loads = await metric(url, 'modelgate_model_loads_total');
     const total = outcome.requests * SECONDS * ROUNDS;
@@ -229,7 +243,11 @@ try {
     results[`thrash_${label.replace(/[ ,]+/g, '_')}`] = { ...outcome, loadsPer1000: loads / total * 1000 };
   }
 } finally {
-  for (const child of children) child.kill('SIGTERM');
+  await Promise.all(children.map((child) => new Promise((resolve) => {
+    if (child.exitCode !== null) resolve(undefined);
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  })));
 }
 
 writeFileSync(path.join(ROOT, 'bench/results.json'), `${JSON.stringify(results, null, 2)}\n`);
