@@ -331,24 +331,22 @@ export class ModelRegistry {
 
   /** Evicts an idle model, or starts draining a busy one, then waits for a slot to come free; returns the model being drained. */
   async #makeRoom(entry: Entry, victim: Entry | undefined): Promise<Entry | undefined> {
-    {
-      // A model that requests wait for (just loaded, its waiters not yet leased) is not evicted under them.
-      const candidates = [...this.#entries.values()]
-        .filter((other) => other !== entry && other.state === 'resident' && !other.draining && !other.config.pinned && other.waiting === 0)
-        .sort((a, b) => a.lastUsed - b.lastUsed);
-      const idle = candidates.find((other) => other.inFlight === 0);
-      if (idle !== undefined) {
-        await this.#evict(idle, 'capacity');
-        return victim;
-      }
-      if (victim === undefined || !victim.draining) {
-        victim = candidates[0];
-        if (victim !== undefined) void this.#evict(victim, 'capacity');
-        else if (!this.#anyPending(entry) && !this.#anyBusy(entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
-      }
-      await this.#slotFreed.wait();
+    // A model that requests wait for (just loaded, its waiters not yet leased) is not evicted under them.
+    const candidates = [...this.#entries.values()]
+      .filter((other) => other !== entry && other.state === 'resident' && !other.draining && !other.config.pinned && other.waiting === 0)
+      .sort((a, b) => a.lastUsed - b.lastUsed);
+    const idle = candidates.find((other) => other.inFlight === 0);
+    if (idle !== undefined) {
+      await this.#evict(idle, 'capacity');
       return victim;
     }
+    if (victim === undefined || !victim.draining) {
+      victim = candidates[0];
+      if (victim !== undefined) void this.#evict(victim, 'capacity');
+      else if (!this.#anyPending(entry) && !this.#anyBusy(entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
+    }
+    await this.#slotFreed.wait();
+    return victim;
   }
 
   /** Whether some other resident model may become evictable (requests still use or wait for it). */

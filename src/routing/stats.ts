@@ -22,6 +22,11 @@ export class LatencyHistogram {
     return this.#total;
   }
 
+  /** p50, p95 and p99 in ms. */
+  summary(): { p50: number | null; p95: number | null; p99: number | null } {
+    return { p50: this.percentile(0.5), p95: this.percentile(0.95), p99: this.percentile(0.99) };
+  }
+
   /** The latency in ms below which `quantile` of the samples fall (the bucket's upper bound); null when empty. */
   percentile(quantile: number): number | null {
     if (this.#total === 0) return null;
@@ -49,7 +54,7 @@ class VariantWindow {
     return {
       requests: this.requests,
       errors: this.errors,
-      latencyMs: { p50: this.latency.percentile(0.5), p95: this.latency.percentile(0.95), p99: this.latency.percentile(0.99) },
+      latencyMs: this.latency.summary(),
     };
   }
 }
@@ -69,7 +74,7 @@ class ShadowWindow {
       errors: this.errors,
       compared: this.compared,
       agreement: this.compared === 0 ? null : round(this.agreed / this.compared),
-      latencyMs: { p50: this.latency.percentile(0.5), p95: this.latency.percentile(0.95), p99: this.latency.percentile(0.99) },
+      latencyMs: this.latency.summary(),
     };
   }
 }
