@@ -79,6 +79,8 @@ export async function registerDocs(app: FastifyInstance, info: { version: string
 
   await app.register(swaggerUi, {
     routePrefix: '/docs',
+    // Links like /docs#/keys/infer-iris-v2 open that key's entry.
+    uiConfig: { deepLinking: true },
     // Built from the table in force when the document is served, so it follows live changes.
     transformSpecification: (document) => {
       const spec = document as OpenApi;
