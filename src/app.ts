@@ -90,7 +90,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     },
   });
   const modelTargets = new Map<string, Target>();
-  const observeRun = (model: string, seconds: number) => metrics.inference(model, seconds);
+  const observeRun = (model: string, queued: number, run: number) => metrics.inference(model, queued, run);
   for (const model of config.models) {
     for (const key of model.keys) modelTargets.set(key, new ModelTarget(key, model.name, registry, observeRun));
   }

@@ -19,7 +19,8 @@ export class Metrics implements RouteObserver {
   readonly registry = new Registry();
   readonly #requests = new Counter({ name: 'modelgate_requests_total', help: 'Inference requests by key and HTTP status code.', labelNames: ['key', 'code'], registers: [this.registry] });
   readonly #requestDuration = new Histogram({ name: 'modelgate_request_duration_seconds', help: 'Inference request latency by key, from the request arriving to the response sent.', labelNames: ['key'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
-  readonly #inference = new Histogram({ name: 'modelgate_inference_duration_seconds', help: 'Time a model spends running one request, by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #inference = new Histogram({ name: 'modelgate_inference_duration_seconds', help: 'Time from handing a request to its model to its outputs (a wait to join a batch included), by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #queue = new Histogram({ name: 'modelgate_queue_duration_seconds', help: 'Time a request waited for its model to be resident (a load, a slot under the caps), by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #loads = new Counter({ name: 'modelgate_model_loads_total', help: 'Successful model loads.', labelNames: ['model'], registers: [this.registry] });
   readonly #loadFailures = new Counter({ name: 'modelgate_model_load_failures_total', help: 'Failed model loads.', labelNames: ['model'], registers: [this.registry] });
   readonly #evictions = new Counter({ name: 'modelgate_model_evictions_total', help: 'Models taken out of the resident set, by reason.', labelNames: ['model', 'reason'], registers: [this.registry] });
@@ -72,8 +73,9 @@ export class Metrics implements RouteObserver {
     this.#batchRequests.observe({ model }, requests);
   }
 
-  inference(model: string, seconds: number): void {
-    this.#inference.observe({ model }, seconds);
+  inference(model: string, queuedSeconds: number, runSeconds: number): void {
+    this.#queue.observe({ model }, queuedSeconds);
+    this.#inference.observe({ model }, runSeconds);
   }
 
   variant(route: string, variant: string, seconds: number, failed: boolean): void {

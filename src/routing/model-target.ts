@@ -2,16 +2,19 @@ import type { InferRequest, InferResult, Signature } from '../protocol/types.ts'
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { InferContext, Target } from './target.ts';
 
+/** Seconds a request waited for its model (a load, a slot) and then spent in its run (batch wait included). */
+export type RunObserver = (model: string, queuedSeconds: number, runSeconds: number) => void;
+
 /** A key served by one model of the registry. */
 export class ModelTarget implements Target {
   readonly kind = 'model';
   readonly key: string;
   readonly model: string;
   readonly #registry: ModelRegistry;
-  readonly #observe: ((model: string, seconds: number) => void) | undefined;
+  readonly #observe: RunObserver | undefined;
 
-  /** @param observe told how long each run took, for metrics. */
-  constructor(key: string, model: string, registry: ModelRegistry, observe?: (model: string, seconds: number) => void) {
+  /** @param observe told how long each request waited for the model and how long its run took, for metrics. */
+  constructor(key: string, model: string, registry: ModelRegistry, observe?: RunObserver) {
     this.key = key;
     this.model = model;
     this.#registry = registry;
@@ -27,12 +30,13 @@ export class ModelTarget implements Target {
   }
 
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
+    const arrived = performance.now();
     const lease = await this.#registry.acquire(this.model, context);
     try {
       const outputs = request.outputs ?? lease.model.signature.outputs.map((spec) => spec.name);
       const started = performance.now();
       const result = await lease.model.run(request.inputs, outputs, context);
-      this.#observe?.(this.model, (performance.now() - started) / 1000);
+      this.#observe?.(this.model, (started - arrived) / 1000, (performance.now() - started) / 1000);
       return { modelName: this.model, outputs: result };
     } finally {
       lease.release();

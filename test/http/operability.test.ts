@@ -62,6 +62,8 @@ t.test('metrics: requests, latency, models and routes, with bounded labels', asy
   t.equal(value('modelgate_model_resident{model="two"}'), 1);
   t.equal(value('modelgate_model_in_flight{model="two"}'), 0);
   t.ok(value('modelgate_inference_duration_seconds_count{model="two"}') >= 3);
+  t.equal(value('modelgate_queue_duration_seconds_count{model="two"}'), value('modelgate_inference_duration_seconds_count{model="two"}'));
+  t.ok(value('modelgate_batch_size_count{model="two"}') >= 1, 'batch sizes');
   const perVariant = value('modelgate_route_requests_total{route="ab",variant="one"}') + value('modelgate_route_requests_total{route="ab",variant="two"}');
   t.equal(perVariant, 4);
   t.equal(value('modelgate_shadow_requests_total{route="ab",variant="two",outcome="agreed"}') + value('modelgate_shadow_requests_total{route="ab",variant="two",outcome="disagreed"}'), 4);
