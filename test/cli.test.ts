@@ -82,7 +82,12 @@ t.test('SIGTERM drains: an in-flight request finishes, later ones are turned awa
   const rows = 64;
   const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, 512], data: new Array(rows * 512).fill(1) }] });
   const slow = request(`${address}/v2/models/slow/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // SIGTERM only once the request is in the model's hands (as the metrics show), however loaded the machine is.
+  for (;;) {
+    const metrics = await (await request(`${address}/metrics`)).body.text();
+    if (/^modelgate_model_in_flight\{model="slow"\} 1$/m.test(metrics)) break;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
   cli.child.kill('SIGTERM');
   const response = await slow;
   t.equal(response.statusCode, 200, 'the in-flight request finished');

@@ -56,6 +56,11 @@ export function installObservability(app: FastifyInstance, metrics: Metrics): Dr
       throw withRetryAfter(new ShuttingDownError(), 1);
     }
   });
+  // Answers sent while draining close their connection, so keep-alive clients of
+  // in-flight requests do not hold the shutdown open until the grace period ends.
+  app.addHook('onSend', async (_request, reply) => {
+    if (draining) reply.header('connection', 'close');
+  });
   app.addHook('onResponse', async (request, reply) => {
     if (request.routeOptions.url === '/v2/models/:key/infer') {
       metrics.request((request.params as { key: string }).key, reply.statusCode, reply.elapsedTime / 1000);

@@ -117,6 +117,7 @@ t.test('draining: not ready at once, new requests 503 with Connection: close, in
   open();
   const answers = await Promise.all(inFlight);
   t.same(answers.map((answer) => answer.statusCode), [200, 200, 200]);
+  t.same(answers.map((answer) => answer.headers.connection), ['close', 'close', 'close'], 'their connections close, so shutdown need not wait for keep-alive');
   t.same(await Promise.all(answers.map(async (answer) => ((await answer.body.json()) as { outputs: Array<{ data: number[] }> }).outputs[0]?.data[0])), [1, 2, 3]);
 });
 
