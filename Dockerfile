@@ -24,7 +24,9 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build --chown=node:node /app/models ./models
 COPY package.json ./
-COPY config ./config
+# Owned by node: live route changes are saved beside the config (config/gateway.state.json).
+COPY --chown=node:node config ./config
+VOLUME ["/app/config", "/app/models"]
 USER node
 EXPOSE 8080
 # The demo config listens on 127.0.0.1; in a container, listen on every interface.

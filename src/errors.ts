@@ -89,3 +89,7 @@ export const RequestAbortedError = createError<'MG_REQUEST_ABORTED', 499, [strin
 /** 503: the worker thread running the model stopped mid-request; the model loads again on the next one. */
 export const WorkerLostError = createError<'MG_WORKER_LOST', 503, [string]>(
   'MG_WORKER_LOST', "Model '%s' was lost with the worker thread running it; try again", 503);
+
+/** 500: a live change could not be written to the state file; it did not take effect. */
+export const StateNotSavedError = createError<'MG_STATE_NOT_SAVED', 500, [string]>(
+  'MG_STATE_NOT_SAVED', 'The change was not applied: the state file cannot be written (%s); check that stateFile is writable', 500);

@@ -19,6 +19,7 @@ t.test('every error has an MG_ code and the status its name promises', async (t)
     DeadlineExceededError: ['MG_DEADLINE_EXCEEDED', 504],
     RequestAbortedError: ['MG_REQUEST_ABORTED', 499],
     WorkerLostError: ['MG_WORKER_LOST', 503],
+    StateNotSavedError: ['MG_STATE_NOT_SAVED', 500],
   };
   const constructors = Object.entries(errors).filter(([name]) => name.endsWith('Error') && name !== 'ConfigError');
   t.same(constructors.map(([name]) => name).sort(), Object.keys(expected).sort(), 'every error is listed here');

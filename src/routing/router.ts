@@ -6,7 +6,7 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Type } from '@sinclair/typebox';
 import { SequenceSchema, SplitSchema, type RouteSpec, type SequenceSpec, type SplitSpec } from '../config/schema.ts';
-import { InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
+import { InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError, StateNotSavedError } from '../errors.ts';
 import { checkRoutes, routeTargets } from './graph.ts';
 import { commonSignature } from './signature.ts';
 import type { RouteObserver } from '../metrics.ts';
@@ -189,7 +189,11 @@ export class Router {
     const kept = new Map(this.#kept);
     kept.set(key, entry);
     if (this.#stateFile !== undefined) {
-      await writeState(this.#stateFile, { format: 1, counter: version, routes: Object.fromEntries(kept) });
+      try {
+        await writeState(this.#stateFile, { format: 1, counter: version, routes: Object.fromEntries(kept) });
+      } catch (error) {
+        throw new StateNotSavedError((error as NodeJS.ErrnoException).code ?? 'error');
+      }
     }
     const versions = new Map(this.#versions);
     if (route === null) versions.delete(key);

@@ -248,3 +248,14 @@ t.test('a split is ready while its weighted variants are; a broken state file st
   writeFiles(repository, { 'broken.state.json': '{"format": 2}' });
   await t.rejects(buildApp(validateConfig({ admin: { token: TOKEN }, modelRepository: repository, stateFile, models }, repository, {})), /not a modelgate route state file/);
 });
+
+t.test('a live change that cannot be saved is not applied, and says why', async (t) => {
+  const repository = makeRepository(t, files);
+  const stateFile = path.join(repository, 'no-such-directory', 'gateway.state.json');
+  const app = await buildApp(validateConfig({ admin: { token: TOKEN }, modelRepository: repository, stateFile, models, routes: [{ key: 'ab', split: split({ one: 1 }) }] }, repository, {}));
+  t.teardown(() => app.close());
+  const response = await app.inject(admin('PUT', '/admin/routes/ab', { split: split({ two: 1 }) }));
+  t.equal(response.statusCode, 500);
+  t.same(response.json(), { error: 'The change was not applied: the state file cannot be written (ENOENT); check that stateFile is writable' });
+  t.same((await app.inject(admin('GET', '/admin/routes/ab'))).json().split, split({ one: 1 }), 'unchanged');
+});
