@@ -49,22 +49,27 @@ export interface Drain {
 /** Request ids, per-request metrics and the shutdown drain. */
 export function installObservability(app: FastifyInstance, metrics: Metrics): Drain {
   let draining = false;
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks: they run on every request, and async ones cost a promise each.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     if (draining && !ALWAYS_ANSWERED.has(request.url.split('?')[0] as string)) {
       reply.header('connection', 'close');
-      throw withRetryAfter(new ShuttingDownError(), 1);
+      done(withRetryAfter(new ShuttingDownError(), 1));
+      return;
     }
+    done();
   });
   // Answers sent while draining close their connection, so keep-alive clients of
   // in-flight requests do not hold the shutdown open until the grace period ends.
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (draining) reply.header('connection', 'close');
+    done(null, payload);
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     if (request.routeOptions.url === '/v2/models/:key/infer') {
       metrics.request((request.params as { key: string }).key, reply.statusCode, reply.elapsedTime / 1000);
     }
+    done();
   });
   app.get('/metrics', { schema: { tags: ['metrics'], summary: 'Prometheus metrics (text format).' } }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);
