@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.ts';
 import { checkRoutes } from '../routing/graph.ts';
 import { resolveInRepository } from './paths.ts';
+import { displayPath } from './pointer.ts';
 import { GatewayConfigSchema, type GatewayConfig, type ModelConfig } from './schema.ts';
 import type { Static } from '@sinclair/typebox';
 
@@ -145,14 +146,6 @@ function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, at: string, issue
     return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, substituteEnv(item, env, `${at}/${key}`, issues)]));
   }
   return value;
-}
-
-/** JSON pointer `/models/0/name` to `models[0].name`. */
-function displayPath(pointer: string): string {
-  if (pointer === '') return '(root)';
-  return pointer.slice(1).split('/')
-    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .reduce((out, part) => (/^\d+$/.test(part) ? `${out}[${part}]` : out === '' ? part : `${out}.${part}`), '');
 }
 
 function dedupe(items: readonly string[]): string[] {

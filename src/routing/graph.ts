@@ -5,6 +5,7 @@
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { POSTPROCESS_OPS, type RouteSpec, type SequenceSpec } from '../config/schema.ts';
+import { displayPath } from '../config/pointer.ts';
 import { stepName } from './sequence.ts';
 
 /** Deepest chain of routes inside routes (a split whose variant is a sequence whose step is a split...). */
@@ -44,7 +45,7 @@ function checkSequence(sequence: SequenceSpec, plugins: ReadonlySet<string> | un
     }
     (step.postprocess ?? []).forEach((op, opIndex) => {
       const checker = opCheckers.get(op.op) as ReturnType<typeof TypeCompiler.Compile>;
-      for (const error of checker.Errors(op)) issue(`${at}.postprocess[${opIndex}]${error.path.replace(/\//g, '.')}`, error.message);
+      for (const error of checker.Errors(op)) issue(displayPath(error.path, `${at}.postprocess[${opIndex}]`), error.message);
       const plugin = (op as { name?: unknown }).name;
       if (op.op === 'plugin' && plugins !== undefined && typeof plugin === 'string' && !plugins.has(plugin)) {
         issue(`${at}.postprocess[${opIndex}].name`, `no plugin '${plugin}' in the plugins directory`);

@@ -5,6 +5,7 @@
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Type } from '@sinclair/typebox';
+import { displayPath } from '../config/pointer.ts';
 import { SequenceSchema, SplitSchema, type RouteSpec, type SequenceSpec, type SplitSpec } from '../config/schema.ts';
 import { InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError, StateNotSavedError } from '../errors.ts';
 import { checkRoutes, routeTargets } from './graph.ts';
@@ -273,7 +274,7 @@ function reaches(routes: ReadonlyMap<string, RouteSpec>, from: string, to: strin
 function checkBody(checker: { Errors(value: unknown): Iterable<{ path: string; message: string }> }, body: unknown): unknown {
   const problems = [...checker.Errors(body)];
   if (problems.length > 0) {
-    throw new InvalidRouteError(problems.map((problem) => `${problem.path.slice(1).replace(/\//g, '.') || 'body'}: ${problem.message}`).join('; '));
+    throw new InvalidRouteError(problems.map((problem) => `${problem.path === '' ? 'body' : displayPath(problem.path)}: ${problem.message}`).join('; '));
   }
   return body;
 }

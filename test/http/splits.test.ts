@@ -111,7 +111,7 @@ t.test('invalid and impossible changes leave the route exactly as it was', async
   const cases: Array<[string, unknown, number, RegExp, 'PUT' | 'PATCH']> = [
     ['unknown field', { split: { ...split({ one: 1 }), wat: 1 } }, 400, /split\.wat: Unexpected property/, 'PUT'],
     ['unknown target', { split: split({ one: 1, nope: 1 }) }, 400, /split\.variants\[1\]\.target: unknown key 'nope'/, 'PUT'],
-    ['negative weight', { split: split({ one: -1 }) }, 400, /split\.variants\.0\.weight: Expected number to be greater or equal to 0/, 'PUT'],
+    ['negative weight', { split: split({ one: -1 }) }, 400, /split\.variants\[0\]\.weight: Expected number to be greater or equal to 0/, 'PUT'],
     ['no positive weight', { split: split({ one: 0 }) }, 400, /at least one weight must be positive/, 'PUT'],
     ['not an object', [], 400, /body: Expected object/, 'PUT'],
     ['a cycle', { split: split({ ab: 1 }) }, 400, /route cycle: ab -> ab/, 'PUT'],
