@@ -70,7 +70,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   app.addSchema(InferRequestBody);
 
   // The registry and the router are created below; metrics read them only when scraped.
-  const metrics: Metrics = new Metrics(() => registry.status(), () => new Set(router.table().keys()));
+  const metrics: Metrics = new Metrics(() => registry.status(), (key) => router.table().has(key));
   const workers = config.executor.workers ?? Math.max(1, availableParallelism() - 1);
   const runner = options.executor ?? (workers === 0 ? new OnnxExecutor(config.modelRepository) : new WorkerExecutor(config.modelRepository, workers));
   const executor = new BatchingExecutor(runner, (model, rows, requests) => metrics.batch(model, rows, requests));

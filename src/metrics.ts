@@ -31,14 +31,14 @@ export class Metrics implements RouteObserver {
   readonly #shadows = new Counter({ name: 'modelgate_shadow_requests_total', help: 'Shadow copies by outcome: agreed, disagreed, answered (nothing to compare), error, dropped.', labelNames: ['route', 'variant', 'outcome'], registers: [this.registry] });
   readonly #batches = new Histogram({ name: 'modelgate_batch_size', help: 'Rows in each batch a model ran (dynamic batching).', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [this.registry] });
   readonly #batchRequests = new Histogram({ name: 'modelgate_batch_requests', help: 'Requests merged into each batch a model ran.', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers: [this.registry] });
-  readonly #keys: () => ReadonlySet<string>;
+  readonly #isKey: (key: string) => boolean;
 
   /**
    * @param status the models' state now, read at each scrape.
-   * @param keys the keys served now, to keep the `key` label bounded.
+   * @param isKey whether a key is served now, to keep the `key` label bounded.
    */
-  constructor(status: () => readonly ModelStatus[], keys: () => ReadonlySet<string>) {
-    this.#keys = keys;
+  constructor(status: () => readonly ModelStatus[], isKey: (key: string) => boolean) {
+    this.#isKey = isKey;
     collectDefaultMetrics({ register: this.registry, prefix: 'modelgate_' });
     new Gauge({
       name: 'modelgate_model_resident', help: '1 while the model holds a session in the resident set.', labelNames: ['model'], registers: [this.registry],
@@ -63,7 +63,7 @@ export class Metrics implements RouteObserver {
   }
 
   request(key: string, code: number, seconds: number): void {
-    const label = this.#keys().has(key) ? key : '';
+    const label = this.#isKey(key) ? key : '';
     this.#requests.inc({ key: label, code });
     this.#requestDuration.observe({ key: label }, seconds);
   }

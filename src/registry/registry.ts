@@ -343,15 +343,10 @@ export class ModelRegistry {
     if (victim === undefined || !victim.draining) {
       victim = candidates[0];
       if (victim !== undefined) void this.#evict(victim, 'capacity');
-      else if (!this.#anyPending(entry) && !this.#anyBusy(entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
+      else if (!this.#mayFreeSlot(entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
     }
     await this.#slotFreed.wait();
     return victim;
-  }
-
-  /** Whether some other resident model may become evictable (requests still use or wait for it). */
-  #anyBusy(entry: Entry): boolean {
-    return [...this.#entries.values()].some((other) => other !== entry && other.state === 'resident' && !other.config.pinned && (other.inFlight > 0 || other.waiting > 0));
   }
 
   #fits(entry: Entry): boolean {
@@ -367,9 +362,14 @@ export class ModelRegistry {
       && (maxResidentBytes === undefined || bytes <= maxResidentBytes);
   }
 
-  /** Whether some other model is loading or draining, so a slot may still come free. */
-  #anyPending(entry: Entry): boolean {
-    return [...this.#entries.values()].some((other) => other !== entry && other.holdsSlot && (other.draining || other.state === 'loading'));
+  /**
+   * Whether a slot may still come free for `entry`: another model is loading or
+   * draining, or is resident, unpinned and busy (evictable once its requests end).
+   */
+  #mayFreeSlot(entry: Entry): boolean {
+    return [...this.#entries.values()].some((other) => other !== entry && (
+      (other.holdsSlot && (other.draining || other.state === 'loading'))
+      || (other.state === 'resident' && !other.config.pinned && (other.inFlight > 0 || other.waiting > 0))));
   }
 
   /**
