@@ -12,7 +12,7 @@ import { OnnxExecutor } from './executor/onnx.ts';
 import { WorkerExecutor } from './executor/workers.ts';
 import type { Executor } from './executor/types.ts';
 import { adminRoutes } from './http/admin.ts';
-import { installErrorHandling } from './http/error-handler.ts';
+import { clientErrorHandler, installErrorHandling } from './http/error-handler.ts';
 import { registerDocs } from './http/docs.ts';
 import { installObservability, OneLinePerRequest, requestId, type Drain } from './http/observability.ts';
 import { ErrorBody, InferRequestBody } from './http/schemas.ts';
@@ -60,6 +60,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     keepAliveTimeout: config.server.keepAliveTimeoutMs,
     // The drain answers new requests itself, with a V2 error body.
     return503OnClosing: false,
+    clientErrorHandler,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
   installErrorHandling(app);
@@ -101,7 +102,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     plugins,
     observer: metrics,
   });
-  const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data'] }, config.server.defaultTimeoutMicros);
+  const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data', 'classification', 'statistics'] }, config.server.defaultTimeoutMicros);
 
   let adminToken = config.admin.token;
   if (adminToken === undefined) {
@@ -116,7 +117,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   await registerDocs(app, { version: VERSION }, () => router.table());
   const drain = installObservability(app, metrics);
   app.decorate('drain', drain);
-  await app.register(v2Routes, { dataPlane });
+  await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes });
   await app.register(adminRoutes, { token: adminToken, registry, router });
 
   app.addHook('onReady', async () => {

@@ -93,3 +93,15 @@ export const WorkerLostError = createError<'MG_WORKER_LOST', 503, [string]>(
 /** 500: a live change could not be written to the state file; it did not take effect. */
 export const StateNotSavedError = createError<'MG_STATE_NOT_SAVED', 500, [string]>(
   'MG_STATE_NOT_SAVED', 'The change was not applied: the state file cannot be written (%s); check that stateFile is writable', 500);
+
+/** 413: the request body, or what it inflates to, is larger than server.bodyLimitBytes. */
+export const BodyTooLargeError = createError<'MG_BODY_TOO_LARGE', 413, [string]>(
+  'MG_BODY_TOO_LARGE', 'Request body is too large: %s', 413);
+
+/** 415: a Content-Type or Content-Encoding the gateway cannot read; the message says what it accepts. */
+export const UnsupportedMediaTypeError = createError<'MG_UNSUPPORTED_MEDIA_TYPE', 415, [string]>(
+  'MG_UNSUPPORTED_MEDIA_TYPE', '%s', 415);
+
+/** 404: a `/versions/{v}/` path named a version the key does not serve. */
+export const VersionNotFoundError = createError<'MG_VERSION_NOT_FOUND', 404, [string, string]>(
+  'MG_VERSION_NOT_FOUND', "Key '%s' has no version '%s': every key serves version 1", 404);

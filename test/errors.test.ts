@@ -20,6 +20,9 @@ t.test('every error has an MG_ code and the status its name promises', async (t)
     RequestAbortedError: ['MG_REQUEST_ABORTED', 499],
     WorkerLostError: ['MG_WORKER_LOST', 503],
     StateNotSavedError: ['MG_STATE_NOT_SAVED', 500],
+    BodyTooLargeError: ['MG_BODY_TOO_LARGE', 413],
+    UnsupportedMediaTypeError: ['MG_UNSUPPORTED_MEDIA_TYPE', 415],
+    VersionNotFoundError: ['MG_VERSION_NOT_FOUND', 404],
   };
   const constructors = Object.entries(errors).filter(([name]) => name.endsWith('Error') && name !== 'ConfigError');
   t.same(constructors.map(([name]) => name).sort(), Object.keys(expected).sort(), 'every error is listed here');

@@ -148,6 +148,7 @@ class BatchingModel implements LoadedModel {
 
   async #runBatch(batch: Pending[], rows: number): Promise<void> {
     this.#observe?.(rows, batch.length);
+    for (const pending of batch) pending.waiting.batched?.(rows, batch.length);
     if (batch.length === 1) {
       const only = batch[0] as Pending;
       await this.#inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);

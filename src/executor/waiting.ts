@@ -10,6 +10,8 @@ export interface Waiting {
   readonly deadline?: number | undefined;
   /** Aborted when the client goes away. */
   readonly signal?: AbortSignal | undefined;
+  /** Told, when the work runs in a dynamic batch, the batch's rows and requests (for statistics). */
+  readonly batched?: ((rows: number, requests: number) => void) | undefined;
 }
 
 /** Settles with `work`, unless the deadline passes (504) or the signal aborts (dropped) first. */

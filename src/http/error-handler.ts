@@ -3,6 +3,7 @@
  * fastify's (bad JSON, body too large, wrong content type, 404) and anything
  * unexpected, whose details stay in the log.
  */
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance } from 'fastify';
 
 const FASTIFY_MESSAGES = new Map<string, string>([
@@ -30,4 +31,25 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ error: `No route ${request.method} ${request.url.split('?')[0]}` });
   });
+}
+
+const CLIENT_ERROR_STATUS = new Map<string, [number, string]>([
+  ['HPE_HEADER_OVERFLOW', [431, 'Request Header Fields Too Large']],
+  ['ERR_HTTP_REQUEST_TIMEOUT', [408, 'Request Timeout']],
+]);
+
+/**
+ * Requests Node's HTTP parser rejects never reach fastify's routes or error
+ * handler (a malformed request line, Content-Length with Transfer-Encoding):
+ * they are answered here, in the V2 error shape too, and the connection closed.
+ */
+export function clientErrorHandler(error: Error & { code?: string; reason?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, text] = CLIENT_ERROR_STATUS.get(error.code ?? '') ?? [400, 'Bad Request'];
+  const reason = error.reason ?? error.message;
+  const body = JSON.stringify({ error: `Malformed HTTP request: ${reason}${reason.endsWith('.') ? '' : '.'}` });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
 }

@@ -39,6 +39,8 @@ export class OneLinePerRequest extends LogController {
   }
 }
 
+const INFER_ROUTES = new Set(['/v2/models/:key/infer', '/v2/models/:key/versions/:version/infer']);
+
 const ALWAYS_ANSWERED = new Set(['/v2/health/live', '/v2/health/ready', '/metrics']);
 
 export interface Drain {
@@ -66,7 +68,7 @@ export function installObservability(app: FastifyInstance, metrics: Metrics): Dr
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {
-    if (request.routeOptions.url === '/v2/models/:key/infer') {
+    if (INFER_ROUTES.has(request.routeOptions.url as string)) {
       metrics.request((request.params as { key: string }).key, reply.statusCode, reply.elapsedTime / 1000);
     }
     done();

@@ -34,6 +34,11 @@ export const Key = Type.Object({
   key: Type.String({ description: 'A key: a model, a split route or a sequence route.' }),
 });
 
+export const KeyVersion = Type.Object({
+  key: Key.properties.key,
+  version: Type.String({ description: 'A model version, as Triton clients name one: every key serves version 1.' }),
+});
+
 export const LiveResponse = Type.Object({ live: Type.Boolean() });
 export const ReadyResponse = Type.Object({ ready: Type.Boolean() });
 export const ModelReadyResponse = Type.Object({ name: Type.String(), ready: Type.Boolean() });
@@ -50,7 +55,7 @@ export const ModelMetadataResponse = Type.Object({
   platform: Type.String({ examples: ['onnx_onnxv1'] }),
   inputs: Type.Array(TensorMetadata),
   outputs: Type.Array(TensorMetadata),
-}, { examples: [{ name: 'iris-v1', versions: [], platform: 'onnx_onnxv1', inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [-1, 3] }, { name: 'label', datatype: 'INT64', shape: [-1] }] }] });
+}, { examples: [{ name: 'iris-v1', versions: ['1'], platform: 'onnx_onnxv1', inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }], outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [-1, 3] }, { name: 'label', datatype: 'INT64', shape: [-1] }] }] });
 
 export const InferRequestBody = Type.Object({
   id: Type.Optional(Type.String({ description: 'Echoed in the response.' })),
@@ -70,9 +75,35 @@ export const InferRequestBody = Type.Object({
 
 export const InferResponseBody = Type.Object({
   model_name: Type.String({ description: 'The model that produced the outputs.' }),
+  model_version: Type.Optional(Type.String({ description: 'Present when the request named a version.' })),
   id: Type.Optional(Type.String()),
-  outputs: Type.Array(Type.Object({ name: Type.String(), datatype: Datatype, shape: Shape, data: Type.Array(Type.Unknown()) })),
+  outputs: Type.Array(Type.Object({
+    name: Type.String(), datatype: Datatype, shape: Shape,
+    data: Type.Optional(Type.Array(Type.Unknown(), { description: 'Absent for binary outputs, whose parameters.binary_data_size bytes follow the JSON.' })),
+    parameters: Type.Optional(Parameters),
+  })),
 }, { examples: [{ model_name: 'iris-v1', id: 'req-1', outputs: [{ name: 'label', datatype: 'INT64', shape: [1], data: [0] }] }] });
+
+const Duration = Type.Object({ count: Type.Integer(), ns: Type.Integer({ description: 'Nanoseconds, summed.' }) });
+
+const ModelStatistics = Type.Object({
+  name: Type.String({ description: 'The key.' }),
+  version: Type.String(),
+  last_inference: Type.Integer({ description: 'Milliseconds since the epoch of the last request; 0 for none.' }),
+  inference_count: Type.Integer({ description: 'Successful inferences; each row of a request along a dynamic batch dimension counts.' }),
+  execution_count: Type.Integer({ description: 'Model executions; requests batched together share one.' }),
+  inference_stats: Type.Object({
+    success: Duration, fail: Duration,
+    queue: Type.Object(Duration.properties, { description: 'Waiting for a model: loads and slots under the caps.' }),
+    compute_input: Type.Object(Duration.properties, { description: 'Decoding the request into tensors.' }),
+    compute_infer: Type.Object(Duration.properties, { description: 'Model runs, the wait to join a batch included.' }),
+    compute_output: Type.Object(Duration.properties, { description: 'Encoding the answer.' }),
+    cache_hit: Duration, cache_miss: Duration,
+  }),
+  batch_stats: Type.Array(Type.Object({ batch_size: Type.Integer(), compute_input: Duration, compute_infer: Duration, compute_output: Duration })),
+});
+
+export const StatisticsResponse = Type.Object({ model_stats: Type.Array(ModelStatistics) });
 
 const ModelStatus = Type.Object({
   name: Type.String(),

@@ -4,15 +4,22 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
 import { HEADER_LENGTH } from '../protocol/binary.ts';
+import { readInferBody } from '../protocol/body.ts';
+import { chooseEncoding, compress, COMPRESSION_THRESHOLD } from '../protocol/compression.ts';
 import type { DataPlane } from '../protocol/dataplane.ts';
 import {
-  errors, InferRequestBody, InferResponseBody, Key, LiveResponse, ModelMetadataResponse,
-  ModelReadyResponse, ReadyResponse, ServerMetadataResponse, validatedInHandler,
+  errors, InferRequestBody, InferResponseBody, Key, KeyVersion, LiveResponse, ModelMetadataResponse,
+  ModelReadyResponse, ReadyResponse, ServerMetadataResponse, StatisticsResponse, validatedInHandler,
 } from './schemas.ts';
 
-interface KeyParams { key: string }
+interface KeyParams { key: string; version?: string }
 
-export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane }> = async (app, { dataPlane }) => {
+export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane; bodyLimit: number }> = async (app, { dataPlane, bodyLimit }) => {
+  // Inference bodies arrive as bytes whatever their Content-Type (Triton's Python client sends none):
+  // the protocol layer tells JSON from binary, inflates compressed bodies and refuses what it cannot read.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
   app.get('/v2/health/live', {
     schema: { tags: ['health'], summary: 'Liveness: 200 while the process can serve.', response: { 200: LiveResponse } },
   }, async () => ({ live: true }));
@@ -28,48 +35,86 @@ export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane }> = async (app
     schema: { tags: ['metadata'], summary: 'Server metadata.', response: { 200: ServerMetadataResponse } },
   }, async () => dataPlane.serverMetadata());
 
-  app.get<{ Params: KeyParams }>('/v2/models/:key', {
-    schema: {
-      tags: ['metadata'], summary: 'Metadata of a key: its input and output tensors.', params: Key,
-      response: { 200: ModelMetadataResponse, ...errors(404, 503) },
-    },
-  }, async (request) => dataPlane.modelMetadata(request.params.key));
+  // Statistics first: '/v2/models/stats' is a static path and wins over the ':key' one, as in Triton.
+  app.get('/v2/models/stats', {
+    schema: { tags: ['metadata'], summary: 'Statistics of every key (Triton\'s statistics extension).', response: { 200: StatisticsResponse } },
+  }, async () => dataPlane.statistics());
 
-  app.get<{ Params: KeyParams }>('/v2/models/:key/ready', {
-    schema: {
-      tags: ['health'], summary: 'Whether a key can serve now (a lazily loaded model counts as ready unless its last load failed).', params: Key,
-      response: { 200: ModelReadyResponse, ...errors(404, 503) },
-    },
-  }, async (request) => {
-    const { key } = request.params;
-    dataPlane.target(key).assertReady();
-    return { name: key, ready: true };
-  });
+  for (const prefix of ['/v2/models/:key', '/v2/models/:key/versions/:version']) {
+    const params = prefix.includes(':version') ? KeyVersion : Key;
+    const versioned = prefix.includes(':version') ? ' (Triton clients name a model version; every key serves version 1.)' : '';
 
-  app.post<{ Params: KeyParams }>('/v2/models/:key/infer', {
-    validatorCompiler: validatedInHandler,
-    schema: {
-      tags: ['inference'],
-      summary: 'Run inference on a key: V2 JSON tensors, or Triton\'s binary tensor extension.',
-      description: 'Binary extension: Content-Type application/octet-stream, Inference-Header-Content-Length N; the body is N bytes of this JSON (binary inputs carry parameters.binary_data_size instead of data), then the inputs\' little-endian bytes in order (BYTES: 4-byte length + bytes each). With N = 0 (or no header) the body is the single input\'s raw data. Outputs with parameters.binary_data (or all, with request parameter binary_data_output) come back the same way, with the response header Inference-Header-Content-Length.',
-      consumes: ['application/json', 'application/octet-stream'],
-      params: Key,
-      headers: Type.Object({ [HEADER_LENGTH]: Type.Optional(Type.String({ description: 'Binary extension: length of the JSON header at the start of the body.' })) }),
-      body: Type.Ref(InferRequestBody),
-      response: { 200: InferResponseBody, ...errors(400, 404, 413, 415, 500, 503) },
-    },
-  }, async (request, reply) => {
-    const header = (name: string) => {
-      const value = request.headers[name.toLowerCase()];
-      return Array.isArray(value) ? value[0] : value;
-    };
-    const payload = Buffer.isBuffer(request.body) ? { binary: request.body, headerLength: header(HEADER_LENGTH) } : { json: request.body };
-    // A client that goes away before its answer drops its queued work.
-    const gone = new AbortController();
-    reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
-    const { body, headerLength, context } = await dataPlane.infer(request.params.key, payload, header, gone.signal);
-    if (context.decisions.length > 0) reply.header('x-modelgate-variant', context.decisions.join(','));
-    if (headerLength === undefined) return reply.type('application/json; charset=utf-8').send(body);
-    return reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength)).send(body);
-  });
+    app.get<{ Params: KeyParams }>(prefix, {
+      schema: {
+        tags: ['metadata'], summary: `Metadata of a key: its input and output tensors.${versioned}`, params,
+        response: { 200: ModelMetadataResponse, ...errors(404, 503) },
+      },
+    }, async (request) => dataPlane.modelMetadata(request.params.key, request.params.version));
+
+    app.get<{ Params: KeyParams }>(`${prefix}/ready`, {
+      schema: {
+        tags: ['health'], summary: `Whether a key can serve now (a lazily loaded model counts as ready unless its last load failed).${versioned}`, params,
+        response: { 200: ModelReadyResponse, ...errors(404, 503) },
+      },
+    }, async (request) => {
+      const { key, version } = request.params;
+      dataPlane.target(key, version).assertReady();
+      return { name: key, ready: true };
+    });
+
+    app.get<{ Params: KeyParams }>(`${prefix}/stats`, {
+      schema: {
+        tags: ['metadata'], summary: `Statistics of a key (Triton's statistics extension).${versioned}`, params,
+        response: { 200: StatisticsResponse, ...errors(404) },
+      },
+    }, async (request) => dataPlane.statistics(request.params.key, request.params.version));
+
+    app.post<{ Params: KeyParams }>(`${prefix}/infer`, {
+      validatorCompiler: validatedInHandler,
+      schema: {
+        tags: ['inference'],
+        summary: `Run inference on a key: V2 JSON tensors, or Triton's binary tensor extension.${versioned}`,
+        description: INFER_DESCRIPTION,
+        consumes: ['application/json', 'application/octet-stream'],
+        params,
+        headers: Type.Object({
+          [HEADER_LENGTH]: Type.Optional(Type.String({ description: 'Binary extension: length of the JSON header at the start of the (decompressed) body.' })),
+          'content-encoding': Type.Optional(Type.String({ description: 'gzip or deflate: the body is compressed.' })),
+          'accept-encoding': Type.Optional(Type.String({ description: 'gzip or deflate: answers of 1 KiB or more come back compressed.' })),
+        }),
+        body: Type.Ref(InferRequestBody),
+        response: { 200: InferResponseBody, ...errors(400, 404, 413, 415, 500, 503, 504) },
+      },
+    }, async (request, reply) => {
+      const header = (name: string) => {
+        const value = request.headers[name.toLowerCase()];
+        return Array.isArray(value) ? value[0] : value;
+      };
+      const payload = await readInferBody({
+        body: request.body as Buffer,
+        contentType: header('content-type'),
+        contentEncoding: header('content-encoding'),
+        headerLength: header(HEADER_LENGTH),
+        limit: bodyLimit,
+      });
+      // A client that goes away before its answer drops its queued work.
+      const gone = new AbortController();
+      reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
+      const { key, version } = request.params;
+      const { body, headerLength, context } = await dataPlane.infer(key, payload, header, gone.signal, version);
+      if (context.decisions.length > 0) reply.header('x-modelgate-variant', context.decisions.join(','));
+      if (headerLength === undefined) reply.type('application/json; charset=utf-8');
+      else reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength));
+      const encoding = Buffer.byteLength(body) >= COMPRESSION_THRESHOLD ? chooseEncoding(header('accept-encoding')) : undefined;
+      reply.header('vary', 'accept-encoding');
+      if (encoding === undefined) return reply.send(body);
+      return reply.header('content-encoding', encoding).send(await compress(body, encoding));
+    });
+  }
 };
+
+const INFER_DESCRIPTION = [
+  'JSON: Content-Type application/json (or none, as Triton\'s clients send). INT64/UINT64 elements may be plain JSON integers of any size, read exactly, or decimal strings.',
+  'Binary extension: Inference-Header-Content-Length N; the body is N bytes of this JSON (binary inputs carry parameters.binary_data_size instead of data), then the inputs\' little-endian bytes in order (BYTES: 4-byte length + bytes each). With N = 0 (or no header, with Content-Type application/octet-stream) the body is the single input\'s raw data. Outputs with parameters.binary_data (or all, with request parameter binary_data_output) come back the same way, with the response header Inference-Header-Content-Length.',
+  'Content-Encoding gzip or deflate compresses the request; Accept-Encoding asks for a compressed answer. Output parameter classification: k answers that output as its top k classes, "value:index" BYTES.',
+].join('\n\n');

@@ -7,6 +7,8 @@
  */
 import { InvalidInputError } from '../errors.ts';
 import { allocate } from './datatypes.ts';
+import { NUL_IN_BYTES } from './decode.ts';
+import { parseJson } from './json.ts';
 import type { Datatype, Signature, Tensor, TensorData } from './types.ts';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
@@ -31,7 +33,7 @@ export function splitBody(body: Buffer, headerLength: string | undefined): { hea
   const length = Number(headerLength);
   let header: unknown;
   try {
-    header = JSON.parse(body.subarray(0, length).toString('utf8'));
+    header = parseJson(body.subarray(0, length).toString('utf8'));
   } catch (error) {
     invalid(`the JSON header (Inference-Header-Content-Length ${length}) is not valid JSON: ${(error as Error).message}`);
   }
@@ -63,9 +65,14 @@ export class BinaryReader {
   }
 }
 
-/** Tensor data from its binary form; checks the size against shape and datatype. */
-export function fromBytes(bytes: Buffer, datatype: Datatype, count: number, where: string): TensorData {
-  if (datatype === 'BYTES') return readStrings(bytes, count, where);
+/**
+ * Tensor data from its binary form; checks the size against shape and
+ * datatype. `strict` (for inputs bound for a model) refuses BYTES elements
+ * that are not UTF-8 or hold NUL, which onnxruntime's strings cannot carry;
+ * otherwise invalid UTF-8 is decoded with replacement characters.
+ */
+export function fromBytes(bytes: Buffer, datatype: Datatype, count: number, where: string, strict = true): TensorData {
+  if (datatype === 'BYTES') return readStrings(bytes, count, where, strict);
   const size = bytesPerElement(datatype);
   if (bytes.length !== count * size) {
     invalid(`${where}: binary data has ${bytes.length} bytes but shape and ${datatype} need ${count} × ${size} = ${count * size}`);
@@ -77,20 +84,31 @@ export function fromBytes(bytes: Buffer, datatype: Datatype, count: number, wher
   return data;
 }
 
-function readStrings(bytes: Buffer, count: number | undefined, where: string): string[] {
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function readStrings(bytes: Buffer, count: number | undefined, where: string, strict: boolean): string[] {
   const strings: string[] = [];
   let offset = 0;
   while (offset < bytes.length && (count === undefined || strings.length < count)) {
     if (offset + 4 > bytes.length) invalid(`${where}: BYTES element ${strings.length} has a truncated length prefix`);
     const length = bytes.readUInt32LE(offset);
     if (offset + 4 + length > bytes.length) invalid(`${where}: BYTES element ${strings.length} runs past its data`);
-    strings.push(bytes.toString('utf8', offset + 4, offset + 4 + length));
+    strings.push(strict ? strictString(bytes.subarray(offset + 4, offset + 4 + length), `${where}: BYTES element ${strings.length}`) : bytes.toString('utf8', offset + 4, offset + 4 + length));
     offset += 4 + length;
   }
   if (offset !== bytes.length || (count !== undefined && strings.length !== count)) {
     invalid(`${where}: binary data holds ${strings.length} BYTES elements${offset !== bytes.length ? ' and trailing bytes' : ''}, but the shape needs ${count}`);
   }
   return strings;
+}
+
+function strictString(bytes: Buffer, where: string): string {
+  if (bytes.includes(0)) invalid(`${where} ${NUL_IN_BYTES}`);
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return invalid(`${where} is not valid UTF-8: onnxruntime's strings carry text only`);
+  }
 }
 
 /** The raw-body form: the whole body is the data of the model's single input; one dynamic dimension is inferred. */
@@ -101,7 +119,7 @@ export function decodeRawBody(body: Buffer, signature: Signature): Map<string, T
   const dynamic = spec.shape.filter((dim) => dim < 0).length;
   if (dynamic > 1) invalid(`${where}: shape ${JSON.stringify(spec.shape)} has more than one dynamic dimension, so a raw body's shape is ambiguous: send a JSON header`);
   const fixed = spec.shape.filter((dim) => dim >= 0).reduce((a, b) => a * b, 1);
-  const elements = spec.datatype === 'BYTES' ? readStrings(body, undefined, where).length : body.length / bytesPerElement(spec.datatype);
+  const elements = spec.datatype === 'BYTES' ? readStrings(body, undefined, where, true).length : body.length / bytesPerElement(spec.datatype);
   const inferred = fixed === 0 ? 0 : elements / fixed;
   if (!Number.isInteger(inferred) || (dynamic === 0 && elements !== fixed)) {
     invalid(`${where}: a raw body of ${body.length} bytes does not fill shape ${JSON.stringify(spec.shape)} of ${spec.datatype}`);

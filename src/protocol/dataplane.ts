@@ -3,13 +3,18 @@
  * of HTTP; the REST layer adapts it (as KServe's dataplane.py is apart from
  * its endpoints).
  */
-import { InvalidInputError, KeyNotFoundError } from '../errors.ts';
-import type { InferContext, Target, TargetTable } from '../routing/target.ts';
+import { InvalidInputError, KeyNotFoundError, VersionNotFoundError } from '../errors.ts';
+import type { InferContext, RunTiming, Target, TargetTable } from '../routing/target.ts';
 import { untilStopped } from '../executor/waiting.ts';
 import { decodeRawBody, splitBody } from './binary.ts';
+import { classify } from './classification.ts';
 import { decodeInferRequest } from './decode.ts';
 import { encodeInferResponse } from './encode.ts';
-import type { InferRequest, TensorSpec } from './types.ts';
+import { InferenceStatistics, type ModelStatistics } from './statistics.ts';
+import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from './types.ts';
+
+/** The one version every key serves, as Triton numbers them. */
+export const VERSION = '1';
 
 /** V2 model metadata. */
 export interface ModelMetadata {
@@ -46,6 +51,7 @@ export class DataPlane {
   #ready = false;
 
   readonly #defaultTimeoutMicros: number | undefined;
+  readonly #statistics = new InferenceStatistics();
 
   /**
    * @param targets returns the current target table; each call may see a newer snapshot.
@@ -70,15 +76,23 @@ export class DataPlane {
     this.#ready = value;
   }
 
-  target(key: string): Target {
+  /** The target behind `key`; with `version` (a `/versions/{v}/` path), that version must be one the key serves. */
+  target(key: string, version?: string): Target {
     const target = this.#targets().get(key);
     if (target === undefined) throw new KeyNotFoundError(key);
+    if (version !== undefined && version !== VERSION) throw new VersionNotFoundError(key, version);
     return target;
   }
 
-  async modelMetadata(key: string): Promise<ModelMetadata> {
-    const signature = await this.target(key).signature();
-    return { name: key, versions: [], platform: 'onnx_onnxv1', inputs: signature.inputs, outputs: signature.outputs };
+  async modelMetadata(key: string, version?: string): Promise<ModelMetadata> {
+    const signature = await this.target(key, version).signature();
+    return { name: key, versions: [VERSION], platform: 'onnx_onnxv1', inputs: signature.inputs, outputs: signature.outputs };
+  }
+
+  /** Triton's statistics extension: every key served now, or one. */
+  statistics(key?: string, version?: string): { model_stats: ModelStatistics[] } {
+    if (key !== undefined) this.target(key, version);
+    return { model_stats: this.#statistics.report(key === undefined ? this.#targets().keys() : [key]) };
   }
 
   /**
@@ -86,9 +100,19 @@ export class DataPlane {
    * encodes the answer. The target table is read once: the whole request is
    * served by the snapshot it started with.
    */
-  async infer(key: string, payload: InferPayload, header: InferContext['header'], signal?: AbortSignal): Promise<InferReply> {
+  async infer(key: string, payload: InferPayload, header: InferContext['header'], signal?: AbortSignal, version?: string): Promise<InferReply> {
     const started = performance.now();
-    const target = this.target(key);
+    const target = this.target(key, version);
+    try {
+      return await this.#infer(target, payload, header, signal, version, started);
+    } catch (error) {
+      this.#statistics.failed(key, performance.now() - started);
+      throw error;
+    }
+  }
+
+  async #infer(target: Target, payload: InferPayload, header: InferContext['header'], signal: AbortSignal | undefined, version: string | undefined, started: number): Promise<InferReply> {
+    const key = target.key;
     const split = 'json' in payload ? undefined : splitBody(payload.binary, payload.headerLength);
     const document = 'json' in payload ? payload.json : split?.header;
     // The deadline covers everything a request waits for, a first load to learn the signature included.
@@ -96,16 +120,43 @@ export class DataPlane {
     if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isSafeInteger(timeout) || timeout <= 0)) {
       throw new InvalidInputError("request: 'timeout' must be a positive whole number of microseconds");
     }
-    const context: InferContext = { decisions: [], header, signal, deadline: timeout === undefined ? undefined : started + timeout / 1000 };
+    const timing: RunTiming = { queueMs: 0, inferMs: 0, executions: 0, batchSize: 1 };
+    const context: InferContext = { decisions: [], header, signal, deadline: timeout === undefined ? undefined : started + timeout / 1000, timing };
     const signature = await untilStopped(target.signature(), context, key);
+    const decoding = performance.now();
     let request: InferRequest;
     if ('json' in payload) request = decodeInferRequest(payload.json, signature);
     else if (split === undefined) request = { inputs: decodeRawBody(payload.binary, signature) };
     else request = decodeInferRequest(split.header, signature, split.reader);
-    const result = await target.infer(request, context);
-    const { json, blobs } = encodeInferResponse(result, request.id, request.binaryOutputs);
-    if (blobs.length === 0) return { body: json, context };
-    const head = Buffer.from(json, 'utf8');
-    return { body: Buffer.concat([head, ...blobs]), headerLength: head.length, context };
+    const decoded = performance.now();
+    const result = classified(await target.infer(request, context), request.classification);
+    const encoding = performance.now();
+    const { json, blobs } = encodeInferResponse(result, request.id, request.binaryOutputs, version);
+    const reply: InferReply = blobs.length === 0 ? { body: json, context } : binaryReply(json, blobs, context);
+    const ended = performance.now();
+    this.#statistics.succeeded(key, { totalMs: ended - started, inputMs: decoded - decoding, outputMs: ended - encoding, rows: rows(request.inputs, signature), timing });
+    return reply;
   }
+}
+
+function binaryReply(json: string, blobs: Buffer[], context: InferContext): InferReply {
+  const head = Buffer.from(json, 'utf8');
+  return { body: Buffer.concat([head, ...blobs]), headerLength: head.length, context };
+}
+
+function classified(result: InferResult, classification: ReadonlyMap<string, number> | undefined): InferResult {
+  if (classification === undefined) return result;
+  const outputs: TensorMap = new Map();
+  for (const [name, tensor] of result.outputs) {
+    const count = classification.get(name);
+    outputs.set(name, count === undefined ? tensor : classify(tensor, count, name));
+  }
+  return { ...result, outputs };
+}
+
+/** Inferences a request carries, as Triton counts them: its batch dimension where the key batches along a dynamic first one. */
+function rows(inputs: TensorMap, signature: Signature): number {
+  const [spec] = signature.inputs;
+  const first = spec === undefined ? undefined : inputs.get(spec.name);
+  return spec?.shape[0] === -1 && first !== undefined ? first.shape[0] ?? 1 : 1;
 }

@@ -2,6 +2,7 @@
  * V2 datatypes: their storage, their onnxruntime names, and the checks and
  * conversions for one JSON element.
  */
+import { jsonText } from './json.ts';
 import type { Datatype, TensorData } from './types.ts';
 
 interface DatatypeInfo {
@@ -63,9 +64,9 @@ const FLOAT_WORDS = new Map<string, number>([['NaN', Number.NaN], ['Infinity', I
 
 /**
  * Converts one JSON element to its stored form, or returns a string saying
- * what is wrong with it. 64-bit integers come as safe integers or, for exact
- * values beyond 2^53, as decimal strings; non-finite floats as "NaN",
- * "Infinity" or "-Infinity", the way the gateway writes them.
+ * what is wrong with it. 64-bit integers come as numbers (beyond 2^53 as the
+ * bigints `parseJson` reads exactly) or decimal strings; non-finite floats as
+ * "NaN", "Infinity" or "-Infinity", the way the gateway writes them.
  */
 export function convertElement(datatype: Datatype, value: unknown): number | bigint | string | { error: string } {
   switch (datatype) {
@@ -74,7 +75,7 @@ export function convertElement(datatype: Datatype, value: unknown): number | big
     case 'BYTES':
       return typeof value === 'string' ? value : { error: `${show(value)} is not a string` };
     case 'FP32': case 'FP64': case 'FP16': {
-      const number = typeof value === 'number' ? value : typeof value === 'string' ? FLOAT_WORDS.get(value) : undefined;
+      const number = typeof value === 'number' ? value : typeof value === 'bigint' ? Number(value) : typeof value === 'string' ? FLOAT_WORDS.get(value) : undefined;
       if (number === undefined) return { error: `${show(value)} is not a number` };
       if (Number.isFinite(number) && !Number.isFinite(datatype === 'FP32' ? Math.fround(number) : datatype === 'FP16' ? halfToFloat(floatToHalf(number)) : number)) {
         return { error: `${show(value)} is out of range for ${datatype}` };
@@ -84,14 +85,16 @@ export function convertElement(datatype: Datatype, value: unknown): number | big
     case 'INT64': case 'UINT64': {
       const [low, high] = BIGINT_RANGES.get(datatype) as readonly [bigint, bigint];
       let big: bigint;
-      if (typeof value === 'number' && Number.isSafeInteger(value)) big = BigInt(value);
+      if (typeof value === 'bigint') big = value;
+      else if (typeof value === 'number' && Number.isSafeInteger(value)) big = BigInt(value);
       else if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) big = BigInt(value);
-      else if (typeof value === 'number' && Number.isInteger(value)) return { error: `${show(value)} is beyond 2^53: send it as a decimal string for an exact value` };
+      else if (typeof value === 'number' && Number.isInteger(value)) return { error: `${show(value)} is out of range for ${datatype}` };
       else return { error: `${show(value)} is not an integer` };
       return big < low || big > high ? { error: `${show(value)} is out of range for ${datatype}` } : big;
     }
     default: {
       const [low, high] = INTEGER_RANGES.get(datatype) as readonly [number, number];
+      if (typeof value === 'bigint') return { error: `${show(value)} is out of range for ${datatype}` };
       if (typeof value !== 'number' || !Number.isInteger(value)) return { error: `${show(value)} is not an integer` };
       return value < low || value > high ? { error: `${value} is out of range for ${datatype}` } : value;
     }
@@ -99,7 +102,7 @@ export function convertElement(datatype: Datatype, value: unknown): number | big
 }
 
 function show(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
+  const text = jsonText(value);
   return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
 

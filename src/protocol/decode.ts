@@ -6,6 +6,7 @@
 import { InvalidInputError } from '../errors.ts';
 import type { BinaryReader } from './binary.ts';
 import { allocate, convertElement, isDatatype } from './datatypes.ts';
+import { jsonText } from './json.ts';
 import type { Datatype, InferRequest, Signature, Tensor, TensorData, TensorMap, TensorSpec } from './types.ts';
 
 /** Largest element count of one tensor; beyond it no body limit could carry the data anyway. */
@@ -60,13 +61,30 @@ export function decodeInferRequest(body: unknown, signature: Signature, reader?:
   const parameters = body.parameters as Record<string, unknown> | undefined;
   if (parameters?.binary_data_output !== undefined && typeof parameters.binary_data_output !== 'boolean') invalid("request: 'binary_data_output' must be a boolean");
   const binary = parameters?.binary_data_output === true ? 'all' as const : binaryOutputs(body.outputs);
+  const classification = outputs === undefined ? undefined : classifications(body.outputs as Array<{ name: string; parameters?: Record<string, unknown> }>, signature);
   return {
     inputs,
     ...(body.id === undefined ? {} : { id: body.id as string }),
     ...(outputs === undefined ? {} : { outputs }),
     ...(parameters === undefined ? {} : { parameters }),
     ...(binary === undefined ? {} : { binaryOutputs: binary }),
+    ...(classification === undefined ? {} : { classification }),
   };
+}
+
+/** Outputs asked for as their top classes (`parameters.classification`, a class count), if any. */
+function classifications(outputs: ReadonlyArray<{ name: string; parameters?: Record<string, unknown> }>, signature: Signature): ReadonlyMap<string, number> | undefined {
+  const chosen = new Map<string, number>();
+  for (const output of outputs) {
+    const count = output.parameters?.classification;
+    if (count === undefined) continue;
+    const where = `requested output '${output.name}'`;
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1) invalid(`${where}: 'classification' must be a positive whole number of classes`);
+    const spec = signature.outputs.find((candidate) => candidate.name === output.name) as TensorSpec;
+    if (spec.datatype === 'BYTES' || spec.datatype === 'BOOL') invalid(`${where}: classification needs a numeric output, not ${spec.datatype}`);
+    chosen.set(output.name, count);
+  }
+  return chosen.size === 0 ? undefined : chosen;
 }
 
 /** Outputs asked for in binary form (`parameters.binary_data`), if any. */
@@ -98,16 +116,17 @@ function decodeOutputs(outputs: unknown, signature: Signature): string[] {
 
 /** Checks the declared shape and datatype of one input against its spec. */
 export function checkShape(shape: unknown, datatype: unknown, spec: TensorSpec, where: string): { shape: number[]; datatype: Datatype; count: number } {
-  if (!isDatatype(datatype)) invalid(`${where}: 'datatype' must be one of the V2 datatypes, got ${JSON.stringify(datatype) ?? 'nothing'}`);
+  if (!isDatatype(datatype)) invalid(`${where}: 'datatype' must be one of the V2 datatypes, got ${datatype === undefined ? 'nothing' : jsonText(datatype)}`);
   if (datatype !== spec.datatype) invalid(`${where}: datatype ${datatype} does not match the model's ${spec.datatype}`);
   if (!Array.isArray(shape)) invalid(`${where}: 'shape' must be an array of dimensions`);
   let count = 1;
   for (const dim of shape) {
+    if (typeof dim === 'bigint' && dim > 0n) invalid(`${where}: shape ${jsonText(shape)} has more than ${MAX_ELEMENTS} elements`);
     if (typeof dim !== 'number' || !Number.isInteger(dim) || dim < 0) {
-      invalid(`${where}: shape ${JSON.stringify(shape)} must hold non-negative integers`);
+      invalid(`${where}: shape ${jsonText(shape)} must hold non-negative integers`);
     }
     count *= dim;
-    if (count > MAX_ELEMENTS) invalid(`${where}: shape ${JSON.stringify(shape)} has more than ${MAX_ELEMENTS} elements`);
+    if (count > MAX_ELEMENTS) invalid(`${where}: shape ${jsonText(shape)} has more than ${MAX_ELEMENTS} elements`);
   }
   const dims = shape as number[];
   checkDims(dims, spec, where);
@@ -116,7 +135,7 @@ export function checkShape(shape: unknown, datatype: unknown, spec: TensorSpec, 
 
 function checkDims(shape: readonly number[], spec: TensorSpec, where: string): void {
   if (shape.length !== spec.shape.length || spec.shape.some((dim, axis) => dim >= 0 && dim !== shape[axis])) {
-    invalid(`${where}: shape ${JSON.stringify(shape)} does not match the model's ${JSON.stringify(spec.shape)} (-1: any size)`);
+    invalid(`${where}: shape ${jsonText(shape)} does not match the model's ${JSON.stringify(spec.shape)} (-1: any size)`);
   }
 }
 
@@ -147,7 +166,7 @@ function decodeTensor(input: Record<string, unknown>, spec: TensorSpec, where: s
   } else if (raw.length === count) {
     for (let i = 0; i < count; i++) store(data, i, datatype, raw[i], where);
   } else {
-    invalid(`${where}: data has ${raw.length} elements but shape ${JSON.stringify(shape)} needs ${count}`);
+    invalid(`${where}: data has ${raw.length} elements but shape ${jsonText(shape)} needs ${count}`);
   }
   return { datatype, shape, data };
 }
@@ -157,7 +176,7 @@ function fillNested(data: TensorData, datatype: Datatype, raw: unknown[], shape:
   let offset = 0;
   const walk = (value: unknown, axis: number, path: string): void => {
     if (axis === shape.length) {
-      if (Array.isArray(value)) invalid(`${where}: data${path} is nested deeper than shape ${JSON.stringify(shape)}`);
+      if (Array.isArray(value)) invalid(`${where}: data${path} is nested deeper than shape ${jsonText(shape)}`);
       store(data, offset++, datatype, value, where);
       return;
     }
@@ -169,9 +188,13 @@ function fillNested(data: TensorData, datatype: Datatype, raw: unknown[], shape:
   walk(raw, 0, '');
 }
 
+/** Why a BYTES element holding NUL is refused, rather than passed on cut short. */
+export const NUL_IN_BYTES = 'holds a NUL character: onnxruntime cuts strings at the first NUL, so it cannot reach the model intact';
+
 function store(data: TensorData, index: number, datatype: Datatype, value: unknown, where: string): void {
   const converted = convertElement(datatype, value);
   if (typeof converted === 'object') invalid(`${where}: element ${index}: ${converted.error}`);
+  if (typeof converted === 'string' && converted.includes('\0')) invalid(`${where}: element ${index} ${NUL_IN_BYTES}`);
   (data as unknown as Array<typeof converted>)[index] = converted;
 }
 

@@ -11,7 +11,7 @@ import type { InferResult, Tensor } from './types.ts';
  * A V2 response carrying `result`, echoing the request's `id`: the JSON text
  * and, for outputs asked for in binary form, their bytes to follow it in order.
  */
-export function encodeInferResponse(result: InferResult, id: string | undefined, binary?: ReadonlySet<string> | 'all'): { json: string; blobs: Buffer[] } {
+export function encodeInferResponse(result: InferResult, id: string | undefined, binary?: ReadonlySet<string> | 'all', version?: string): { json: string; blobs: Buffer[] } {
   const parts: string[] = [];
   const blobs: Buffer[] = [];
   for (const [name, tensor] of result.outputs) {
@@ -25,7 +25,8 @@ export function encodeInferResponse(result: InferResult, id: string | undefined,
     }
   }
   const idPart = id === undefined ? '' : `,"id":${JSON.stringify(id)}`;
-  return { json: `{"model_name":${JSON.stringify(result.modelName)}${idPart},"outputs":[${parts.join(',')}]}`, blobs };
+  const versionPart = version === undefined ? '' : `,"model_version":${JSON.stringify(version)}`;
+  return { json: `{"model_name":${JSON.stringify(result.modelName)}${versionPart}${idPart},"outputs":[${parts.join(',')}]}`, blobs };
 }
 
 /** A tensor's elements as a flat JSON array, row-major, as V2 writes them. */

@@ -50,6 +50,8 @@ export interface InferRequest {
   readonly parameters?: Readonly<Record<string, unknown>>;
   /** Outputs to answer in binary form (Triton's binary extension): some, or all. */
   readonly binaryOutputs?: ReadonlySet<string> | 'all';
+  /** Outputs to answer as their top classes (Triton's classification extension): name -> class count. */
+  readonly classification?: ReadonlyMap<string, number>;
 }
 
 /** The result of an inference, before encoding. */

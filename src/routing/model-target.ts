@@ -35,8 +35,22 @@ export class ModelTarget implements Target {
     try {
       const outputs = request.outputs ?? lease.model.signature.outputs.map((spec) => spec.name);
       const started = performance.now();
-      const result = await lease.model.run(request.inputs, outputs, context);
-      this.#observe?.(this.model, (started - arrived) / 1000, (performance.now() - started) / 1000);
+      const timing = context.timing;
+      let share = 1;
+      let batchSize = 1;
+      const waiting = timing === undefined ? context : {
+        deadline: context.deadline, signal: context.signal,
+        batched: (rows: number, requests: number) => { share = 1 / requests; batchSize = rows; },
+      };
+      const result = await lease.model.run(request.inputs, outputs, waiting);
+      const ended = performance.now();
+      this.#observe?.(this.model, (started - arrived) / 1000, (ended - started) / 1000);
+      if (timing !== undefined) {
+        timing.queueMs += started - arrived;
+        timing.inferMs += ended - started;
+        timing.executions += share;
+        timing.batchSize = batchSize;
+      }
       return { modelName: this.model, outputs: result };
     } finally {
       lease.release();

@@ -196,7 +196,8 @@ function argmax(tensor: Tensor, axis: number, keepdims: boolean): Tensor {
   return { datatype: 'INT64', shape, data: BigInt64Array.from(order, (best) => BigInt(best[0] ?? 0)) };
 }
 
-function topk(tensor: Tensor, k: number, axis: number): [Tensor, Tensor] {
+/** The k largest values along `axis` (largest first, ties by lower index) and their INT64 indices. */
+export function topk(tensor: Tensor, k: number, axis: number): [Tensor, Tensor] {
   const dim = tensor.shape[axis] as number;
   if (k > dim) fail(`topk: k ${k} is larger than dimension ${dim}`);
   const { order, inner } = ranked(tensor, axis, k);

@@ -15,6 +15,20 @@ export interface InferContext {
   readonly deadline?: number | undefined;
   /** Aborted when the client goes away: its queued work is dropped. */
   readonly signal?: AbortSignal | undefined;
+  /** Where the models a request runs on add up what they spent on it, for the statistics extension. */
+  readonly timing?: RunTiming | undefined;
+}
+
+/** What a request's model runs cost, summed over every model it reached. */
+export interface RunTiming {
+  /** Milliseconds spent waiting for models: loads, slots under the caps. */
+  queueMs: number;
+  /** Milliseconds in model runs, the wait to join a batch included. */
+  inferMs: number;
+  /** Model executions, each shared among the requests batched into it (1/requests each). */
+  executions: number;
+  /** Rows of the last execution it took part in (its batch size). */
+  batchSize: number;
 }
 
 export interface Target {

@@ -18,8 +18,11 @@ t.test('bad input gets a V2 error naming the tensor, and harms nothing', async (
     ['empty JSON body', { payload: '', headers: { 'content-type': 'application/json' } }, 400, /empty/],
     ['a JSON array', { payload: '[]', headers: { 'content-type': 'application/json' } }, 400, /^request body must be a JSON object$/],
     ['a JSON string', { payload: '"x"', headers: { 'content-type': 'application/json' } }, 400, /^request body must be a JSON object$/],
-    ['text/plain', { payload: 'hello', headers: { 'content-type': 'text/plain' } }, 415, /Unsupported Media Type/],
-    ['no content type', { payload: Buffer.from('{}') }, 415, /Unsupported Media Type/],
+    ['multipart', { payload: 'hello', headers: { 'content-type': 'multipart/form-data; boundary=x' } }, 415, /^Content-Type 'multipart\/form-data' is not supported for inference: send application\/json, application\/octet-stream/],
+    ['an unknown encoding', { payload: '{}', headers: { 'content-encoding': 'br' } }, 415, /^Content-Encoding 'br' is not supported: send gzip, deflate or identity$/],
+    ['not gzip', { payload: '{}', headers: { 'content-encoding': 'gzip' } }, 400, /^the request body is not valid gzip data/],
+    ['no content type, not JSON', { payload: Buffer.from('hello') }, 400, /^Request body is not valid JSON/],
+    ['no content type, not a request', { payload: Buffer.from('{}') }, 400, /^request: 'inputs' must be an array of tensors$/],
     ['too large', { payload: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1000, 2], data: new Array(2000).fill(1.5) }] }), headers: { 'content-type': 'application/json' } }, 413, /larger than the limit/],
     ['unknown input', { payload: { inputs: [{ name: 'z', datatype: 'FP32', shape: [1, 2], data: [1, 2] }] } }, 400, /^input 'z' is not an input of this model/],
     ['wrong datatype', { payload: { inputs: [{ name: 'x', datatype: 'INT32', shape: [1, 2], data: [1, 2] }] } }, 400, /^input 'x': datatype INT32 does not match the model's FP32/],
@@ -68,5 +71,5 @@ t.test('health and server metadata', async (t) => {
   t.same((await app.inject({ url: '/v2/models/a/ready' })).json(), { name: 'a', ready: true });
   const metadata = (await app.inject({ url: '/v2' })).json();
   t.match(metadata, { name: 'modelgate', version: /^\d+\.\d+\.\d+/ });
-  t.same(metadata.extensions, ['binary_tensor_data']);
+  t.same(metadata.extensions, ['binary_tensor_data', 'classification', 'statistics']);
 });

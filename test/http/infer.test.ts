@@ -30,7 +30,7 @@ t.test('every datatype round-trips through a model, at rank 1 and rank 0', async
   const { app } = await buildGateway(t, files, { models });
   for (const [datatype, , data] of DATATYPES) {
     const metadata = (await app.inject({ url: `/v2/models/${datatype}` })).json();
-    t.same(metadata, { name: datatype, versions: [], platform: 'onnx_onnxv1', inputs: [{ name: 'x', datatype, shape: [-1] }], outputs: [{ name: 'y', datatype, shape: [-1] }] });
+    t.same(metadata, { name: datatype, versions: ['1'], platform: 'onnx_onnxv1', inputs: [{ name: 'x', datatype, shape: [-1] }], outputs: [{ name: 'y', datatype, shape: [-1] }] });
     const response = await infer(app, datatype, { id: `id-${datatype}`, inputs: [{ name: 'x', datatype, shape: [3], data }] });
     t.equal(response.statusCode, 200, datatype);
     t.same(response.json(), { model_name: datatype, id: `id-${datatype}`, outputs: [{ name: 'y', datatype, shape: [3], data }] }, datatype);
