@@ -88,7 +88,12 @@ export function convertElement(datatype: Datatype, value: unknown): number | big
       if (typeof value === 'bigint') big = value;
       else if (typeof value === 'number' && Number.isSafeInteger(value)) big = BigInt(value);
       else if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) big = BigInt(value);
-      else if (typeof value === 'number' && Number.isInteger(value)) return { error: `${show(value)} is out of range for ${datatype}` };
+      else if (typeof value === 'number' && Number.isInteger(value)) {
+        // Only a literal such as 1.2e18 gets here (integer literals are read exactly): its digits past 2^53 are lost.
+        return value < Number(low) || value > Number(high)
+          ? { error: `${show(value)} is out of range for ${datatype}` }
+          : { error: `${show(value)} is beyond 2^53 and not written as an exact integer: write all its digits, or a decimal string` };
+      }
       else return { error: `${show(value)} is not an integer` };
       return big < low || big > high ? { error: `${show(value)} is out of range for ${datatype}` } : big;
     }
