@@ -7,7 +7,7 @@
 import { fromBytes, toBytes } from '../protocol/binary.ts';
 import { allocate, convertElement, isDatatype } from '../protocol/datatypes.ts';
 import { encodeData } from '../protocol/encode.ts';
-import { parseJson } from '../protocol/json.ts';
+import { parseJson, parseJsonExact } from '../protocol/json.ts';
 import type { Datatype, Tensor, TensorData } from '../protocol/types.ts';
 
 export type { Datatype, TensorData };
@@ -139,7 +139,18 @@ interface WireOutput {
 export function decodeResponse(body: Buffer, headerLength: number | undefined): InferResponse {
   const jsonEnd = headerLength ?? body.length;
   if (!Number.isSafeInteger(jsonEnd) || jsonEnd < 0 || jsonEnd > body.length) throw new TypeError(`Inference-Header-Content-Length ${headerLength} is beyond the body (${body.length} bytes)`);
-  const document = parseJson(body.subarray(0, jsonEnd).toString('utf8')) as {
+  const text = body.subarray(0, jsonEnd).toString('utf8');
+  try {
+    return decodeDocument(parseJson(text), body, jsonEnd);
+  } catch (error) {
+    // JSON.parse rounded a 64-bit integer beyond 2^53: read the text again, exactly (rare, and slower).
+    if ((error as { inexact?: boolean }).inexact !== true) throw error;
+    return decodeDocument(parseJsonExact(text), body, jsonEnd);
+  }
+}
+
+function decodeDocument(parsed: unknown, body: Buffer, jsonEnd: number): InferResponse {
+  const document = parsed as {
     model_name?: unknown; model_version?: unknown; id?: unknown; parameters?: Record<string, unknown>; outputs?: WireOutput[];
   };
   if (typeof document !== 'object' || document === null || typeof document.model_name !== 'string' || !Array.isArray(document.outputs)) {
@@ -161,7 +172,7 @@ export function decodeResponse(body: Buffer, headerLength: number | undefined): 
     const data = allocate(datatype, count) as unknown as unknown[];
     flat.forEach((value, index) => {
       const converted = convertElement(datatype, value);
-      if (typeof converted === 'object') throw new TypeError(`output '${name}': element ${index}: ${converted.error}`);
+      if (typeof converted === 'object') throw Object.assign(new TypeError(`output '${name}': element ${index}: ${converted.error}`), { inexact: converted.inexact });
       data[index] = converted;
     });
     return { name, datatype, shape, data: data as unknown as TensorData };

@@ -91,7 +91,8 @@ export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane; bodyLimit: num
         return Array.isArray(value) ? value[0] : value;
       };
       const payload = await readInferBody({
-        body: request.body as Buffer,
+        // No body and no Content-Type: fastify runs no parser at all.
+        body: (request.body as Buffer | undefined) ?? Buffer.alloc(0),
         contentType: header('content-type'),
         contentEncoding: header('content-encoding'),
         headerLength: header(HEADER_LENGTH),
@@ -105,7 +106,8 @@ export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane; bodyLimit: num
       if (context.decisions.length > 0) reply.header('x-modelgate-variant', context.decisions.join(','));
       if (headerLength === undefined) reply.type('application/json; charset=utf-8');
       else reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength));
-      const encoding = Buffer.byteLength(body) >= COMPRESSION_THRESHOLD ? chooseEncoding(header('accept-encoding')) : undefined;
+      // A string's length never exceeds its byte length: no need to measure its UTF-8.
+      const encoding = body.length >= COMPRESSION_THRESHOLD ? chooseEncoding(header('accept-encoding')) : undefined;
       reply.header('vary', 'accept-encoding');
       if (encoding === undefined) return reply.send(body);
       return reply.header('content-encoding', encoding).send(await compress(body, encoding));

@@ -25,7 +25,7 @@ function bytesPerElement(datatype: Datatype): number {
  * Splits a binary request body at its JSON header. Returns undefined for the
  * raw-body form (header length 0 or absent).
  */
-export function splitBody(body: Buffer, headerLength: string | undefined): { header: unknown; reader: BinaryReader } | undefined {
+export function splitBody(body: Buffer, headerLength: string | undefined, parse: (text: string) => unknown = parseJson): { header: unknown; reader: BinaryReader } | undefined {
   if (headerLength === undefined || headerLength === '0') return undefined;
   if (!/^\d{1,15}$/.test(headerLength) || Number(headerLength) > body.length) {
     invalid(`Inference-Header-Content-Length '${headerLength}' must be a byte count within the body (${body.length} bytes)`);
@@ -33,7 +33,7 @@ export function splitBody(body: Buffer, headerLength: string | undefined): { hea
   const length = Number(headerLength);
   let header: unknown;
   try {
-    header = parseJson(body.subarray(0, length).toString('utf8'));
+    header = parse(body.subarray(0, length).toString('utf8'));
   } catch (error) {
     invalid(`the JSON header (Inference-Header-Content-Length ${length}) is not valid JSON: ${(error as Error).message}`);
   }

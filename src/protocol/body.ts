@@ -8,7 +8,7 @@
 import { InvalidInputError, UnsupportedMediaTypeError } from '../errors.ts';
 import { decompress } from './compression.ts';
 import type { InferPayload } from './dataplane.ts';
-import { parseJson } from './json.ts';
+import { parseJson, parseJsonExact } from './json.ts';
 
 /**
  * Media types an inference body may carry: JSON, the binary extension, and
@@ -41,8 +41,9 @@ export async function readInferBody(raw: RawInferBody): Promise<InferPayload> {
     return { binary: body, headerLength: raw.headerLength };
   }
   if (body.length === 0) throw new InvalidInputError('request body is empty: send a V2 inference request');
+  const text = body.toString('utf8');
   try {
-    return { json: parseJson(body.toString('utf8')) };
+    return { json: parseJson(text), exact: () => parseJsonExact(text) };
   } catch (error) {
     throw new InvalidInputError(`Request body is not valid JSON: ${(error as Error).message}`);
   }

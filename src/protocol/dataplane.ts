@@ -10,6 +10,7 @@ import { decodeRawBody, splitBody } from './binary.ts';
 import { classify } from './classification.ts';
 import { decodeInferRequest } from './decode.ts';
 import { encodeInferResponse } from './encode.ts';
+import { parseJsonExact } from './json.ts';
 import { InferenceStatistics, type ModelStatistics } from './statistics.ts';
 import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from './types.ts';
 
@@ -31,9 +32,13 @@ export interface ServerMetadata {
   readonly extensions: readonly string[];
 }
 
-/** A request body as it arrived: parsed JSON, or the bytes of a binary-extension request. */
+/**
+ * A request body as it arrived: parsed JSON (with `exact`, which reads its
+ * text again with 64-bit integers exact, if it came as text), or the bytes of
+ * a binary-extension request.
+ */
 export type InferPayload =
-  | { readonly json: unknown }
+  | { readonly json: unknown; readonly exact?: () => unknown }
   | { readonly binary: Buffer; readonly headerLength: string | undefined };
 
 /** An encoded response, with what the HTTP layer reports beside it. */
@@ -124,10 +129,20 @@ export class DataPlane {
     const context: InferContext = { decisions: [], header, signal, deadline: timeout === undefined ? undefined : started + timeout / 1000, timing };
     const signature = await untilStopped(target.signature(), context, key);
     const decoding = performance.now();
+    const decode = (exact: boolean): InferRequest => {
+      if ('json' in payload) return decodeInferRequest(exact && payload.exact !== undefined ? payload.exact() : payload.json, signature);
+      if (split === undefined) return { inputs: decodeRawBody(payload.binary, signature) };
+      const again = exact ? splitBody(payload.binary, payload.headerLength, parseJsonExact) ?? split : split;
+      return decodeInferRequest(again.header, signature, again.reader);
+    };
     let request: InferRequest;
-    if ('json' in payload) request = decodeInferRequest(payload.json, signature);
-    else if (split === undefined) request = { inputs: decodeRawBody(payload.binary, signature) };
-    else request = decodeInferRequest(split.header, signature, split.reader);
+    try {
+      request = decode(false);
+    } catch (error) {
+      // JSON.parse rounded a 64-bit integer beyond 2^53: read the text again, exactly. Rare, so the common case pays nothing.
+      if ((error as { inexact?: boolean }).inexact !== true) throw error;
+      request = decode(true);
+    }
     const decoded = performance.now();
     const result = classified(await target.infer(request, context), request.classification);
     const encoding = performance.now();

@@ -65,10 +65,10 @@ const FLOAT_WORDS = new Map<string, number>([['NaN', Number.NaN], ['Infinity', I
 /**
  * Converts one JSON element to its stored form, or returns a string saying
  * what is wrong with it. 64-bit integers come as numbers (beyond 2^53 as the
- * bigints `parseJson` reads exactly) or decimal strings; non-finite floats as
+ * bigints `parseJsonExact` reads; a rounded number is `inexact`) or decimal strings; non-finite floats as
  * "NaN", "Infinity" or "-Infinity", the way the gateway writes them.
  */
-export function convertElement(datatype: Datatype, value: unknown): number | bigint | string | { error: string } {
+export function convertElement(datatype: Datatype, value: unknown): number | bigint | string | { error: string; inexact?: true } {
   switch (datatype) {
     case 'BOOL':
       return typeof value === 'boolean' ? (value ? 1 : 0) : { error: `${show(value)} is not a boolean (true or false)` };
@@ -89,10 +89,11 @@ export function convertElement(datatype: Datatype, value: unknown): number | big
       else if (typeof value === 'number' && Number.isSafeInteger(value)) big = BigInt(value);
       else if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) big = BigInt(value);
       else if (typeof value === 'number' && Number.isInteger(value)) {
-        // Only a literal such as 1.2e18 gets here (integer literals are read exactly): its digits past 2^53 are lost.
+        // JSON.parse rounded it: the data plane reads the text again exactly (parseJsonExact) and only a
+        // literal such as 1.2e18, whose digits past 2^53 were never written, ends here.
         return value < Number(low) || value > Number(high)
           ? { error: `${show(value)} is out of range for ${datatype}` }
-          : { error: `${show(value)} is beyond 2^53 and not written as an exact integer: write all its digits, or a decimal string` };
+          : { error: `${show(value)} is beyond 2^53 and not written as an exact integer: write all its digits, or a decimal string`, inexact: true };
       }
       else return { error: `${show(value)} is not an integer` };
       return big < low || big > high ? { error: `${show(value)} is out of range for ${datatype}` } : big;

@@ -193,7 +193,11 @@ export const NUL_IN_BYTES = 'holds a NUL character: onnxruntime cuts strings at 
 
 function store(data: TensorData, index: number, datatype: Datatype, value: unknown, where: string): void {
   const converted = convertElement(datatype, value);
-  if (typeof converted === 'object') invalid(`${where}: element ${index}: ${converted.error}`);
+  if (typeof converted === 'object') {
+    // Marked, so the data plane can read the document again exactly and retry.
+    if (converted.inexact === true) throw Object.assign(new InvalidInputError(`${where}: element ${index}: ${converted.error}`), { inexact: true });
+    invalid(`${where}: element ${index}: ${converted.error}`);
+  }
   if (typeof converted === 'string' && converted.includes('\0')) invalid(`${where}: element ${index} ${NUL_IN_BYTES}`);
   (data as unknown as Array<typeof converted>)[index] = converted;
 }

@@ -3,44 +3,43 @@
  * numbers (Triton's Python client writes `1152921504606846976`), which
  * `JSON.parse` would round to the nearest double; and Python's JSON writers
  * emit bare `NaN`, `Infinity` and `-Infinity`. Both are read here, exactly,
- * without slowing the common case.
+ * without slowing the common case: the exact reading (a reviver, several
+ * times slower) runs only for a document that needs it.
  */
 
-/**
- * An integer literal too long to be sure it is safe (16 or more digits),
- * standing as a whole value: after `[`, `,`, `:` or white space, before `,`,
- * `]`, `}` or white space. A float (`0.10000000149011612`) never matches, so
- * typical float payloads take the plain `JSON.parse` path.
- */
-const LONG_INTEGER = /[[,:\s]-?\d{16,}[\s,\]}]/;
 const INTEGER_SOURCE = /^-?\d+$/;
 const NON_FINITE = /NaN|Infinity/;
 
 /**
- * Parses JSON text. Integer literals beyond 2^53 come back as `bigint`,
- * exactly as written; every other number as a `number`. Bare `NaN`,
- * `Infinity` and `-Infinity` outside strings are read as the strings "NaN",
- * "Infinity" and "-Infinity", the form the V2 datatypes accept for floats.
- * Throws a SyntaxError for anything else that is not JSON.
+ * Parses JSON text as `JSON.parse` does, at its speed: integers beyond 2^53
+ * are rounded. Bare `NaN`, `Infinity` and `-Infinity` outside strings are
+ * read as the strings "NaN", "Infinity" and "-Infinity", the form the V2
+ * datatypes accept for floats. Throws a SyntaxError for anything else that
+ * is not JSON. Where an exact 64-bit integer is wanted, `parseJsonExact` reads
+ * the text again: the decoder asks for that only when it meets a rounded one.
  */
 export function parseJson(text: string): unknown {
-  try {
-    return parseExact(text);
-  } catch (error) {
-    if (!NON_FINITE.test(text)) throw error;
-    return parseExact(quoteNonFinite(text));
-  }
+  return withNonFinite(text, (json) => JSON.parse(json));
 }
 
-function parseExact(text: string): unknown {
-  if (!LONG_INTEGER.test(text)) return JSON.parse(text);
+/** As `parseJson`, but integer literals beyond 2^53 come back as `bigint`, exactly as written. */
+export function parseJsonExact(text: string): unknown {
   // Node 24's reviver receives each primitive's source text.
-  return JSON.parse(text, (_key, value: unknown, context?: { source?: string }) => {
+  return withNonFinite(text, (json) => JSON.parse(json, (_key, value: unknown, context?: { source?: string }) => {
     if (typeof value === 'number' && !Number.isSafeInteger(value) && context?.source !== undefined && INTEGER_SOURCE.test(context.source)) {
       return BigInt(context.source);
     }
     return value;
-  });
+  }));
+}
+
+function withNonFinite(text: string, parse: (json: string) => unknown): unknown {
+  try {
+    return parse(text);
+  } catch (error) {
+    if (!NON_FINITE.test(text)) throw error;
+    return parse(quoteNonFinite(text));
+  }
 }
 
 /** Quotes bare NaN, Infinity and -Infinity that stand outside strings. */

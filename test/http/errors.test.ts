@@ -22,6 +22,7 @@ t.test('bad input gets a V2 error naming the tensor, and harms nothing', async (
     ['an unknown encoding', { payload: '{}', headers: { 'content-encoding': 'br' } }, 415, /^Content-Encoding 'br' is not supported: send gzip, deflate or identity$/],
     ['not gzip', { payload: '{}', headers: { 'content-encoding': 'gzip' } }, 400, /^the request body is not valid gzip data/],
     ['no content type, not JSON', { payload: Buffer.from('hello') }, 400, /^Request body is not valid JSON/],
+    ['no body at all', {}, 400, /^request body is empty: send a V2 inference request$/],
     ['no content type, not a request', { payload: Buffer.from('{}') }, 400, /^request: 'inputs' must be an array of tensors$/],
     ['too large', { payload: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1000, 2], data: new Array(2000).fill(1.5) }] }), headers: { 'content-type': 'application/json' } }, 413, /larger than the limit/],
     ['unknown input', { payload: { inputs: [{ name: 'z', datatype: 'FP32', shape: [1, 2], data: [1, 2] }] } }, 400, /^input 'z' is not an input of this model/],
