@@ -102,7 +102,9 @@ export function convertElement(datatype: Datatype, value: unknown): number | big
       const [low, high] = INTEGER_RANGES.get(datatype) as readonly [number, number];
       if (typeof value === 'bigint') return { error: `${show(value)} is out of range for ${datatype}` };
       if (typeof value !== 'number' || !Number.isInteger(value)) return { error: `${show(value)} is not an integer` };
-      return value < low || value > high ? { error: `${value} is out of range for ${datatype}` } : value;
+      if (value >= low && value <= high) return value;
+      // Past 2^53 the number is rounded: marked inexact, so the message can quote the digits as sent.
+      return { error: `${show(value)} is out of range for ${datatype}`, ...(Number.isSafeInteger(value) ? {} : { inexact: true as const }) };
     }
   }
 }
