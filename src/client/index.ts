@@ -11,14 +11,19 @@
  * await client.close();
  * ```
  */
+import { constants } from 'node:buffer';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, type Dispatcher } from 'undici';
-import { constants } from 'node:buffer';
 import { compress as compressBody, decompress, type Encoding } from '../protocol/compression.ts';
+import type { ModelMetadata, ServerMetadata } from '../protocol/dataplane.ts';
 import { parseJson } from '../protocol/json.ts';
+import type { ModelStatistics } from '../protocol/statistics.ts';
 import { decodeResponse, encodeRequest, type InferResponse, type InputTensor, type RequestedOutput } from './tensors.ts';
 
 export type { Datatype, InferResponse, InputTensor, OutputTensor, RequestedOutput, TensorData } from './tensors.ts';
+export type { ModelMetadata, ServerMetadata } from '../protocol/dataplane.ts';
+export type { Duration, ModelStatistics } from '../protocol/statistics.ts';
+export type { TensorSpec as TensorMetadata } from '../protocol/types.ts';
 
 export interface ClientOptions {
   /** The server's base URL, `http://` or `https://`, e.g. `http://127.0.0.1:8080`. */
@@ -56,41 +61,6 @@ export interface InferOptions {
 
 export interface CallOptions {
   readonly signal?: AbortSignal;
-}
-
-/** A tensor as a server declares it: `-1` marks a dynamic dimension. */
-export interface TensorMetadata {
-  readonly name: string;
-  readonly datatype: string;
-  readonly shape: readonly number[];
-}
-
-export interface ModelMetadata {
-  readonly name: string;
-  readonly versions?: readonly string[];
-  readonly platform: string;
-  readonly inputs: readonly TensorMetadata[];
-  readonly outputs: readonly TensorMetadata[];
-}
-
-export interface ServerMetadata {
-  readonly name: string;
-  readonly version: string;
-  readonly extensions: readonly string[];
-}
-
-/** A count and the nanoseconds it took, as Triton's statistics extension reports them. */
-export interface Duration { readonly count: number; readonly ns: number }
-
-/** One entry of Triton's `model_stats`. */
-export interface ModelStatistics {
-  readonly name: string;
-  readonly version: string;
-  readonly last_inference: number;
-  readonly inference_count: number;
-  readonly execution_count: number;
-  readonly inference_stats: Readonly<Record<'success' | 'fail' | 'queue' | 'compute_input' | 'compute_infer' | 'compute_output', Duration>>;
-  readonly batch_stats: ReadonlyArray<{ readonly batch_size: number; readonly compute_input: Duration; readonly compute_infer: Duration; readonly compute_output: Duration }>;
 }
 
 /** A model of the gateway's registry, as the admin API shows it. */
