@@ -12,7 +12,7 @@ import { OnnxExecutor } from './executor/onnx.ts';
 import { WorkerExecutor } from './executor/workers.ts';
 import type { Executor } from './executor/types.ts';
 import { adminRoutes } from './http/admin.ts';
-import { clientErrorHandler, installErrorHandling } from './http/error-handler.ts';
+import { clientErrorHandler, frameworkErrors, installErrorHandling } from './http/error-handler.ts';
 import { registerDocs } from './http/docs.ts';
 import { installObservability, OneLinePerRequest, requestId, type Drain } from './http/observability.ts';
 import { ErrorBody, InferRequestBody } from './http/schemas.ts';
@@ -61,6 +61,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     // The drain answers new requests itself, with a V2 error body.
     return503OnClosing: false,
     clientErrorHandler,
+    frameworkErrors,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
   installErrorHandling(app);

@@ -4,7 +4,7 @@
  * unexpected, whose details stay in the log.
  */
 import type { Socket } from 'node:net';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 const FASTIFY_MESSAGES = new Map<string, string>([
   ['FST_ERR_CTP_BODY_TOO_LARGE', 'Request body is larger than the limit (server.bodyLimitBytes)'],
@@ -31,6 +31,16 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send({ error: `No route ${request.method} ${request.url.split('?')[0]}` });
   });
+}
+
+/**
+ * Errors fastify raises before routing (a key past maxParamLength, a URL it
+ * cannot decode), answered in the V2 shape like every other.
+ */
+export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+  const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is longer than 100 characters: keys and model names have at most 64' : `Bad request: ${error.message}`;
+  void reply.code(status).send({ error: message });
 }
 
 const CLIENT_ERROR_STATUS = new Map<string, [number, string]>([

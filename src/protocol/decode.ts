@@ -57,7 +57,9 @@ export function decodeInferRequest(body: unknown, signature: Signature, reader?:
   const missing = signature.inputs.filter((spec) => !inputs.has(spec.name));
   if (missing.length > 0) invalid(`missing input${missing.length > 1 ? 's' : ''} ${missing.map((spec) => `'${spec.name}'`).join(', ')}`);
 
-  const outputs = body.outputs === undefined ? undefined : decodeOutputs(body.outputs, signature);
+  // An empty list asks for what no list asks for: every output (the protocol makes the field optional).
+  const listed = body.outputs === undefined ? undefined : decodeOutputs(body.outputs, signature);
+  const outputs = listed?.length === 0 ? undefined : listed;
   const parameters = body.parameters as Record<string, unknown> | undefined;
   if (parameters?.binary_data_output !== undefined && typeof parameters.binary_data_output !== 'boolean') invalid("request: 'binary_data_output' must be a boolean");
   const binary = parameters?.binary_data_output === true ? 'all' as const : binaryOutputs(body.outputs);

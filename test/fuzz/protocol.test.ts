@@ -1,0 +1,95 @@
+/**
+ * The protocol edge as properties (fast-check), bounded to seconds: the
+ * decoder round-trips every valid request exactly; no request, however
+ * mangled, gets a 5xx, a malformed error or disturbs another key; no admin
+ * body half-applies a change. `npm run fuzz` runs the long campaign.
+ */
+import fc from 'fast-check';
+import t from 'tap';
+import { splitBody } from '../../src/protocol/binary.ts';
+import { decodeInferRequest } from '../../src/protocol/decode.ts';
+import { encodeInferResponse } from '../../src/protocol/encode.ts';
+import { jsonText, parseJsonExact } from '../../src/protocol/json.ts';
+import type { Signature, Tensor } from '../../src/protocol/types.ts';
+import { AUTH, buildGateway } from '../helpers/gateway.ts';
+import { bytesOf, checkAnswer, CONTROL, encodeWire, fuzzGateway, fuzzedRequest, KEYS, toWire, validRequest, type Datatype } from './arbitraries.ts';
+
+const RUNS = Number(process.env.FUZZ_RUNS ?? 1000);
+
+function signature(key: string): Signature {
+  const spec = KEYS.get(key);
+  if (spec === undefined) throw new Error(key);
+  const datatype = spec.inputs[0]?.datatype as Datatype;
+  return { inputs: spec.inputs.map((input) => ({ ...input, shape: [-1] })), outputs: spec.outputs.map((name) => ({ name, datatype, shape: [-1] })) };
+}
+
+function tensorBytes(tensor: Tensor): Buffer {
+  if (Array.isArray(tensor.data)) return bytesOf('BYTES', tensor.data);
+  const data = tensor.data as Uint8Array;
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+t.test('the decoder alone: every valid request decodes to exactly its values, and encodes back to them', async (t) => {
+  fc.assert(fc.property(validRequest(), (request) => {
+    const sent = encodeWire(request.key, toWire(request));
+    const split = splitBody(sent.body, sent.headers['inference-header-content-length'], parseJsonExact);
+    const decoded = split === undefined ? decodeInferRequest(parseJsonExact(sent.body.toString('utf8')), signature(request.key)) : decodeInferRequest(split.header, signature(request.key), split.reader);
+    for (const { name, datatype } of KEYS.get(request.key)?.inputs ?? []) {
+      const tensor = decoded.inputs.get(name) as Tensor;
+      const values = request.data.get(name) as unknown[];
+      if (tensor.datatype !== datatype || tensor.shape.join() !== String(values.length)) throw new Error(`${name}: ${tensor.datatype} ${jsonText(tensor.shape)}`);
+      if (!tensorBytes(tensor).equals(bytesOf(datatype, values))) throw new Error(`${name}: decoded data differs from ${jsonText(values)}`);
+    }
+    const { json } = encodeInferResponse({ modelName: request.key, outputs: decoded.inputs }, request.id);
+    const answer = parseJsonExact(json) as { model_name: string; id?: string; outputs: Array<{ name: string; data: unknown[] }> };
+    if (answer.id !== request.id) throw new Error(`id ${answer.id}`);
+    for (const output of answer.outputs) {
+      if (jsonText(output.data) !== jsonText(request.data.get(output.name))) throw new Error(`${output.name}: encoded ${jsonText(output.data)} for ${jsonText(request.data.get(output.name))}`);
+    }
+  }), { numRuns: RUNS * 5 });
+  t.pass(`${RUNS * 5} valid requests round-tripped exactly`);
+});
+
+t.test('no request gets a 5xx or a malformed error, and the control key never changes', async (t) => {
+  const { files, config } = fuzzGateway();
+  const { app } = await buildGateway(t, files, config);
+  const control = async () => (await app.inject({ method: 'POST', url: `/v2/models/${CONTROL.key}/infer`, headers: { 'content-type': 'application/json' }, payload: CONTROL.body })).json().outputs[0].data;
+  t.same(await control(), CONTROL.answer);
+  const statuses = new Map<number, number>();
+  await fc.assert(fc.asyncProperty(fuzzedRequest(), async ({ request, sent, mutated }) => {
+    const response = await app.inject({ method: 'POST', url: `/v2/models/${encodeURIComponent(sent.key)}/infer`, headers: sent.headers, payload: sent.body });
+    statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
+    const problem = checkAnswer(response.statusCode, response.headers, response.rawPayload, request, mutated);
+    if (problem !== undefined) throw new Error(`${problem}\n  key ${sent.key}, headers ${JSON.stringify(sent.headers)}, body ${sent.body.toString('latin1').slice(0, 300)}`);
+  }), { numRuns: RUNS });
+  t.comment(`statuses: ${jsonText(Object.fromEntries([...statuses].sort()))}`);
+  t.ok((statuses.get(200) ?? 0) > RUNS / 10, 'a good share of the requests were valid and answered');
+  t.same(await control(), CONTROL.answer, 'the control key answers as before');
+});
+
+t.test('admin route bodies: any value in any field gives a 2xx or a V2 4xx, and a refused change leaves the route as it was', async (t) => {
+  const { files, config } = fuzzGateway();
+  const { app } = await buildGateway(t, files, config);
+  const route = async () => (await app.inject({ url: '/admin/routes/split', headers: AUTH })).json();
+  const valid = { split: { variants: [{ target: 'fp32', weight: 3 }, { target: 'f32b', weight: 1 }], stickyHeader: 'x-user', shadow: { target: 'f32b', percent: 10 } } };
+  const anyValue = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(null, -1, 0, 1e308, '', 'nope', 'split', 'chain', [], {}, true));
+  const field = fc.constantFrom('split', 'split.variants', 'split.variants.0', 'split.variants.0.target', 'split.variants.0.weight', 'split.variants.1.weight', 'split.stickyHeader', 'split.shadow', 'split.shadow.target', 'split.shadow.percent', 'split.extra', 'sequence');
+  await fc.assert(fc.asyncProperty(fc.constantFrom('PUT', 'PATCH'), field, anyValue, async (method, path, value) => {
+    const body = structuredClone(valid) as Record<string, unknown>;
+    const steps = path.split('.');
+    let node = body as Record<string, unknown>;
+    for (const step of steps.slice(0, -1)) node = node[step] as Record<string, unknown>;
+    node[steps[steps.length - 1] as string] = value;
+    const before = await route();
+    const response = await app.inject({ method: method as 'PUT' | 'PATCH', url: '/admin/routes/split', headers: AUTH, payload: body });
+    const problem = checkAnswer(response.statusCode, response.headers, response.rawPayload, { key: 'split', rows: 0, data: new Map(), binaryInputs: false, binaryOutputAll: false }, true);
+    if (problem !== undefined) throw new Error(`${method} ${JSON.stringify(body)}: ${problem}`);
+    const after = await route();
+    if (response.statusCode >= 400 && jsonText(after) !== jsonText(before)) throw new Error(`a refused ${method} changed the route: ${jsonText(after)}`);
+    // Versions come from one counter for every route: an accepted change moves this route's forward.
+    if (response.statusCode < 300 && !(after.version > before.version)) throw new Error(`an accepted ${method} left the version at ${after.version}`);
+    // Put the route back for the next case.
+    if (response.statusCode < 300) await app.inject({ method: 'PUT', url: '/admin/routes/split', headers: AUTH, payload: valid });
+  }), { numRuns: Math.ceil(RUNS / 2) });
+  t.pass('admin bodies held');
+});

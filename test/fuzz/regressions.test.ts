@@ -1,0 +1,32 @@
+/**
+ * Defects the fuzzing found, each pinned: `"outputs": []` answered 500 for
+ * every target kind; a key past fastify's parameter limit answered in
+ * fastify's own error shape.
+ */
+import t from 'tap';
+import { buildGateway } from '../helpers/gateway.ts';
+import { fuzzGateway } from './arbitraries.ts';
+
+t.test('"outputs": [] asks for every output, on a model, a split and a sequence', async (t) => {
+  const { files, config } = fuzzGateway();
+  const { app } = await buildGateway(t, files, config);
+  const cases: Array<[string, unknown[], Array<[string, number[]]>]> = [
+    ['addmul', [{ name: 'a', datatype: 'FP32', shape: [2], data: [1.5, 2] }, { name: 'b', datatype: 'FP32', shape: [2], data: [2, -3] }], [['sum', [3.5, -1]], ['product', [3, -6]]]],
+    ['split', [{ name: 'x', datatype: 'FP32', shape: [2], data: [1.5, 2] }], [['y', [1.5, 2]]]],
+    ['chain', [{ name: 'x', datatype: 'FP32', shape: [2], data: [1.5, 2] }], [['y', [1.5, 2]]]],
+  ];
+  for (const [key, inputs, outputs] of cases) {
+    const response = await app.inject({ method: 'POST', url: `/v2/models/${key}/infer`, payload: { inputs, outputs: [] } });
+    t.equal(response.statusCode, 200, key);
+    t.same(response.json().outputs.map((output: { name: string; data: number[] }) => [output.name, output.data]), outputs, key);
+  }
+});
+
+t.test('a key longer than any name: 414 with a V2 error body', async (t) => {
+  const { files, config } = fuzzGateway();
+  const { app } = await buildGateway(t, files, config);
+  const response = await app.inject({ method: 'POST', url: `/v2/models/${'a'.repeat(101)}/infer`, payload: {} });
+  t.equal(response.statusCode, 414);
+  t.same(response.json(), { error: 'A path parameter is longer than 100 characters: keys and model names have at most 64' });
+  t.equal((await app.inject({ url: `/v2/models/${'a'.repeat(100)}` })).statusCode, 404);
+});
