@@ -195,6 +195,15 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     });
     return encodeWire(sent.key, { document: setAt(wire.document, [...(objects[pick % objects.length] as Array<string | number>), name], value), blobs: wire.blobs });
   }),
+  // Another datatype, or another shape, for one input: valid-looking, wrong for the data or the model.
+  fc.tuple(fc.nat(), fc.constantFrom('BOOL', 'UINT8', 'INT8', 'INT32', 'INT64', 'UINT64', 'FP16', 'FP32', 'FP64', 'BYTES', 'BF16', 'fp32')).map(([pick, datatype]): Mutation => (sent, wire) => {
+    const inputs = wire.document.inputs as unknown[];
+    return encodeWire(sent.key, { document: setAt(wire.document, ['inputs', pick % inputs.length, 'datatype'], datatype), blobs: wire.blobs });
+  }),
+  fc.tuple(fc.nat(), fc.array(fc.integer({ min: -2, max: 6 }), { maxLength: 4 })).map(([pick, shape]): Mutation => (sent, wire) => {
+    const inputs = wire.document.inputs as unknown[];
+    return encodeWire(sent.key, { document: setAt(wire.document, ['inputs', pick % inputs.length, 'shape'], shape), blobs: wire.blobs });
+  }),
   // Inference-Header-Content-Length: any integer or text.
   fc.oneof(fc.integer({ min: -10, max: 1 << 20 }).map(String), fc.constantFrom('', 'abc', '1e3', '0x10', '-0', ' 12', '99999999999999999999')).map((value): Mutation => (sent) => ({ ...sent, headers: { ...sent.headers, 'inference-header-content-length': value } })),
   // Truncated, extended, flipped bodies.
