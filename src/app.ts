@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { GatewayConfig } from './config/schema.ts';
+import { resolveInRepository } from './config/paths.ts';
+import type { GatewayConfig, ModelConfig } from './config/schema.ts';
 import { BatchingExecutor } from './executor/batching.ts';
 import { OnnxExecutor } from './executor/onnx.ts';
 import { WorkerExecutor } from './executor/workers.ts';
@@ -22,6 +23,7 @@ import { DataPlane } from './protocol/dataplane.ts';
 import { ModelRegistry } from './registry/registry.ts';
 import { ModelTarget } from './routing/model-target.ts';
 import { loadPlugins } from './routing/plugins.ts';
+import { readSignature } from './onnx/signature.ts';
 import { Router } from './routing/router.ts';
 import { readState } from './routing/state-file.ts';
 import type { Target } from './routing/target.ts';
@@ -77,6 +79,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const runner = options.executor ?? (workers === 0 ? new OnnxExecutor(config.modelRepository) : new WorkerExecutor(config.modelRepository, workers));
   const executor = new BatchingExecutor(runner, (model, rows, requests) => metrics.batch(model, rows, requests));
   const counted = metrics.registryEvents;
+  const readModelSignature = (model: ModelConfig) => readSignature(resolveInRepository(config.modelRepository, model.path));
   const registry: ModelRegistry = new ModelRegistry(config.models, config.registry, executor, {
     loaded: (model, milliseconds) => {
       counted.loaded(model, milliseconds);
@@ -90,7 +93,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
       counted.evicted(model, reason);
       app.log.info({ model, reason }, 'model evicted');
     },
-  });
+  }, readModelSignature);
   const modelTargets = new Map<string, Target>();
   const observeRun = (model: string, queued: number, run: number) => metrics.inference(model, queued, run);
   for (const model of config.models) {
@@ -122,6 +125,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   await app.register(adminRoutes, { token: adminToken, registry, router });
 
   app.addHook('onReady', async () => {
+    await registry.readSignatures();
     await registry.loadPinned();
     await router.verify();
     dataPlane.ready = true;

@@ -73,6 +73,8 @@ class Entry {
   lastUsedAt: number | undefined;
   failure: { reason: string; until: number } | undefined;
   signature: Signature | undefined;
+  /** Reading the signature from the file; kept once it succeeded, so the file is read once. */
+  reading: Promise<void> | undefined;
 
   constructor(config: ModelConfig) {
     this.config = config;
@@ -90,11 +92,23 @@ export class ModelRegistry {
   /** fifo scheduling: each acquisition waits for the one before it. */
   #arrivals: Promise<unknown> = Promise.resolve();
 
-  constructor(models: readonly ModelConfig[], config: Readonly<RegistryConfig>, executor: Executor, events: RegistryEvents = {}) {
+  readonly #readSignature: ((model: ModelConfig) => Promise<Signature>) | undefined;
+
+  /**
+   * @param readSignature reads a model's inputs and outputs from its file without a
+   *   session, so metadata, docs and validation cost no load; absent, they load the model.
+   */
+  constructor(models: readonly ModelConfig[], config: Readonly<RegistryConfig>, executor: Executor, events: RegistryEvents = {}, readSignature?: (model: ModelConfig) => Promise<Signature>) {
     for (const model of models) this.#entries.set(model.name, new Entry(model));
     this.#config = config;
     this.#executor = executor;
     this.#events = events;
+    this.#readSignature = readSignature;
+  }
+
+  /** Reads every model's signature from its file, where it can; a file that cannot be read is left to its first load. */
+  async readSignatures(): Promise<void> {
+    await Promise.all([...this.#entries.values()].map((entry) => this.#fileSignature(entry)));
   }
 
   /** Loads the pinned models; rejects if one cannot load. */
@@ -156,9 +170,10 @@ export class ModelRegistry {
     return this.#entry(name).signature;
   }
 
-  /** The model's inputs and outputs, loading it if they are not known yet. */
+  /** The model's inputs and outputs: known from a session or its file, else read from the file, else loaded. */
   async signature(name: string): Promise<Signature> {
-    const known = this.#entry(name).signature;
+    const entry = this.#entry(name);
+    const known = entry.signature ?? await this.#fileSignature(entry);
     if (known !== undefined) return known;
     const lease = await this.acquire(name);
     // Held until the next turn of the event loop: the request that asked usually
@@ -213,6 +228,18 @@ export class ModelRegistry {
       if (entry.draining) await entry.drained.wait();
     }));
     await this.#executor.close();
+  }
+
+  /** The signature in the model's file, read once; undefined if it cannot be read (the load will say why). A session, once open, wins. */
+  async #fileSignature(entry: Entry): Promise<Signature | undefined> {
+    if (this.#readSignature === undefined) return undefined;
+    entry.reading ??= this.#readSignature(entry.config).then((signature) => {
+      entry.signature ??= signature;
+    }, () => {
+      entry.reading = undefined;
+    });
+    await entry.reading;
+    return entry.signature;
   }
 
   #entry(name: string): Entry {

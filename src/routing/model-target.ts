@@ -29,6 +29,10 @@ export class ModelTarget implements Target {
     return this.#registry.knownSignature(this.model);
   }
 
+  async prepare(): Promise<void> {
+    (await this.#registry.acquire(this.model)).release();
+  }
+
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
     const arrived = performance.now();
     const lease = await this.#registry.acquire(this.model, context);

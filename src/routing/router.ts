@@ -178,7 +178,7 @@ export class Router {
     }
     const table = this.#build(routes);
     // Everything that reaches the changed route may see a different signature.
-    await this.#verify(table, [...routes.keys()].filter((other) => reaches(routes, other, key)));
+    await this.#verify(table, [...routes.keys()].filter((other) => reaches(routes, other, key)), key);
     await this.#commit(key, routes, route, table);
     return this.get(key);
   }
@@ -209,12 +209,17 @@ export class Router {
     this.#log(route === null ? 'route deleted' : 'route changed', { route: key, version });
   }
 
-  /** Loads the targets of `keys` and checks their signatures agree; a failure changes nothing. */
-  async #verify(table: TargetTable, keys: readonly string[]): Promise<void> {
+  /**
+   * Checks the signatures of `keys`' targets agree (from model files where they
+   * can be read, without loads) and loads the targets of the `changed` route; a
+   * failure changes nothing.
+   */
+  async #verify(table: TargetTable, keys: readonly string[], changed?: string): Promise<void> {
     for (const key of keys) {
       const target = table.get(key) as Target;
       const spec = this.#routesIn(table).get(key);
       try {
+        if (key === changed) await target.prepare();
         const signature = await target.signature();
         const shadow = spec?.split?.shadow;
         if (shadow !== undefined) {

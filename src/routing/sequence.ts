@@ -63,6 +63,10 @@ export class SequenceTarget implements Target {
     return this.#known;
   }
 
+  async prepare(): Promise<void> {
+    for (const step of this.#steps) await step.prepare();
+  }
+
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
     const plan = await this.#planned();
     const tensors: TensorMap = new Map();

@@ -61,6 +61,10 @@ export class SplitTarget implements Target {
     this.#bounds = bucketBounds(this.#weights);
   }
 
+  async prepare(): Promise<void> {
+    for (const target of [...this.#variants, ...(this.#shadow === undefined ? [] : [this.#shadow])]) await target.prepare();
+  }
+
   /** What every variant accepts; rejects, naming the variant, if they disagree. */
   signature(): Promise<Signature> {
     this.#signature ??= Promise.all(this.#variants.map((variant) => variant.signature()))

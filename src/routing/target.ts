@@ -38,6 +38,11 @@ export interface Target {
   signature(): Promise<Signature>;
   /** The signature if it is known without loading anything (a model loaded before, a route verified). */
   knownSignature(): Signature | undefined;
+  /**
+   * Loads every model the target reaches, one at a time (a chain longer than the
+   * resident cap still prepares), so a live change whose targets cannot load is refused.
+   */
+  prepare(): Promise<void>;
   infer(request: InferRequest, context: InferContext): Promise<InferResult>;
   /** Throws a 503 error saying why if a request now could not be served (a model backing off after a failed load). */
   assertReady(): void;
