@@ -106,7 +106,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     plugins,
     observer: metrics,
   });
-  const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data', 'classification', 'statistics'] }, config.server.defaultTimeoutMicros);
+  const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data', 'classification', 'model_repository', 'statistics'] }, config.server.defaultTimeoutMicros);
 
   let adminToken = config.admin.token;
   if (adminToken === undefined) {

@@ -8,6 +8,7 @@ import { UnauthorizedError } from '../errors.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { Router } from '../routing/router.ts';
 import { routeAdmin } from './admin-routes.ts';
+import { repositoryRoutes } from './repository.ts';
 import { errors, ModelListResponse, ModelName, ModelStatusResponse } from './schemas.ts';
 
 interface NameParams { name: string }
@@ -54,4 +55,5 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { token
   }, async (request) => registry.unload(request.params.name));
 
   await app.register(routeAdmin, { router });
+  await app.register(repositoryRoutes, { registry });
 };

@@ -211,6 +211,12 @@ export class ModelRegistry {
     return this.#status(entry);
   }
 
+  /** Why the model's last load failed, if it is backing off after one. */
+  failureReason(name: string): string | undefined {
+    const entry = this.#entry(name);
+    return entry.state === 'failed' ? entry.failure?.reason : undefined;
+  }
+
   status(): ModelStatus[] {
     return [...this.#entries.values()].map((entry) => this.#status(entry));
   }

@@ -85,7 +85,7 @@ t.test('exact INT64 arithmetic beyond 2^53, chosen outputs, metadata, readiness,
   t.equal(await client.ready('nope'), false);
   t.equal(await client.live(), true);
   t.equal(await client.serverReady(), true);
-  t.match(await client.serverMetadata(), { name: 'modelgate', extensions: ['binary_tensor_data', 'classification', 'statistics'] });
+  t.match(await client.serverMetadata(), { name: 'modelgate', extensions: ['binary_tensor_data', 'classification', 'model_repository', 'statistics'] });
   const [stats] = await client.stats('addmul');
   // Two requests of three rows along the dynamic first dimension.
   t.match(stats, { name: 'addmul', inference_count: 6, execution_count: 2, inference_stats: { success: { count: 2 }, fail: { count: 0 } } });

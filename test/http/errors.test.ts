@@ -72,5 +72,5 @@ t.test('health and server metadata', async (t) => {
   t.same((await app.inject({ url: '/v2/models/a/ready' })).json(), { name: 'a', ready: true });
   const metadata = (await app.inject({ url: '/v2' })).json();
   t.match(metadata, { name: 'modelgate', version: /^\d+\.\d+\.\d+/ });
-  t.same(metadata.extensions, ['binary_tensor_data', 'classification', 'statistics']);
+  t.same(metadata.extensions, ['binary_tensor_data', 'classification', 'model_repository', 'statistics']);
 });
