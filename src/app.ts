@@ -24,6 +24,7 @@ import { ModelRegistry } from './registry/registry.ts';
 import { ModelTarget } from './routing/model-target.ts';
 import { loadPlugins } from './routing/plugins.ts';
 import { readSignature } from './onnx/signature.ts';
+import { applyModelState, LiveModels } from './routing/live-models.ts';
 import { Router } from './routing/router.ts';
 import { readState } from './routing/state-file.ts';
 import type { Target } from './routing/target.ts';
@@ -80,7 +81,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const executor = new BatchingExecutor(runner, (model, rows, requests) => metrics.batch(model, rows, requests));
   const counted = metrics.registryEvents;
   const readModelSignature = (model: ModelConfig) => readSignature(resolveInRepository(config.modelRepository, model.path));
-  const registry: ModelRegistry = new ModelRegistry(config.models, config.registry, executor, {
+  const models = applyModelState(config.models, state?.models, config.modelRepository, (message, details) => app.log.info(details, message));
+  const registry: ModelRegistry = new ModelRegistry(models.models, config.registry, executor, {
     loaded: (model, milliseconds) => {
       counted.loaded(model, milliseconds);
       app.log.info({ model, milliseconds: Math.round(milliseconds * 10) / 10 }, 'model loaded');
@@ -96,8 +98,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   }, readModelSignature);
   const modelTargets = new Map<string, Target>();
   const observeRun = (model: string, queued: number, run: number) => metrics.inference(model, queued, run);
-  for (const model of config.models) {
-    for (const key of model.keys) modelTargets.set(key, new ModelTarget(key, model.name, registry, observeRun));
+  const modelTarget = (key: string, model: string) => new ModelTarget(key, model, registry, observeRun);
+  for (const model of models.models) {
+    for (const key of model.keys) modelTargets.set(key, modelTarget(key, model.name));
   }
   const router = new Router(modelTargets, config.routes, {
     stateFile: config.stateFile,
@@ -105,7 +108,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     log: (message, details) => app.log.info(details, message),
     plugins,
     observer: metrics,
+    models: { kept: models.kept, versions: models.versions, digests: models.digests },
   });
+  const live = new LiveModels({ registry, router, repository: config.modelRepository, target: modelTarget, readSignature: readModelSignature });
   const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data', 'classification', 'model_repository', 'statistics'] }, config.server.defaultTimeoutMicros);
 
   let adminToken = config.admin.token;
@@ -122,7 +127,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const drain = installObservability(app, metrics);
   app.decorate('drain', drain);
   await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes });
-  await app.register(adminRoutes, { token: adminToken, registry, router });
+  await app.register(adminRoutes, { token: adminToken, registry, router, live, maxModelBytes: config.admin.maxModelBytes });
 
   app.addHook('onReady', async () => {
     await registry.readSignatures();

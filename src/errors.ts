@@ -105,3 +105,15 @@ export const UnsupportedMediaTypeError = createError<'MG_UNSUPPORTED_MEDIA_TYPE'
 /** 404: a `/versions/{v}/` path named a version the key does not serve. */
 export const VersionNotFoundError = createError<'MG_VERSION_NOT_FOUND', 404, [string, string]>(
   'MG_VERSION_NOT_FOUND', "Key '%s' has no version '%s': every key serves version 1", 404);
+
+/** 400: a live model definition that is invalid (unknown fields, a path outside the repository, a missing file); nothing changed. */
+export const InvalidModelError = createError<'MG_INVALID_MODEL', 400, [string]>(
+  'MG_INVALID_MODEL', '%s', 400);
+
+/** 409: a live model change that conflicts with a key, a route or the model set; nothing changed. */
+export const ModelConflictError = createError<'MG_MODEL_CONFLICT', 409, [string]>(
+  'MG_MODEL_CONFLICT', '%s', 409);
+
+/** 422: the model file does not load as ONNX; nothing changed, the current version serves on. */
+export const ModelNotLoadableError = createError<'MG_MODEL_NOT_LOADABLE', 422, [string, string]>(
+  'MG_MODEL_NOT_LOADABLE', "Model '%s' does not load: %s; nothing changed", 422);

@@ -23,6 +23,9 @@ t.test('every error has an MG_ code and the status its name promises', async (t)
     BodyTooLargeError: ['MG_BODY_TOO_LARGE', 413],
     UnsupportedMediaTypeError: ['MG_UNSUPPORTED_MEDIA_TYPE', 415],
     VersionNotFoundError: ['MG_VERSION_NOT_FOUND', 404],
+    InvalidModelError: ['MG_INVALID_MODEL', 400],
+    ModelConflictError: ['MG_MODEL_CONFLICT', 409],
+    ModelNotLoadableError: ['MG_MODEL_NOT_LOADABLE', 422],
   };
   const constructors = Object.entries(errors).filter(([name]) => name.endsWith('Error') && name !== 'ConfigError');
   t.same(constructors.map(([name]) => name).sort(), Object.keys(expected).sort(), 'every error is listed here');

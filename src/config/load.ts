@@ -12,7 +12,7 @@ import { ConfigError } from '../errors.ts';
 import { checkRoutes } from '../routing/graph.ts';
 import { resolveInRepository } from './paths.ts';
 import { displayPath } from './pointer.ts';
-import { GatewayConfigSchema, type GatewayConfig, type ModelConfig } from './schema.ts';
+import { GatewayConfigSchema, ModelSchema, type GatewayConfig, type ModelConfig } from './schema.ts';
 import type { Static } from '@sinclair/typebox';
 
 type RawConfig = Static<typeof GatewayConfigSchema>;
@@ -80,7 +80,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   return deepFreeze({
     server: raw.server,
     executor: raw.executor,
-    admin: { token },
+    admin: { token, maxModelBytes: raw.admin.maxModelBytes },
     modelRepository: repository as string,
     registry: raw.registry,
     models,
@@ -88,6 +88,27 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
     stateFile: raw.stateFile === undefined ? stateFile : path.resolve(baseDir, raw.stateFile),
     plugins,
   });
+}
+
+const modelChecker = TypeCompiler.Compile(ModelSchema);
+
+/**
+ * Validates one model entry as the configuration file's `models[]` takes it
+ * (defaults applied, path resolved inside the repository), for live changes.
+ * Returns the model, or every problem with its path.
+ */
+export function validateModel(document: unknown, repository: string): { model: ModelConfig; issues?: undefined } | { model?: undefined; issues: string[] } {
+  const withDefaults = Value.Default(ModelSchema, structuredClone(document));
+  const issues = [...modelChecker.Errors(withDefaults)].map((error) => `${displayPath(error.path) || 'body'}: ${error.message}`);
+  if (issues.length > 0) return { issues: dedupe(issues) };
+  const raw = withDefaults as Static<typeof ModelSchema>;
+  let file: string;
+  try {
+    file = resolveInRepository(repository, raw.path);
+  } catch (error) {
+    return { issues: [`path: ${(error as Error).message}`] };
+  }
+  return { model: deepFreeze({ name: raw.name, path: raw.path, file, keys: raw.keys ?? [raw.name], pinned: raw.pinned, session: raw.session, batching: raw.batching, maxQueueSize: raw.maxQueueSize }) };
 }
 
 function resolveDirectory(field: string, configured: string, baseDir: string, issues: string[]): string | undefined {

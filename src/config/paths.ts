@@ -18,7 +18,8 @@ export function resolveInRepository(repository: string, relative: string): strin
     throw new Error(`path '${printable(relative)}' contains a forbidden character`);
   }
   if (path.isAbsolute(relative)) {
-    throw new Error(`path '${relative}' must be relative to modelRepository`);
+    // Not repeated: an absolute path may say where things are on this machine.
+    throw new Error('path must be relative to modelRepository, not absolute');
   }
   if (relative.split('/').some((segment) => segment === '..')) {
     throw new Error(`path '${relative}' must not contain '..'`);

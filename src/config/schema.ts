@@ -25,6 +25,7 @@ export const AdminSchema = Type.Object({
   token: Type.Optional(Type.String({
     description: 'Bearer token for /admin. Empty or absent: a random one is generated at start-up and logged once.',
   })),
+  maxModelBytes: Type.Integer({ default: 512 * 1024 * 1024, minimum: 1024, description: 'Largest model file accepted by PUT /admin/models/{name}/file, in bytes (413 beyond).' }),
 }, { additionalProperties: false, default: {} });
 
 export const RegistrySchema = Type.Object({
@@ -160,7 +161,7 @@ export interface ModelConfig {
 export interface GatewayConfig {
   readonly server: Readonly<ServerConfig>;
   readonly executor: { readonly workers?: number | undefined };
-  readonly admin: { readonly token: string | undefined };
+  readonly admin: { readonly token: string | undefined; readonly maxModelBytes: number };
   /** Absolute, real path of the model repository. */
   readonly modelRepository: string;
   readonly registry: Readonly<RegistryConfig>;

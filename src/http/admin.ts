@@ -7,6 +7,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import { UnauthorizedError } from '../errors.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { Router } from '../routing/router.ts';
+import type { LiveModels } from '../routing/live-models.ts';
+import { modelAdmin } from './admin-models.ts';
 import { routeAdmin } from './admin-routes.ts';
 import { repositoryRoutes } from './repository.ts';
 import { errors, ModelListResponse, ModelName, ModelStatusResponse } from './schemas.ts';
@@ -17,6 +19,8 @@ export interface AdminOptions {
   token: string;
   registry: ModelRegistry;
   router: Router;
+  live: LiveModels;
+  maxModelBytes: number;
 }
 
 /** Compares digests, so neither the token's content nor its length shows in the timing. */
@@ -27,7 +31,7 @@ export function tokenMatches(expected: string, header: string | undefined): bool
   return timingSafeEqual(given, wanted) && match !== null;
 }
 
-export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { token, registry, router }) => {
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { token, registry, router, live, maxModelBytes }) => {
   app.addHook('onRequest', async (request) => {
     if (!tokenMatches(token, request.headers.authorization)) {
       throw new UnauthorizedError(request.headers.authorization === undefined ? 'Admin API needs a bearer token' : 'Admin token is not valid');
@@ -55,5 +59,6 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { token
   }, async (request) => registry.unload(request.params.name));
 
   await app.register(routeAdmin, { router });
+  await app.register(modelAdmin, { live, maxModelBytes });
   await app.register(repositoryRoutes, { registry });
 };

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 const FASTIFY_MESSAGES = new Map<string, string>([
-  ['FST_ERR_CTP_BODY_TOO_LARGE', 'Request body is larger than the limit (server.bodyLimitBytes)'],
+  ['FST_ERR_CTP_BODY_TOO_LARGE', 'Request body is larger than the limit (server.bodyLimitBytes; admin.maxModelBytes for model uploads)'],
   ['FST_ERR_CTP_EMPTY_JSON_BODY', 'Request body is empty but content-type is application/json'],
   ['FST_ERR_CTP_INVALID_JSON_BODY', 'Request body is not valid JSON'],
 ]);

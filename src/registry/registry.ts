@@ -48,8 +48,15 @@ export interface RegistryEvents {
 /** A load waiting for a slot longer than this goes first, whatever the demand for others. */
 const STARVATION_MS = 1000;
 
+/** A session of an earlier version, still finishing the requests that leased it before a swap. */
+interface Retired {
+  readonly model: LoadedModel;
+  readonly bytes: number;
+  inFlight: number;
+}
+
 class Entry {
-  readonly config: ModelConfig;
+  config: ModelConfig;
   state: ModelState = 'unloaded';
   model: LoadedModel | undefined;
   /** Set while a load is under way; callers share it (single flight). */
@@ -75,6 +82,18 @@ class Entry {
   signature: Signature | undefined;
   /** Reading the signature from the file; kept once it succeeded, so the file is read once. */
   reading: Promise<void> | undefined;
+  /** Counts swaps: a lease belongs to the version that was current when it was taken. */
+  generation = 0;
+  /** Earlier versions' sessions by generation; each holds a place under the caps until its last lease ends. */
+  readonly retired = new Map<number, Retired>();
+  /** Bytes of a new version loading beside the current one; it holds a place under the caps meanwhile. */
+  stagingBytes: number | undefined;
+  /** A swap that had to drain the current version first: leases wait for it. */
+  swapping: Promise<void> | undefined;
+  /** Being removed: new leases are refused. */
+  removed = false;
+  /** Signalled when a lease ends or a waiter leaves. */
+  readonly quiet = new Signal();
 
   constructor(config: ModelConfig) {
     this.config = config;
@@ -134,6 +153,7 @@ export class ModelRegistry {
 
   async #admit(name: string, waiting: Waiting): Promise<Lease> {
     const entry = this.#entry(name);
+    if (entry.removed) throw new ModelNotFoundError(name);
     if (entry.waiting + entry.inFlight >= entry.config.maxQueueSize) {
       throw withRetryAfter(new QueueFullError(name, String(entry.waiting + entry.inFlight)), 1);
     }
@@ -152,11 +172,14 @@ export class ModelRegistry {
       throw error;
     } finally {
       entry.waiting -= 1;
+      entry.quiet.notify();
     }
   }
 
   async #acquire(entry: Entry): Promise<Lease> {
     for (;;) {
+      // A failed swap leaves the old configuration in place: the loop then loads it.
+      if (entry.swapping !== undefined) await entry.swapping.catch(() => undefined);
       if (entry.state === 'resident' && !entry.draining) return this.#lease(entry);
       if (entry.draining) await entry.drained.wait();
       else if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
@@ -211,6 +234,129 @@ export class ModelRegistry {
     return this.#status(entry);
   }
 
+  /** Adds a model; it loads lazily, like the configured ones. */
+  add(config: ModelConfig): void {
+    if (this.#entries.has(config.name)) throw new Error(`model '${config.name}' exists already`);
+    this.#entries.set(config.name, new Entry(config));
+  }
+
+  /**
+   * Puts a new version of a model (its file or options) in place, loaded:
+   * the new session loads beside the current one, under the caps (idle models
+   * are evicted to make room), takes every request from then on, and the old
+   * one is released when the requests holding it finish, so none fails and no
+   * batch mixes versions. Where nothing else can make room (a cap of 1), the
+   * current version drains first and requests wait for the new one. A version
+   * that does not load changes nothing: this rejects with the reason, and the
+   * current version serves on.
+   */
+  async replace(config: ModelConfig): Promise<void> {
+    const entry = this.#entry(config.name);
+    if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
+    const bytes = await fileSize(config.file);
+    const { maxResidentBytes } = this.#config;
+    if (maxResidentBytes !== undefined && bytes > maxResidentBytes) throw new Error(`its file (${bytes} bytes) is larger than registry.maxResidentBytes`);
+    if (!(await this.#reserveBeside(entry, bytes))) {
+      await this.#swapDrainingFirst(entry, config);
+      return;
+    }
+    const started = performance.now();
+    let model: LoadedModel;
+    try {
+      model = await this.#executor.load(config);
+    } catch (error) {
+      throw new Error(loadFailureReason(error));
+    } finally {
+      entry.stagingBytes = undefined;
+      this.#slotFreed.notify();
+    }
+    while (entry.draining) await entry.drained.wait();
+    this.#install(entry, config, model, bytes);
+    this.#events.loaded?.(config.name, performance.now() - started);
+  }
+
+  /** Holds a place under the caps for a new version beside the entry's sessions, evicting idle models; false if only draining this model could make room. */
+  async #reserveBeside(entry: Entry, bytes: number): Promise<boolean> {
+    for (;;) {
+      if (this.#fitsBeside(bytes)) {
+        entry.stagingBytes = bytes;
+        return true;
+      }
+      const idle = [...this.#entries.values()]
+        .filter((other) => other !== entry && other.state === 'resident' && !other.draining && !other.config.pinned && other.waiting === 0 && other.inFlight === 0)
+        .sort((a, b) => a.lastUsed - b.lastUsed)[0];
+      if (idle === undefined) return false;
+      await this.#evict(idle, 'capacity');
+    }
+  }
+
+  /** The new version becomes current; the current session is released now if idle, else when its leases end. */
+  #install(entry: Entry, config: ModelConfig, model: LoadedModel, bytes: number): void {
+    const old = entry.model;
+    if (old !== undefined) {
+      if (entry.inFlight === 0) void old.release();
+      else entry.retired.set(entry.generation, { model: old, bytes: entry.bytes, inFlight: entry.inFlight });
+    }
+    entry.generation += 1;
+    entry.inFlight = 0;
+    entry.model = model;
+    void model.lost?.then(() => this.#lose(entry, model));
+    entry.config = config;
+    entry.bytes = bytes;
+    entry.signature = model.signature;
+    entry.reading = undefined;
+    entry.state = 'resident';
+    entry.holdsSlot = true;
+    entry.failure = undefined;
+    entry.loads += 1;
+  }
+
+  /** No room beside: drain the current version, load the new one in its place; if it fails, the old configuration loads again for the waiting requests. */
+  async #swapDrainingFirst(entry: Entry, config: ModelConfig): Promise<void> {
+    const previous = entry.config;
+    const swap = (async () => {
+      if (entry.state === 'resident' && !entry.draining) await this.#evict(entry, 'unload');
+      while (entry.draining) await entry.drained.wait();
+      entry.config = config;
+      entry.signature = undefined;
+      entry.reading = undefined;
+      entry.state = 'unloaded';
+      entry.failure = undefined;
+      this.#startLoad(entry);
+      await entry.loading;
+      if ((entry.state as ModelState) === 'failed') {
+        const reason = (entry.failure as { reason: string } | undefined)?.reason ?? 'unknown error';
+        entry.config = previous;
+        entry.state = 'unloaded';
+        entry.failure = undefined;
+        throw new Error(reason);
+      }
+    })();
+    entry.swapping = swap.finally(() => { entry.swapping = undefined; });
+    await swap;
+  }
+
+  /** Removes a model once the requests that hold or wait for it have finished, releasing its sessions. New leases are refused at once. */
+  async remove(name: string): Promise<void> {
+    const entry = this.#entry(name);
+    entry.removed = true;
+    for (;;) {
+      if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
+      else if (entry.swapping !== undefined) await entry.swapping.catch(() => undefined);
+      else if (entry.waiting > 0 || entry.inFlight > 0 || entry.retired.size > 0) await entry.quiet.wait();
+      else break;
+    }
+    if (entry.state === 'resident' && !entry.draining) await this.#evict(entry, 'unload');
+    while (entry.draining) await entry.drained.wait();
+    this.#entries.delete(name);
+    this.#slotFreed.notify();
+  }
+
+  /** The configuration in force for a model. */
+  config(name: string): ModelConfig {
+    return this.#entry(name).config;
+  }
+
   /** Why the model's last load failed, if it is backing off after one. */
   failureReason(name: string): string | undefined {
     const entry = this.#entry(name);
@@ -259,6 +405,7 @@ export class ModelRegistry {
     entry.lastUsed = ++this.#clock;
     entry.lastUsedAt = Date.now();
     const model = entry.model as LoadedModel;
+    const generation = entry.generation;
     let released = false;
     return {
       model,
@@ -266,12 +413,29 @@ export class ModelRegistry {
       release: () => {
         if (released) return;
         released = true;
+        entry.quiet.notify();
+        const retired = entry.retired.get(generation);
+        if (retired !== undefined) {
+          retired.inFlight -= 1;
+          if (retired.inFlight === 0) void this.#releaseRetired(entry, generation, retired);
+          return;
+        }
         entry.inFlight -= 1;
         if (entry.inFlight > 0) return;
         if (entry.draining) void this.#releaseSession(entry);
         else this.#slotFreed.notify();
       },
     };
+  }
+
+  async #releaseRetired(entry: Entry, generation: number, retired: Retired): Promise<void> {
+    try {
+      await retired.model.release();
+    } finally {
+      entry.retired.delete(generation);
+      entry.quiet.notify();
+      this.#slotFreed.notify();
+    }
   }
 
   #throwFailure(entry: Entry): never {
@@ -383,16 +547,30 @@ export class ModelRegistry {
   }
 
   #fits(entry: Entry): boolean {
+    return this.#fitsBeside(entry.bytes);
+  }
+
+  /** Whether one more session of `bytes` fits beside every session held now: resident, loading, draining, retired or staged. */
+  #fitsBeside(bytes: number): boolean {
     const { maxResidentModels, maxResidentBytes } = this.#config;
     let count = 1;
-    let bytes = entry.bytes;
+    let total = bytes;
     for (const other of this.#entries.values()) {
-      if (!other.holdsSlot) continue;
-      count += 1;
-      bytes += other.bytes;
+      for (const retired of other.retired.values()) {
+        count += 1;
+        total += retired.bytes;
+      }
+      if (other.stagingBytes !== undefined) {
+        count += 1;
+        total += other.stagingBytes;
+      }
+      if (other.holdsSlot) {
+        count += 1;
+        total += other.bytes;
+      }
     }
     return (maxResidentModels === undefined || count <= maxResidentModels)
-      && (maxResidentBytes === undefined || bytes <= maxResidentBytes);
+      && (maxResidentBytes === undefined || total <= maxResidentBytes);
   }
 
   /**
@@ -452,6 +630,14 @@ export class ModelRegistry {
       evictions: entry.evictions,
       lastUsedAt: entry.lastUsedAt === undefined ? null : new Date(entry.lastUsedAt).toISOString(),
     };
+  }
+}
+
+async function fileSize(file: string): Promise<number> {
+  try {
+    return (await stat(file)).size;
+  } catch (error) {
+    throw new Error(loadFailureReason(error));
   }
 }
 

@@ -14,7 +14,7 @@ import type { RouteObserver } from '../metrics.ts';
 import type { Plugin } from './postprocess.ts';
 import { SequenceTarget } from './sequence.ts';
 import { SplitTarget } from './split.ts';
-import { applyState, routeDigest, writeState, type RouteState, type StateEntry } from './state-file.ts';
+import { applyState, routeDigest, writeState, type ModelStateEntry, type RouteState, type StateEntry } from './state-file.ts';
 import { RouteStats } from './stats.ts';
 import type { Target, TargetTable } from './target.ts';
 
@@ -44,10 +44,20 @@ export interface RouterOptions {
   readonly plugins?: ReadonlyMap<string, Plugin>;
   /** Told of every split decision and shadow copy, for metrics. */
   readonly observer?: RouteObserver;
+  /** Live model changes kept in the state file, and every model's version (its ETag). */
+  readonly models?: {
+    readonly kept: ReadonlyMap<string, ModelStateEntry>;
+    readonly versions: ReadonlyMap<string, number>;
+    /** Digests of the models as the configuration file has them, the base of live changes. */
+    readonly digests: ReadonlyMap<string, string>;
+  };
 }
 
 export class Router {
-  readonly #models: ReadonlyMap<string, Target>;
+  #models: ReadonlyMap<string, Target>;
+  #keptModels: ReadonlyMap<string, ModelStateEntry>;
+  #modelVersions: ReadonlyMap<string, number>;
+  readonly #modelDigests: ReadonlyMap<string, string>;
   readonly #configured: ReadonlyMap<string, RouteSpec>;
   readonly #stats = new Map<string, RouteStats>();
   readonly #stateFile: string | undefined;
@@ -79,8 +89,86 @@ export class Router {
     this.#routes = new Map(applied.routes.map((route) => [route.key, route]));
     this.#versions = applied.versions;
     this.#kept = applied.kept;
-    this.#counter = applied.counter;
+    this.#keptModels = options.models?.kept ?? new Map();
+    this.#modelVersions = options.models?.versions ?? new Map();
+    this.#modelDigests = options.models?.digests ?? new Map();
+    this.#counter = Math.max(applied.counter, ...this.#modelVersions.values());
     this.#table = this.#build(this.#routes);
+  }
+
+  /** Runs live changes (of routes and models) one at a time. */
+  serialized<T>(work: () => Promise<T>): Promise<T> {
+    return this.#exclusive(work);
+  }
+
+  /** The routes that target any of `keys` directly. */
+  usersOf(keys: readonly string[]): string[] {
+    return [...this.#routes.values()].filter((route) => routeTargets(route).some(({ target }) => keys.includes(target))).map((route) => route.key);
+  }
+
+  /** The model targets by key, as the current table has them. */
+  models(): ReadonlyMap<string, Target> {
+    return this.#models;
+  }
+
+  configuredModelDigest(name: string): string | null {
+    return this.#modelDigests.get(name) ?? null;
+  }
+
+  hasRoute(key: string): boolean {
+    return this.#routes.has(key);
+  }
+
+  /** A model's version, its ETag: moves with every live change of the model. */
+  modelVersion(name: string): number | undefined {
+    return this.#modelVersions.get(name);
+  }
+
+  /**
+   * Swaps in new model targets (a model added, replaced or removed) with the
+   * routes as they are: refused (409, nothing changed) if a route would lose a
+   * target or, unless `force`, if the inputs or outputs of a route that reaches
+   * a changed key no longer fit. Persists the change with the routes', then
+   * swaps the table at once. Run inside `serialized`.
+   */
+  async changeModels(models: ReadonlyMap<string, Target>, name: string, model: ModelStateEntry['model'], base: string | null, changedKeys: readonly string[], force: boolean): Promise<number> {
+    const lost = checkRoutes([...this.#routes.values()], new Set(models.keys()), new Set(this.#plugins.keys()));
+    if (lost.length > 0) throw new RouteConflictError(`model '${name}': route '${lost[0]?.key}' depends on it (${lost[0]?.message})`);
+    const previous = this.#models;
+    this.#models = models;
+    const table = this.#build(this.#routes);
+    this.#models = previous;
+    if (!force) {
+      const reaching = [...this.#routes.keys()].filter((key) => changedKeys.some((changed) => reaches(this.#routes, key, changed)));
+      try {
+        await this.#verify(table, reaching);
+      } catch (error) {
+        throw new RouteConflictError(`model '${name}': ${(error as Error).message} (force: true applies it anyway)`);
+      }
+    }
+    const version = this.#counter + 1;
+    const kept = new Map(this.#keptModels);
+    kept.set(name, { base, model, version });
+    await this.#save(this.#kept, kept, version);
+    const versions = new Map(this.#modelVersions);
+    if (model === null) versions.delete(name);
+    else versions.set(name, version);
+    this.#counter = version;
+    this.#keptModels = kept;
+    this.#modelVersions = versions;
+    this.#models = models;
+    this.#table = table;
+    this.#log(model === null ? 'model deleted' : 'model changed', { model: name, version });
+    return version;
+  }
+
+  async #save(routes: ReadonlyMap<string, StateEntry>, models: ReadonlyMap<string, ModelStateEntry>, counter: number): Promise<void> {
+    if (this.#stateFile === undefined) return;
+    try {
+      await writeState(this.#stateFile, { format: 1, counter, routes: Object.fromEntries(routes), ...(models.size === 0 ? {} : { models: Object.fromEntries(models) }) });
+    } catch (error) {
+      throw new StateNotSavedError((error as NodeJS.ErrnoException).code ?? 'error');
+    }
   }
 
   /** The current snapshot. */
@@ -189,13 +277,7 @@ export class Router {
     const entry: StateEntry = { base: routeDigest(this.#configured.get(key)), route, version };
     const kept = new Map(this.#kept);
     kept.set(key, entry);
-    if (this.#stateFile !== undefined) {
-      try {
-        await writeState(this.#stateFile, { format: 1, counter: version, routes: Object.fromEntries(kept) });
-      } catch (error) {
-        throw new StateNotSavedError((error as NodeJS.ErrnoException).code ?? 'error');
-      }
-    }
+    await this.#save(kept, this.#keptModels, version);
     const versions = new Map(this.#versions);
     if (route === null) versions.delete(key);
     else versions.set(key, version);

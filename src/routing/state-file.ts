@@ -20,11 +20,28 @@ export interface StateEntry {
   readonly version: number;
 }
 
+/** A model as the admin API set it: a configuration file entry. */
+export type ModelEntry = Readonly<Record<string, unknown>> & { readonly name: string };
+
+/** A live model change: `base` as for routes, the entry now (null: deleted live), its version. */
+export interface ModelStateEntry {
+  readonly base: string | null;
+  readonly model: ModelEntry | null;
+  readonly version: number;
+}
+
 export interface RouteState {
   readonly format: 1;
   /** Last version handed out, so versions (and ETags) never repeat across restarts. */
   readonly counter: number;
   readonly routes: Readonly<Record<string, StateEntry>>;
+  /** Live model changes, by model name. */
+  readonly models?: Readonly<Record<string, ModelStateEntry>>;
+}
+
+/** Digest of a configured model entry, as for routes. */
+export function modelDigest(model: ModelEntry | undefined): string | null {
+  return model === undefined ? null : createHash('sha256').update(JSON.stringify(model)).digest('hex').slice(0, 32);
 }
 
 export function routeDigest(route: RouteSpec | undefined): string | null {

@@ -1,0 +1,253 @@
+/**
+ * Models added, replaced, reloaded and removed without a restart. A change is
+ * validated like a configuration file entry, its file checked and loaded
+ * before anything points at it (422 if it does not load, nothing changed),
+ * then persisted with the routes' live changes and swapped into the route
+ * table at once, so a key is always served by the old model or the new one.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { validateModel } from '../config/load.ts';
+import type { ModelConfig } from '../config/schema.ts';
+import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, PreconditionFailedError } from '../errors.ts';
+import type { Signature } from '../protocol/types.ts';
+import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
+import type { Router } from './router.ts';
+import { modelDigest, type ModelEntry, type ModelStateEntry } from './state-file.ts';
+import type { Target } from './target.ts';
+
+/** Where uploaded files go, inside the repository: names the gateway chooses. */
+export const UPLOADS = '.uploads';
+
+/** A model as the admin API shows it: its definition, its version (the ETag) and its state. */
+export interface ModelView extends ModelStatus {
+  readonly path: string;
+  readonly pinned: boolean;
+  readonly maxQueueSize: number;
+  readonly batching: ModelConfig['batching'];
+  readonly session: ModelConfig['session'];
+  readonly version: number;
+}
+
+export interface LiveModelsOptions {
+  readonly registry: ModelRegistry;
+  readonly router: Router;
+  readonly repository: string;
+  /** The target serving `key` for `model`. */
+  readonly target: (key: string, model: string) => Target;
+  /** Reads a model file's signature without a session. */
+  readonly readSignature: (model: ModelConfig) => Promise<Signature>;
+}
+
+/** A model's definition as a configuration file entry: what is persisted and digested. */
+export function entryOf(model: ModelConfig): ModelEntry {
+  return { name: model.name, path: model.path, keys: [...model.keys], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize };
+}
+
+function sameSignature(a: Signature, b: Signature): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export class LiveModels {
+  readonly #options: LiveModelsOptions;
+
+  constructor(options: LiveModelsOptions) {
+    this.#options = options;
+  }
+
+  get(name: string): ModelView {
+    const { registry, router } = this.#options;
+    const config = registry.config(name);
+    const status = registry.status().find((model) => model.name === name) as ModelStatus;
+    return { ...status, path: config.path, pinned: config.pinned, maxQueueSize: config.maxQueueSize, batching: config.batching, session: config.session, version: router.modelVersion(name) ?? 0 };
+  }
+
+  /** Creates (`created`) or replaces a model from a configuration file entry without its name. */
+  put(name: string, body: unknown, ifMatch: string | undefined, force = false): Promise<{ created: boolean; view: ModelView }> {
+    return this.#options.router.serialized(async () => {
+      this.#checkPrecondition(name, ifMatch);
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new InvalidModelError('the body must be a JSON object: a model entry as in the configuration file, without its name');
+      if ('name' in body && (body as { name: unknown }).name !== name) throw new InvalidModelError(`name: the body names '${String((body as { name: unknown }).name)}', the path '${name}'`);
+      const checked = validateModel({ ...body, name }, this.#options.repository);
+      if (checked.issues !== undefined) throw new InvalidModelError(checked.issues.join('; '));
+      return this.#apply(checked.model, force);
+    });
+  }
+
+  /** Writes an uploaded file into the repository under a name of the gateway's choosing, then creates or repoints the model at it. */
+  upload(name: string, bytes: Buffer, ifMatch: string | undefined, force = false): Promise<{ created: boolean; view: ModelView }> {
+    return this.#options.router.serialized(async () => {
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) throw new InvalidModelError(`name: '${name}' is not a model name (letters, digits, _ . -, up to 64)`);
+      this.#checkPrecondition(name, ifMatch);
+      const relative = `${UPLOADS}/${name}/${Date.now()}-${randomBytes(6).toString('hex')}.onnx`;
+      await writeAtomically(path.join(this.#options.repository, relative), bytes);
+      const existing = this.#exists(name) ? entryOf(this.#options.registry.config(name)) : { name };
+      const checked = validateModel({ ...existing, path: relative }, this.#options.repository);
+      try {
+        if (checked.issues !== undefined) throw new InvalidModelError(checked.issues.join('; '));
+        return await this.#apply(checked.model, force);
+      } catch (error) {
+        await unlink(path.join(this.#options.repository, relative)).catch(() => undefined);
+        throw error;
+      }
+    });
+  }
+
+  /** Loads the model's file again beside the running version and swaps to it. */
+  reload(name: string, force = false): Promise<ModelView> {
+    return this.#options.router.serialized(async () => {
+      if (!this.#exists(name)) throw new ModelNotFoundError(name);
+      const config = this.#options.registry.config(name);
+      await this.#checkSignature(config, force);
+      try {
+        await this.#options.registry.replace(config);
+      } catch (error) {
+        throw new ModelNotLoadableError(name, (error as Error).message);
+      }
+      return this.get(name);
+    });
+  }
+
+  /** Removes a model: its keys answer 404 at once; its sessions go when its requests finish. */
+  remove(name: string, ifMatch: string | undefined): Promise<void> {
+    return this.#options.router.serialized(async () => {
+      if (!this.#exists(name)) throw new ModelNotFoundError(name);
+      this.#checkPrecondition(name, ifMatch);
+      const { registry, router } = this.#options;
+      const keys = registry.config(name).keys;
+      const users = router.usersOf(keys);
+      if (users.length > 0) throw new ModelConflictError(`model '${name}' is a target of route ${users.map((key) => `'${key}'`).join(', ')}`);
+      const targets = new Map(router.models());
+      for (const key of keys) targets.delete(key);
+      await router.changeModels(targets, name, null, this.#base(name), keys, true);
+      await registry.remove(name);
+    });
+  }
+
+  #exists(name: string): boolean {
+    return this.#options.registry.status().some((model) => model.name === name);
+  }
+
+  /** The configured entry's digest this change is based on, as route changes record theirs. */
+  #base(name: string): string | null {
+    return this.#options.router.configuredModelDigest(name);
+  }
+
+  #checkPrecondition(name: string, ifMatch: string | undefined): void {
+    if (ifMatch === undefined) return;
+    const exists = this.#exists(name);
+    const version = exists ? this.#options.router.modelVersion(name) ?? 0 : undefined;
+    const matches = ifMatch.split(',').map((tag) => tag.trim().replace(/^W\//, ''))
+      .some((tag) => (tag === '*' && exists) || (version !== undefined && tag === `"${version}"`));
+    if (!matches) {
+      throw new PreconditionFailedError(exists ? `model '${name}' is at version "${version}", not ${ifMatch}` : `model '${name}' does not exist, so If-Match ${ifMatch} cannot match`);
+    }
+  }
+
+  /** Refuses (409) a new version whose inputs or outputs differ while a route depends on the model, unless forced. */
+  async #checkSignature(config: ModelConfig, force: boolean): Promise<Signature> {
+    let signature: Signature;
+    try {
+      signature = await this.#options.readSignature(config);
+    } catch (error) {
+      throw new ModelNotLoadableError(config.name, `its file is not an ONNX model V2 can serve (${(error as Error).message})`);
+    }
+    if (force || !this.#exists(config.name)) return signature;
+    const current = await this.#options.registry.signature(config.name).catch(() => undefined);
+    const users = this.#options.router.usersOf(this.#options.registry.config(config.name).keys);
+    if (current !== undefined && !sameSignature(current, signature) && users.length > 0) {
+      throw new ModelConflictError(`model '${config.name}': the new version's inputs or outputs differ, and route ${users.map((key) => `'${key}'`).join(', ')} depends on them (force: true applies it anyway)`);
+    }
+    return signature;
+  }
+
+  async #apply(model: ModelConfig, force: boolean): Promise<{ created: boolean; view: ModelView }> {
+    const { registry, router } = this.#options;
+    const created = !this.#exists(model.name);
+    const previousKeys = created ? [] : registry.config(model.name).keys;
+    for (const key of model.keys) {
+      const owner = router.models().get(key) as (Target & { model?: string }) | undefined;
+      if (router.hasRoute(key)) throw new ModelConflictError(`key '${key}' is served by route '${key}'`);
+      if (owner !== undefined && owner.model !== model.name) throw new ModelConflictError(`key '${key}' is served by model '${owner.model}'`);
+    }
+    const dropped = previousKeys.filter((key) => !model.keys.includes(key));
+    const users = router.usersOf(dropped);
+    if (users.length > 0) throw new ModelConflictError(`model '${model.name}': route ${users.map((key) => `'${key}'`).join(', ')} targets key '${dropped.join("', '")}', which the change would drop`);
+    try {
+      await stat(model.file);
+    } catch {
+      throw new InvalidModelError(`path: '${model.path}' is not a file in the model repository`);
+    }
+    await this.#checkSignature(model, force);
+    if (created) registry.add(model);
+    try {
+      await registry.replace(model);
+    } catch (error) {
+      if (created) await registry.remove(model.name);
+      throw new ModelNotLoadableError(model.name, (error as Error).message);
+    }
+    const targets = new Map(router.models());
+    for (const key of previousKeys) targets.delete(key);
+    for (const key of model.keys) targets.set(key, this.#options.target(key, model.name));
+    await router.changeModels(targets, model.name, entryOf(model), this.#base(model.name), [...new Set([...previousKeys, ...model.keys])], true);
+    return { created, view: this.get(model.name) };
+  }
+}
+
+async function writeAtomically(file: string, bytes: Buffer): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const temporary = `${file}.${process.pid}.tmp`;
+  const handle = await open(temporary, 'w', 0o600);
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temporary, file);
+}
+
+/**
+ * Applies the state file's live model changes over the configured models at
+ * start-up, as route changes are applied: an entry counts only while the file
+ * still has the version of the model it replaced; a deleted model stays deleted.
+ */
+export function applyModelState(configured: readonly ModelConfig[], state: Readonly<Record<string, ModelStateEntry>> | undefined, repository: string, log: (message: string, details: Record<string, unknown>) => void): { models: ModelConfig[]; kept: Map<string, ModelStateEntry>; versions: Map<string, number>; digests: Map<string, string> } {
+  const byName = new Map(configured.map((model) => [model.name, model]));
+  const digests = new Map(configured.map((model) => [model.name, modelDigest(entryOf(model)) as string]));
+  const versions = new Map(configured.map((model) => [model.name, 0]));
+  const kept = new Map<string, ModelStateEntry>();
+  for (const [name, entry] of Object.entries(state ?? {})) {
+    if ((digests.get(name) ?? null) !== entry.base) {
+      log('live model change dropped: the configuration file changed this model since', { model: name });
+      continue;
+    }
+    if (entry.model === null) {
+      byName.delete(name);
+      versions.delete(name);
+      kept.set(name, entry);
+      continue;
+    }
+    const checked = validateModel(entry.model, repository);
+    if (checked.issues !== undefined) {
+      log('live model change dropped: it no longer validates', { model: name, issues: checked.issues });
+      continue;
+    }
+    byName.set(name, checked.model);
+    versions.set(name, entry.version);
+    kept.set(name, entry);
+  }
+  const models = [...byName.values()];
+  const owners = new Map<string, string>();
+  const clash = models.some((model) => model.keys.some((key) => {
+    const owner = owners.get(key);
+    owners.set(key, model.name);
+    return owner !== undefined && owner !== model.name;
+  }));
+  if (clash) {
+    log('state file models ignored: their keys clash with the configuration', {});
+    return { models: [...configured], kept: new Map(), versions: new Map(configured.map((model) => [model.name, 0])), digests };
+  }
+  return { models, kept, versions, digests };
+}
