@@ -128,7 +128,7 @@ t.test('20 updates under concurrent traffic: zero failed requests, each answer f
   for (const cap of [undefined, 1]) {
     await t.test(`maxResidentModels ${cap ?? 'none'}`, async (t) => {
       const files = { 'two.onnx': scaleModel(2), 'three.onnx': scaleModel(3), 'other.onnx': scaleModel(5) };
-      const { app } = await buildGateway(t, files, { models: [{ name: 'm', path: 'two.onnx', batching: { maxBatchSize: 16, maxQueueDelayMicros: 500 } }, { name: 'other', path: 'other.onnx' }], ...(cap === undefined ? {} : { registry: { maxResidentModels: cap } }) });
+      const { app, executor } = await buildGateway(t, files, { models: [{ name: 'm', path: 'two.onnx', batching: { maxBatchSize: 16, maxQueueDelayMicros: 500 } }, { name: 'other', path: 'other.onnx' }], ...(cap === undefined ? {} : { registry: { maxResidentModels: cap } }) });
       let running = true;
       const seen = { answers: 0, failures: [] as string[], factors: new Set<number>() };
       const client = async () => {
@@ -158,6 +158,7 @@ t.test('20 updates under concurrent traffic: zero failed requests, each answer f
       t.ok(seen.answers > 20, `${seen.answers} answers`);
       t.same([...seen.factors].sort(), [2, 3], 'answers came from both versions');
       t.equal(app.registry.status().find((model) => model.name === 'm')?.state, 'resident');
+      if (cap !== undefined) t.equal(executor.maxOpen, cap, 'the cap counted both versions: never more sessions open at once');
     });
   }
 });
@@ -198,4 +199,25 @@ t.test('live model changes survive a restart; a deleted model stays deleted', as
   t.equal(factor(await infer(second, 'ab', scaleRequest(1)), 1), 3);
   t.equal((await infer(second, 'gone', scaleRequest(1))).statusCode, 404);
   t.equal((await second.inject({ url: '/admin/models/added', headers: AUTH })).headers.etag, version, 'versions survive too');
+});
+
+t.test('keys move atomically: a key kept across a replace never answers 404 under traffic', async (t) => {
+  const { app } = await buildGateway(t, { 'two.onnx': scaleModel(2) }, { models: [{ name: 'm', path: 'two.onnx', keys: ['m', 'a'] }] });
+  let running = true;
+  const statuses = { m: new Map<number, number>(), a: new Map<number, number>() };
+  const client = async (key: 'm' | 'a') => {
+    while (running) {
+      const { statusCode } = await infer(app, key, scaleRequest(1));
+      statuses[key].set(statusCode, (statuses[key].get(statusCode) ?? 0) + 1);
+    }
+  };
+  const clients = [client('m'), client('m'), client('a')];
+  for (let i = 0; i < 10; i++) {
+    const response = await app.inject({ method: 'PUT', url: '/admin/models/m', headers: JSON_AUTH, payload: { path: 'two.onnx', keys: i % 2 === 0 ? ['m', 'b'] : ['m', 'a'] } });
+    t.equal(response.statusCode, 200);
+  }
+  running = false;
+  await Promise.all(clients);
+  t.same([...statuses.m.keys()], [200], 'the kept key always answered');
+  t.same([...statuses.a.keys()].sort(), [200, 404], 'the moving key answered while it was served, 404 while not');
 });
