@@ -6,11 +6,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { request } from 'undici';
+import { freePort } from './ports.ts';
 import * as ort from 'onnxruntime-node';
 import { buildModel } from '../src/onnx/builder.ts';
 import { demoModels } from '../src/demo/build-models.ts';
@@ -52,15 +52,6 @@ function config(name: string, document: Record<string, unknown>): string {
   const file = path.join(work, `${name}.json`);
   writeFileSync(file, JSON.stringify({ modelRepository: '.', admin: { token: 'bench-token-0123456789' }, server: { logLevel: 'warn' }, ...document }));
   return file;
-}
-
-/** A port free now, from the kernel. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function start(args: string[]): Promise<{ url: string; child: ChildProcess }> {

@@ -263,8 +263,9 @@ export function checkAnswer(status: number, headers: Record<string, unknown>, bo
     if (PATH.test((parsed as { error: string }).error)) return `a ${status} naming a path: ${(parsed as { error: string }).error}`;
     return undefined;
   }
-  if (status !== 200) return `status ${status}`;
+  if (status < 200 || status >= 300) return `status ${status}`;
   if (mutated) return undefined;
+  if (status !== 200) return `status ${status}`;
   const headerLength = headers['inference-header-content-length'];
   const end = headerLength === undefined ? body.length : Number(headerLength);
   const answer = parseJsonExact(body.subarray(0, end).toString('utf8')) as { outputs: Array<{ name: string; datatype: string; shape: number[]; data?: unknown[] }> };

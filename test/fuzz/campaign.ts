@@ -10,11 +10,11 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { Pool } from 'undici';
+import { freePort } from '../../bench/ports.ts';
 import { checkAnswer, CONTROL, fuzzedRequest, fuzzGateway } from './arbitraries.ts';
 
 const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 100_000);
@@ -27,14 +27,6 @@ const work = mkdtempSync(path.join(tmpdir(), 'modelgate-fuzz-'));
 const { files, config } = fuzzGateway();
 for (const [file, bytes] of Object.entries(files)) writeFileSync(path.join(work, file), bytes);
 writeFileSync(path.join(work, 'fuzz.json'), JSON.stringify({ ...config, modelRepository: '.', admin: { token: 'fuzz-token-0123456789abcdef' }, server: { ...(config.server as object), logLevel: 'error' } }));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const port = await freePort();
 const child = spawn(process.execPath, [path.join(ROOT, 'src/cli.ts'), 'serve', '--config', path.join(work, 'fuzz.json'), '--port', String(port)], { stdio: ['ignore', 'ignore', 'inherit'] });

@@ -93,3 +93,31 @@ t.test('admin route bodies: any value in any field gives a 2xx or a V2 4xx, and 
   }), { numRuns: Math.ceil(RUNS / 2) });
   t.pass('admin bodies held');
 });
+
+t.test('admin model bodies: any value in any field gives a 2xx or a V2 4xx, and a refused change leaves the models as they were', async (t) => {
+  const { files, config } = fuzzGateway();
+  const { app } = await buildGateway(t, files, config);
+  const models = async () => jsonText((await app.inject({ url: '/admin/models', headers: AUTH })).json().models.map((model: { name: string; keys: string[] }) => [model.name, model.keys]));
+  const valid = { path: 'f32b.onnx', keys: ['extra'], pinned: false, maxQueueSize: 16, batching: { maxBatchSize: 4, maxQueueDelayMicros: 0 }, session: { intraOpThreads: 1 } };
+  const anyValue = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(null, -1, 0, 1e308, '', '../x', '/etc/passwd', 'garbage.onnx', 'BOOL.onnx', 'fp32', 'split', [], {}, true));
+  const field = fc.constantFrom('path', 'keys', 'keys.0', 'pinned', 'maxQueueSize', 'batching', 'batching.maxBatchSize', 'session', 'session.intraOpThreads', 'name', 'extra');
+  await fc.assert(fc.asyncProperty(field, anyValue, fc.constantFrom('extra', 'fp32', 'addmul'), async (path, value, name) => {
+    const body = structuredClone(valid) as Record<string, unknown>;
+    const steps = path.split('.');
+    let node = body;
+    for (const step of steps.slice(0, -1)) node = node[step] as Record<string, unknown>;
+    node[steps[steps.length - 1] as string] = value;
+    const before = await models();
+    const response = await app.inject({ method: 'PUT', url: `/admin/models/${name}`, headers: AUTH, payload: body });
+    const problem = checkAnswer(response.statusCode, response.headers, response.rawPayload, { key: 'fp32', rows: 0, data: new Map(), binaryInputs: false, binaryOutputAll: false }, true);
+    if (problem !== undefined) throw new Error(`PUT ${name} ${jsonText(body)}: ${problem}`);
+    if (response.statusCode >= 400 && (await models()) !== before) throw new Error(`a refused PUT changed the models: ${await models()}`);
+    // Put things back for the next case.
+    if (response.statusCode < 300 && name === 'extra') await app.inject({ method: 'DELETE', url: '/admin/models/extra', headers: AUTH });
+    if (response.statusCode < 300 && name !== 'extra') {
+      const original = (config.models as Array<{ name: string; path: string }>).find((model) => model.name === name);
+      await app.inject({ method: 'PUT', url: `/admin/models/${name}?force=true`, headers: AUTH, payload: { path: original?.path } });
+    }
+  }), { numRuns: Math.ceil(RUNS / 4) });
+  t.pass('admin model bodies held');
+});
