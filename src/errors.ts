@@ -117,3 +117,7 @@ export const ModelConflictError = createError<'MG_MODEL_CONFLICT', 409, [string]
 /** 422: the model file does not load as ONNX; nothing changed, the current version serves on. */
 export const ModelNotLoadableError = createError<'MG_MODEL_NOT_LOADABLE', 422, [string, string]>(
   'MG_MODEL_NOT_LOADABLE', "Model '%s' does not load: %s; nothing changed", 422);
+
+/** 500: an uploaded model file could not be written into the model repository; nothing changed. */
+export const RepositoryNotWritableError = createError<'MG_REPOSITORY_NOT_WRITABLE', 500, [string]>(
+  'MG_REPOSITORY_NOT_WRITABLE', 'The upload was not applied: the model repository cannot be written (%s); mount it writable to upload models', 500);

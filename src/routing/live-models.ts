@@ -10,7 +10,7 @@ import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { validateModel } from '../config/load.ts';
 import type { ModelConfig } from '../config/schema.ts';
-import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, PreconditionFailedError } from '../errors.ts';
+import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, PreconditionFailedError, RepositoryNotWritableError } from '../errors.ts';
 import type { Signature } from '../protocol/types.ts';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
 import type { Router } from './router.ts';
@@ -81,7 +81,11 @@ export class LiveModels {
       if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) throw new InvalidModelError(`name: '${name}' is not a model name (letters, digits, _ . -, up to 64)`);
       this.#checkPrecondition(name, ifMatch);
       const relative = `${UPLOADS}/${name}/${Date.now()}-${randomBytes(6).toString('hex')}.onnx`;
-      await writeAtomically(path.join(this.#options.repository, relative), bytes);
+      try {
+        await writeAtomically(path.join(this.#options.repository, relative), bytes);
+      } catch (error) {
+        throw new RepositoryNotWritableError((error as NodeJS.ErrnoException).code ?? 'error');
+      }
       const existing = this.#exists(name) ? entryOf(this.#options.registry.config(name)) : { name };
       const checked = validateModel({ ...existing, path: relative }, this.#options.repository);
       try {

@@ -122,6 +122,13 @@ t.test('uploads: a file the gateway names, validated by loading it first', async
   t.same(Object.keys(tooBig.json()), ['error']);
   t.equal((await upload('../evil', scaleModel(1))).statusCode, 404, 'a name with a slash is not a route');
   t.equal((await upload('.hidden', scaleModel(1))).statusCode, 400);
+  // Where the upload must go cannot be written (here a file stands where its folder would be; in
+  // production, a repository mounted read-only, as the container example mounts it).
+  writeFileSync(path.join(repository, '.uploads', 'another'), 'in the way');
+  const blocked = await upload('another', scaleModel(1));
+  t.equal(blocked.statusCode, 500);
+  t.match(blocked.json(), { error: /^The upload was not applied: the model repository cannot be written \(E[A-Z]+\); mount it writable to upload models$/ });
+  t.equal((await infer(app, 'another', scaleRequest(1))).statusCode, 404);
 });
 
 t.test('20 updates under concurrent traffic: zero failed requests, each answer from one version', async (t) => {
