@@ -378,6 +378,7 @@ export class ModelRegistry {
       if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
       if (entry.state === 'resident' && !entry.draining) await this.#evict(entry, 'unload');
       if (entry.draining) await entry.drained.wait();
+      while (entry.retired.size > 0) await entry.quiet.wait();
     }));
     await this.#executor.close();
   }
