@@ -121,3 +121,7 @@ export const ModelNotLoadableError = createError<'MG_MODEL_NOT_LOADABLE', 422, [
 /** 500: an uploaded model file could not be written into the model repository; nothing changed. */
 export const RepositoryNotWritableError = createError<'MG_REPOSITORY_NOT_WRITABLE', 500, [string]>(
   'MG_REPOSITORY_NOT_WRITABLE', 'The upload was not applied: the model repository cannot be written (%s); mount it writable to upload models', 500);
+
+/** Shadow copies only: the shadow's model is not resident and no slot is free without evicting one; the copy is dropped. */
+export const NoSpareCapacityError = createError<'MG_NO_SPARE_CAPACITY', 503, [string]>(
+  'MG_NO_SPARE_CAPACITY', "Model '%s' is not resident and no slot is free: a shadow copy does not evict", 503);

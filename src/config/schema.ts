@@ -69,6 +69,7 @@ export const SplitSchema = Type.Object({
   shadow: Type.Optional(Type.Object({
     target: Type.String({ pattern: NAME_PATTERN, description: 'A key receiving mirrored copies; its answers are discarded.' }),
     percent: Type.Number({ minimum: 0, maximum: 100, description: 'Share of requests mirrored.' }),
+    maxInFlight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Most shadow copies of this route running at once; beyond it copies are dropped (and counted). Default 8.' })),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 

@@ -25,12 +25,21 @@ const RouteResponse = Type.Object({
   sequence: Type.Optional(SequenceSchema),
 });
 const Percentiles = Type.Object({ p50: Type.Union([Type.Number(), Type.Null()]), p95: Type.Union([Type.Number(), Type.Null()]), p99: Type.Union([Type.Number(), Type.Null()]) });
+const Interval = (description: string) => Type.Union([
+  Type.Object({ value: Type.Number(), low95: Type.Number(), high95: Type.Number() }),
+  Type.Null(),
+], { description });
 const Window = Type.Object({
   since: Type.String({ format: 'date-time' }),
-  variants: Type.Array(Type.Object({ target: Type.String(), requests: Type.Integer(), errors: Type.Integer(), latencyMs: Percentiles })),
+  variants: Type.Array(Type.Object({
+    target: Type.String(), requests: Type.Integer(), errors: Type.Integer(), latencyMs: Percentiles,
+    errorRate: Interval('errors / requests with its 95% Wilson score interval; null with no requests.'),
+    errorRateDifference: Type.Optional(Interval('This variant\'s error rate minus the first variant\'s, with its 95% Newcombe interval: while it contains 0, the data do not yet tell the two apart. Absent on the first variant; null while either has no requests.')),
+  })),
   shadow: Type.Optional(Type.Object({
     target: Type.String(), sent: Type.Integer(), dropped: Type.Integer(), errors: Type.Integer(), compared: Type.Integer(),
     agreement: Type.Union([Type.Number(), Type.Null()], { description: 'Share of compared shadow answers that agreed with the primary.' }),
+    agreementInterval: Interval('The agreement with its 95% Wilson score interval; null before any comparison.'),
     latencyMs: Percentiles,
   })),
 });

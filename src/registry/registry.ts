@@ -11,7 +11,7 @@
  */
 import { stat } from 'node:fs/promises';
 import type { ModelConfig, RegistryConfig } from '../config/schema.ts';
-import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, QueueFullError, withRetryAfter } from '../errors.ts';
+import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, NoSpareCapacityError, QueueFullError, withRetryAfter } from '../errors.ts';
 import type { Executor, LoadedModel } from '../executor/types.ts';
 import { untilStopped, type Waiting } from '../executor/waiting.ts';
 import type { Signature } from '../protocol/types.ts';
@@ -92,6 +92,10 @@ class Entry {
   swapping: Promise<void> | undefined;
   /** Being removed: new leases are refused. */
   removed = false;
+  /** Loaded for shadow copies and not used by primary traffic since: the first to evict. */
+  expendable = false;
+  /** A load started for a shadow copy: it takes a free slot or gives up, never evicts. */
+  spareLoad = false;
   /** Signalled when a lease ends or a waiter leaves. */
   readonly quiet = new Signal();
 
@@ -142,13 +146,40 @@ export class ModelRegistry {
    * 504, and one whose client went away is dropped; past the model's
    * maxQueueSize, requests get 503 at once.
    */
-  async acquire(name: string, waiting: Waiting = {}): Promise<Lease> {
+  async acquire(name: string, waiting: Waiting = {}, spareOnly = false): Promise<Lease> {
+    if (spareOnly) return this.#spare(name);
     if (this.#config.scheduling === 'fifo') {
       const turn = this.#arrivals.then(() => this.#admit(name, waiting));
       this.#arrivals = turn.catch(() => undefined);
       return turn;
     }
     return this.#admit(name, waiting);
+  }
+
+  /**
+   * A lease from spare capacity only, for shadow copies: the model if it is
+   * resident, else a load into a slot that is free now, else NoSpareCapacity.
+   * It never evicts, never waits in line and does not count as demand; a model
+   * it loads is the first to go when primary traffic needs the slot.
+   */
+  async #spare(name: string): Promise<Lease> {
+    const entry = this.#entry(name);
+    if (entry.removed) throw new ModelNotFoundError(name);
+    if (entry.state === 'resident' && !entry.draining) return this.#lease(entry, true);
+    // A model backing off after a failed load: the copy fails as a primary request would.
+    this.assertServable(name);
+    if (entry.loading === undefined) {
+      const idle = entry.swapping === undefined && !entry.draining;
+      if (!idle || !this.#fits(entry) || [...this.#entries.values()].some((other) => other.slotWaitSince !== undefined)) throw new NoSpareCapacityError(name);
+      entry.spareLoad = true;
+      entry.expendable = true;
+      this.#startLoad(entry);
+    }
+    // A load under way (a shadow's, or primary traffic's) costs nothing more to wait for.
+    await entry.loading;
+    if ((entry.state as ModelState) === 'failed') this.#throwFailure(entry);
+    if (entry.state !== 'resident' || entry.draining) throw new NoSpareCapacityError(name);
+    return this.#lease(entry, true);
   }
 
   async #admit(name: string, waiting: Waiting): Promise<Lease> {
@@ -158,6 +189,8 @@ export class ModelRegistry {
       throw withRetryAfter(new QueueFullError(name, String(entry.waiting + entry.inFlight)), 1);
     }
     if (waiting.deadline !== undefined && performance.now() >= waiting.deadline) throw new DeadlineExceededError(name);
+    // Primary traffic wants it: a load a shadow started may now make room like any other.
+    entry.spareLoad = false;
     if (entry.state === 'resident' && !entry.draining) return this.#lease(entry);
     entry.waiting += 1;
     let abandoned = false;
@@ -401,10 +434,14 @@ export class ModelRegistry {
     return entry;
   }
 
-  #lease(entry: Entry): Lease {
+  /** A lease on the current version; a shadow's (`spare`) leaves the LRU order and expendability as they were. */
+  #lease(entry: Entry, spare = false): Lease {
     entry.inFlight += 1;
-    entry.lastUsed = ++this.#clock;
-    entry.lastUsedAt = Date.now();
+    if (!spare) {
+      entry.lastUsed = ++this.#clock;
+      entry.lastUsedAt = Date.now();
+      entry.expendable = false;
+    }
     const model = entry.model as LoadedModel;
     const generation = entry.generation;
     let released = false;
@@ -466,6 +503,12 @@ export class ModelRegistry {
       entry.failure = undefined;
       this.#events.loaded?.(entry.config.name, performance.now() - started);
     } catch (error) {
+      if (error instanceof NoSpareCapacityError) {
+        // A shadow's load that found no free slot: not a failure of the model.
+        entry.state = 'unloaded';
+        entry.spareLoad = false;
+        return;
+      }
       const reason = loadFailureReason(error);
       entry.state = 'failed';
       entry.failure = { reason, until: Date.now() + this.#config.loadFailureBackoffMs };
@@ -487,6 +530,7 @@ export class ModelRegistry {
     entry.slotWaitSince = performance.now();
     try {
       while (!this.#fits(entry)) {
+        if (entry.spareLoad) throw new NoSpareCapacityError(entry.config.name);
         if (!this.#isNextInLine(entry)) {
           await this.#slotFreed.wait();
           continue;
@@ -529,10 +573,19 @@ export class ModelRegistry {
 
   /** Evicts an idle model, or starts draining a busy one, then waits for a slot to come free; returns the model being drained. */
   async #makeRoom(entry: Entry, victim: Entry | undefined): Promise<Entry | undefined> {
+    // A load a shadow started holds a slot: wait for it, then it is the first to go.
+    const shadowLoad = [...this.#entries.values()].find((other) => other !== entry && other.expendable && other.loading !== undefined);
+    if (shadowLoad?.loading !== undefined) {
+      await shadowLoad.loading.catch(() => undefined);
+      return victim;
+    }
     // A model that requests wait for (just loaded, its waiters not yet leased) is not evicted under them.
-    const candidates = [...this.#entries.values()]
+    const all = [...this.#entries.values()]
       .filter((other) => other !== entry && other.state === 'resident' && !other.draining && !other.config.pinned && other.waiting === 0)
       .sort((a, b) => a.lastUsed - b.lastUsed);
+    // Models only shadows use go first, even busy (drained) before an idle model primaries use.
+    const expendable = all.filter((other) => other.expendable);
+    const candidates = expendable.length > 0 ? expendable : all;
     const idle = candidates.find((other) => other.inFlight === 0);
     if (idle !== undefined) {
       await this.#evict(idle, 'capacity');

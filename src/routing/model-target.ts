@@ -35,7 +35,7 @@ export class ModelTarget implements Target {
 
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
     const arrived = performance.now();
-    const lease = await this.#registry.acquire(this.model, context);
+    const lease = await this.#registry.acquire(this.model, context, context.shadow === true);
     try {
       const outputs = request.outputs ?? lease.model.signature.outputs.map((spec) => spec.name);
       const started = performance.now();

@@ -15,6 +15,7 @@ import type { InferContext, Target } from './target.ts';
 export const BUCKETS = 10_000;
 
 /** Mirrored requests running at once per split; beyond it, shadow work is dropped rather than queued. */
+/** Shadow copies running at once per route, unless its `shadow.maxInFlight` says otherwise. */
 export const MAX_SHADOWS_IN_FLIGHT = 8;
 
 /**
@@ -61,8 +62,9 @@ export class SplitTarget implements Target {
     this.#bounds = bucketBounds(this.#weights);
   }
 
+  /** Loads the variants; not the shadow, which may use only spare capacity (its signature is still checked). */
   async prepare(): Promise<void> {
-    for (const target of [...this.#variants, ...(this.#shadow === undefined ? [] : [this.#shadow])]) await target.prepare();
+    for (const target of this.#variants) await target.prepare();
   }
 
   /** What every variant accepts; rejects, naming the variant, if they disagree. */
@@ -119,7 +121,7 @@ export class SplitTarget implements Target {
   }
 
   async #mirror(shadow: Target, request: InferRequest, context: InferContext, primary: TensorMap): Promise<void> {
-    if (this.#shadowsInFlight >= MAX_SHADOWS_IN_FLIGHT) {
+    if (this.#shadowsInFlight >= (this.#spec.shadow?.maxInFlight ?? MAX_SHADOWS_IN_FLIGHT)) {
       this.#stats.recordShadow(shadow.key, { dropped: true });
       this.#observer?.shadow(this.key, shadow.key, 'dropped');
       return;
@@ -127,11 +129,17 @@ export class SplitTarget implements Target {
     this.#shadowsInFlight += 1;
     const started = performance.now();
     try {
-      const result = await shadow.infer(request, { decisions: [], header: context.header });
+      const result = await shadow.infer(request, { decisions: [], header: context.header, shadow: true });
       const agreed = outputsAgree(primary, result.outputs);
       this.#stats.recordShadow(shadow.key, { dropped: false, milliseconds: performance.now() - started, failed: false, ...(agreed === undefined ? {} : { agreed }) });
       this.#observer?.shadow(this.key, shadow.key, agreed === undefined ? 'answered' : agreed ? 'agreed' : 'disagreed');
-    } catch {
+    } catch (error) {
+      // No spare capacity for the copy: dropped, as past maxInFlight, never a cost to primary traffic.
+      if ((error as { code?: string }).code === 'MG_NO_SPARE_CAPACITY') {
+        this.#stats.recordShadow(shadow.key, { dropped: true });
+        this.#observer?.shadow(this.key, shadow.key, 'dropped');
+        return;
+      }
       this.#stats.recordShadow(shadow.key, { dropped: false, milliseconds: performance.now() - started, failed: true });
       this.#observer?.shadow(this.key, shadow.key, 'error');
     } finally {

@@ -1,3 +1,5 @@
+import { difference, wilson } from './intervals.ts';
+
 /**
  * Per-variant statistics of a split route: counts and latency percentiles,
  * for a window since the route last changed (or was reset) and since start.
@@ -74,6 +76,7 @@ class ShadowWindow {
       errors: this.errors,
       compared: this.compared,
       agreement: this.compared === 0 ? null : round(this.agreed / this.compared),
+      agreementInterval: wilson(this.agreed, this.compared),
       latencyMs: this.latency.summary(),
     };
   }
@@ -120,10 +123,22 @@ export class RouteStats {
   }
 
   snapshot(variants: readonly string[], shadow: string | undefined) {
-    const view = (which: 'current' | 'total') => ({
-      variants: variants.map((variant) => ({ target: variant, ...(this.#variants.get(variant)?.[which] ?? new VariantWindow()).snapshot() })),
-      ...(shadow === undefined ? {} : { shadow: { target: shadow, ...(this.#shadow.get(shadow)?.[which] ?? new ShadowWindow()).snapshot() } }),
-    });
+    const view = (which: 'current' | 'total') => {
+      const windows = variants.map((variant) => this.#variants.get(variant)?.[which] ?? new VariantWindow());
+      const first = windows[0] as VariantWindow;
+      return {
+        variants: variants.map((variant, index) => {
+          const window = windows[index] as VariantWindow;
+          return {
+            target: variant,
+            ...window.snapshot(),
+            errorRate: wilson(window.errors, window.requests),
+            ...(index === 0 ? {} : { errorRateDifference: difference({ events: window.errors, trials: window.requests }, { events: first.errors, trials: first.requests }) }),
+          };
+        }),
+        ...(shadow === undefined ? {} : { shadow: { target: shadow, ...(this.#shadow.get(shadow)?.[which] ?? new ShadowWindow()).snapshot() } }),
+      };
+    };
     return {
       sinceChange: { since: this.#since.toISOString(), ...view('current') },
       sinceStart: { since: this.#started.toISOString(), ...view('total') },

@@ -17,6 +17,8 @@ export interface InferContext {
   readonly signal?: AbortSignal | undefined;
   /** Where the models a request runs on add up what they spent on it, for the statistics extension. */
   readonly timing?: RunTiming | undefined;
+  /** A shadow copy: it may use only spare capacity (a resident model, or a free slot), never evict. */
+  readonly shadow?: boolean | undefined;
 }
 
 /** What a request's model runs cost, summed over every model it reached. */
