@@ -25,6 +25,7 @@ import { ModelTarget } from './routing/model-target.ts';
 import { loadPlugins } from './routing/plugins.ts';
 import { readSignature } from './onnx/signature.ts';
 import { applyModelState, LiveModels } from './routing/live-models.ts';
+import { RolloutDriver } from './routing/rollouts.ts';
 import { Router } from './routing/router.ts';
 import { readState } from './routing/state-file.ts';
 import type { Target } from './routing/target.ts';
@@ -107,8 +108,19 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     state,
     log: (message, details) => app.log.info(details, message),
     plugins,
-    observer: metrics,
+    // Every split result reaches the metrics, and the rollout driver (an error of a candidate is looked at at once).
+    observer: {
+      variant: (route, variant, seconds, failed) => {
+        metrics.variant(route, variant, seconds, failed);
+        rollouts.observe(route, failed);
+      },
+      shadow: (route, target, outcome) => metrics.shadow(route, target, outcome),
+    },
     models: { kept: models.kept, versions: models.versions, digests: models.digests },
+  });
+  const rollouts: RolloutDriver = new RolloutDriver(router, (route, status) => {
+    metrics.rollout(route, status.state);
+    app.log.info({ route, to: status.state, step: status.step, weight: status.weight, ...(status.reason === undefined ? {} : { reason: status.reason }) }, 'rollout moved');
   });
   const live = new LiveModels({ registry, router, repository: config.modelRepository, target: modelTarget, readSignature: readModelSignature });
   const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data', 'classification', 'model_repository', 'statistics'] }, config.server.defaultTimeoutMicros);
@@ -134,8 +146,10 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     await registry.loadPinned();
     await router.verify();
     dataPlane.ready = true;
+    rollouts.start();
   });
   app.addHook('preClose', async () => {
+    rollouts.close();
     drain.begin();
     dataPlane.ready = false;
   });

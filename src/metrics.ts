@@ -29,6 +29,7 @@ export class Metrics implements RouteObserver {
   readonly #variantErrors = new Counter({ name: 'modelgate_route_errors_total', help: 'Failed requests of each split variant.', labelNames: ['route', 'variant'], registers: [this.registry] });
   readonly #variantLatency = new Histogram({ name: 'modelgate_route_latency_seconds', help: 'Latency of each split variant.', labelNames: ['route', 'variant'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #shadows = new Counter({ name: 'modelgate_shadow_requests_total', help: 'Shadow copies by outcome: agreed, disagreed, answered (nothing to compare), error, dropped.', labelNames: ['route', 'variant', 'outcome'], registers: [this.registry] });
+  readonly #rollouts = new Counter({ name: 'modelgate_rollout_transitions_total', help: 'Moves of guarded rollouts, by route and the state moved to (progressing for a step up).', labelNames: ['route', 'to'], registers: [this.registry] });
   readonly #batches = new Histogram({ name: 'modelgate_batch_size', help: 'Rows in each batch a model ran (dynamic batching).', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [this.registry] });
   readonly #batchRequests = new Histogram({ name: 'modelgate_batch_requests', help: 'Requests merged into each batch a model ran.', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers: [this.registry] });
   readonly #isKey: (key: string) => boolean;
@@ -86,5 +87,9 @@ export class Metrics implements RouteObserver {
 
   shadow(route: string, variant: string, outcome: 'dropped' | 'error' | 'agreed' | 'disagreed' | 'answered'): void {
     this.#shadows.inc({ route, variant, outcome });
+  }
+
+  rollout(route: string, to: string): void {
+    this.#rollouts.inc({ route, to });
   }
 }

@@ -63,6 +63,24 @@ export const VariantSchema = Type.Object({
   weight: Type.Number({ minimum: 0, description: 'Share of traffic, proportional to the sum of weights.' }),
 }, { additionalProperties: false });
 
+export const RolloutStatusSchema = Type.Object({
+  state: Type.Union([Type.Literal('progressing'), Type.Literal('paused'), Type.Literal('completed'), Type.Literal('rolled_back')]),
+  step: Type.Integer({ minimum: 0, description: 'Index in steps of the step in force.' }),
+  weight: Type.Number({ minimum: 0, maximum: 100, description: "The candidate's share of the split's traffic now, in percent." }),
+  since: Type.String({ description: 'When the step (or state) began, ISO 8601.' }),
+  reason: Type.Optional(Type.String({ description: 'What broke, for a rollback.' })),
+}, { additionalProperties: false, description: 'Written by the gateway as the rollout moves; ignored in a PUT (a new rollout starts at its first step).' });
+
+export const RolloutSchema = Type.Object({
+  candidate: Type.String({ pattern: NAME_PATTERN, description: 'The variant target being rolled out.' }),
+  steps: Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 100 }), { minItems: 1, maxItems: 100, description: "Increasing candidate shares in percent of the split's traffic, e.g. [5, 25, 50, 100]; the other variants share the rest in their configured proportions." }),
+  stepMs: Type.Integer({ minimum: 1, description: 'Least time a step lasts before the next, in ms.' }),
+  minRequests: Type.Integer({ minimum: 1, description: 'Least requests the candidate answers in a step before the next.' }),
+  maxErrorRate: Type.Number({ minimum: 0, maximum: 1, description: "Most errors per request the candidate may have in a step; more than maxErrorRate × minRequests errors roll back at once." }),
+  maxLatencyRatio: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: "Optional: the candidate's p99 latency in a step may be at most this times the other variants' p99 in the same step." })),
+  status: Type.Optional(RolloutStatusSchema),
+}, { additionalProperties: false, description: 'A guarded rollout: the gateway moves the candidate through the steps while it stays healthy and rolls it back when it does not.' });
+
 export const SplitSchema = Type.Object({
   variants: Type.Array(VariantSchema, { minItems: 1, maxItems: 64 }),
   stickyHeader: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9-]{1,64}$', description: 'Request header whose value keeps a user on one variant while weights are unchanged.' })),
@@ -71,6 +89,7 @@ export const SplitSchema = Type.Object({
     percent: Type.Number({ minimum: 0, maximum: 100, description: 'Share of requests mirrored.' }),
     maxInFlight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Most shadow copies of this route running at once; beyond it copies are dropped (and counted). Default 8.' })),
   }, { additionalProperties: false })),
+  rollout: Type.Optional(RolloutSchema),
 }, { additionalProperties: false });
 
 const TensorName = Type.String({ minLength: 1, maxLength: 128, description: 'A tensor name of the step.' });
@@ -138,6 +157,8 @@ export type RegistryConfig = Static<typeof RegistrySchema>;
 export type SessionOptions = Static<typeof SessionOptionsSchema>;
 export type BatchingOptions = Static<typeof BatchingSchema>;
 export type SplitSpec = Static<typeof SplitSchema>;
+export type RolloutSpec = Static<typeof RolloutSchema>;
+export type RolloutStatus = Static<typeof RolloutStatusSchema>;
 export type SequenceSpec = Static<typeof SequenceSchema>;
 export type StepSpec = Static<typeof StepSchema>;
 export type PostprocessSpec = Static<typeof PostprocessSchema>;

@@ -6,6 +6,8 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { SequenceSchema, SplitSchema } from '../config/schema.ts';
 import type { Router, RouteView } from '../routing/router.ts';
+import { RouteConflictError } from '../errors.ts';
+import { command } from '../routing/rollouts.ts';
 import { errors, validatedInHandler } from './schemas.ts';
 
 interface KeyParams { key: string }
@@ -99,6 +101,20 @@ export const routeAdmin: FastifyPluginAsync<{ router: Router }> = async (app, { 
       security, params: Key, response: { 200: StatsResponse, ...errors(401, 404) },
     },
   }, async (request) => router.stats(request.params.key));
+
+  app.post<{ Params: KeyParams & { action: 'pause' | 'resume' | 'abort' } }>('/admin/routes/:key/rollout/:action', {
+    schema: {
+      tags: ['admin'], summary: 'Pause a progressing rollout (its weight holds), resume a paused one, or abort one (roll back: the candidate gets no traffic, reason "aborted").',
+      security, params: Type.Object({ key: Key.properties.key, action: Type.Union([Type.Literal('pause'), Type.Literal('resume'), Type.Literal('abort')]) }),
+      response: { 200: RouteResponse, ...errors(400, 401, 404, 409) },
+    },
+  }, async (request, reply) => {
+    const { key, action } = request.params;
+    const route = router.get(key).route;
+    if (route.split?.rollout === undefined) throw new RouteConflictError(`route '${key}' has no rollout`);
+    await router.updateRollout(key, (current) => command(current, action));
+    return withEtag(reply, router.get(key));
+  });
 
   app.post<{ Params: KeyParams }>('/admin/routes/:key/stats/reset', {
     schema: { tags: ['admin'], summary: 'Start a new statistics window.', security, params: Key, response: { 200: StatsResponse, ...errors(401, 404) } },

@@ -74,6 +74,13 @@ export function checkRoutes(routes: readonly RouteSpec[], modelKeys: ReadonlySet
     if (route.split !== undefined && !route.split.variants.some((variant) => variant.weight > 0)) {
       issue('split.variants', 'at least one weight must be positive');
     }
+    const rollout = route.split?.rollout;
+    if (rollout !== undefined) {
+      const variants = route.split?.variants ?? [];
+      if (!variants.some((variant) => variant.target === rollout.candidate)) issue('split.rollout.candidate', `'${rollout.candidate}' is not one of the split's variant targets`);
+      else if (!variants.some((variant) => variant.target !== rollout.candidate && variant.weight > 0)) issue('split.variants', 'a rollout needs another variant with a positive weight to fall back to');
+      if (rollout.steps.some((step, index) => index > 0 && step <= (rollout.steps[index - 1] as number))) issue('split.rollout.steps', `steps must increase: ${JSON.stringify(rollout.steps)}`);
+    }
   });
   for (const route of byKey.values()) {
     for (const { target, path } of routeTargets(route)) {

@@ -6,7 +6,7 @@
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Type } from '@sinclair/typebox';
 import { displayPath } from '../config/pointer.ts';
-import { SequenceSchema, SplitSchema, type RouteSpec, type SequenceSpec, type SplitSpec } from '../config/schema.ts';
+import { SequenceSchema, SplitSchema, type RolloutStatus, type RouteSpec, type SequenceSpec, type SplitSpec } from '../config/schema.ts';
 import { InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError, StateNotSavedError } from '../errors.ts';
 import { checkRoutes, routeTargets } from './graph.ts';
 import { commonSignature } from './signature.ts';
@@ -15,6 +15,7 @@ import type { Plugin } from './postprocess.ts';
 import { SequenceTarget } from './sequence.ts';
 import { SplitTarget } from './split.ts';
 import { applyState, routeDigest, writeState, type ModelStateEntry, type RouteState, type StateEntry } from './state-file.ts';
+import { guardRollout, resumeRollout, startRollout, withStatus } from './rollouts.ts';
 import { RouteStats } from './stats.ts';
 import type { Target, TargetTable } from './target.ts';
 
@@ -86,7 +87,7 @@ export class Router {
       this.#log('state file ignored: its routes no longer fit the configuration', { issues: issues.map((issue) => `${issue.key}: ${issue.message}`) });
       applied = applyState(configured, undefined);
     }
-    this.#routes = new Map(applied.routes.map((route) => [route.key, route]));
+    this.#routes = new Map(applied.routes.map((route) => [route.key, resumeRollout(route)]));
     this.#versions = applied.versions;
     this.#kept = applied.kept;
     this.#keptModels = options.models?.kept ?? new Map();
@@ -208,7 +209,9 @@ export class Router {
     return this.#exclusive(async () => {
       this.#checkPrecondition(key, ifMatch);
       const created = !this.#routes.has(key);
-      const view = await this.#change(key, { key, ...(checkBody(routeBody, body) as Omit<RouteSpec, 'key'>) });
+      const route = startRollout({ key, ...(checkBody(routeBody, body) as Omit<RouteSpec, 'key'>) });
+      guardRollout(this.#routes.get(key), route);
+      const view = await this.#change(key, route);
       return { created, view };
     });
   }
@@ -223,7 +226,11 @@ export class Router {
         throw new InvalidRouteError(`route '${key}' is a sequence: a patch cannot make it a split`);
       }
       const merged = current.split === undefined ? {} : { split: { ...current.split, ...changes.split } };
-      return this.#change(key, { key, ...(checkBody(routeBody, merged) as Omit<RouteSpec, 'key'>) });
+      let route: RouteSpec = { key, ...(checkBody(routeBody, merged) as Omit<RouteSpec, 'key'>) };
+      // A patch that brings a rollout starts it; one that does not keeps the rollout as it stands.
+      if (changes.split?.rollout !== undefined) route = startRollout(route);
+      guardRollout(current, changes.split?.rollout === undefined ? { ...route, split: { ...(route.split as SplitSpec), rollout: undefined } } : route);
+      return this.#change(key, route);
     });
   }
 
@@ -236,6 +243,25 @@ export class Router {
       const users = [...routes.values()].filter((route) => routeTargets(route).some(({ target }) => target === key));
       if (users.length > 0) throw new RouteConflictError(`route '${key}' is a target of ${users.map((route) => `'${route.key}'`).join(', ')}`);
       await this.#commit(key, routes, null);
+    });
+  }
+
+  /**
+   * Moves a route's rollout to the status `next` computes from the route as it
+   * is now (undefined: stay). A move is a live change: persisted, and a new
+   * statistics window, so each step is judged on its own requests.
+   */
+  updateRollout(key: string, next: (route: RouteSpec) => RolloutStatus | undefined): Promise<RolloutStatus | undefined> {
+    return this.#exclusive(async () => {
+      const route = this.#routes.get(key);
+      if (route?.split?.rollout === undefined) return undefined;
+      const status = next(route);
+      if (status === undefined) return undefined;
+      const routes = new Map(this.#routes);
+      const changed = withStatus(route, status);
+      routes.set(key, changed);
+      await this.#commit(key, routes, changed);
+      return status;
     });
   }
 

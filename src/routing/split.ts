@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { SplitSpec } from '../config/schema.ts';
 import type { InferRequest, InferResult, Signature, TensorMap } from '../protocol/types.ts';
+import { effectiveWeights } from './rollouts.ts';
 import { commonSignature } from './signature.ts';
 import type { RouteObserver } from '../metrics.ts';
 import type { RouteStats } from './stats.ts';
@@ -58,7 +59,7 @@ export class SplitTarget implements Target {
     this.#variants = variants;
     this.#shadow = shadow;
     this.#stats = stats;
-    this.#weights = spec.variants.map((variant) => variant.weight);
+    this.#weights = effectiveWeights(spec);
     this.#bounds = bucketBounds(this.#weights);
   }
 
