@@ -57,6 +57,17 @@ export async function buildGateway(t: TestContext, files: Record<string, Uint8Ar
   return { app, repository, executor };
 }
 
+/**
+ * Builds and readies a gateway from a raw configuration whose files already
+ * exist (for restarts over the same repository and state file); the caller closes it.
+ */
+export async function startGateway(document: Record<string, unknown>, repository: string): Promise<FastifyInstance> {
+  const config = validateConfig(document, repository, {});
+  const app = await buildApp(config, { executor: new OnnxExecutor(config.modelRepository) });
+  await app.ready();
+  return app;
+}
+
 /** POSTs a V2 inference request. */
 export function infer(app: FastifyInstance, key: string, body: unknown, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
   return app.inject({ method: 'POST', url: `/v2/models/${key}/infer`, payload: body as Record<string, unknown>, headers });

@@ -6,11 +6,8 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { buildApp } from '../../src/app.ts';
-import { validateConfig } from '../../src/config/load.ts';
-import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { identityModel, unsupportedOpModel } from '../../src/onnx/builder.ts';
-import { AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN } from '../helpers/gateway.ts';
+import { AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN, startGateway } from '../helpers/gateway.ts';
 
 const JSON_AUTH = { ...AUTH, 'content-type': 'application/json' };
 
@@ -185,12 +182,7 @@ t.test('a reload whose file no longer loads: 422, and the old version serves on'
 t.test('live model changes survive a restart; a deleted model stays deleted', async (t) => {
   const repository = makeRepository(t, { 'two.onnx': scaleModel(2), 'three.onnx': scaleModel(3), 'four.onnx': scaleModel(4) });
   const document = { admin: { token: TOKEN }, modelRepository: repository, stateFile: 'gateway.state.json', models: [{ name: 'kept', path: 'two.onnx' }, { name: 'gone', path: 'two.onnx', keys: ['gone'] }] };
-  const start = async () => {
-    const config = validateConfig(document, repository, {});
-    const app = await buildApp(config, { executor: new OnnxExecutor(config.modelRepository) });
-    await app.ready();
-    return app;
-  };
+  const start = () => startGateway(document, repository);
   const first = await start();
   t.equal((await first.inject({ method: 'PUT', url: '/admin/models/added', headers: JSON_AUTH, payload: { path: 'three.onnx' } })).statusCode, 201);
   t.equal((await first.inject({ method: 'PUT', url: '/admin/models/kept', headers: JSON_AUTH, payload: { path: 'four.onnx' } })).statusCode, 200);

@@ -6,14 +6,11 @@
  */
 import path from 'node:path';
 import t from 'tap';
-import { buildApp } from '../../src/app.ts';
-import { validateConfig } from '../../src/config/load.ts';
-import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { unsupportedOpModel } from '../../src/onnx/builder.ts';
 import type { FastifyInstance } from 'fastify';
 import { bucketBounds } from '../../src/routing/split.ts';
 import { effectiveWeights } from '../../src/routing/rollouts.ts';
-import { AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN, until } from '../helpers/gateway.ts';
+import { AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN, until, startGateway } from '../helpers/gateway.ts';
 
 const JSON_AUTH = { ...AUTH, 'content-type': 'application/json' };
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'broken.onnx': unsupportedOpModel() };
@@ -117,12 +114,7 @@ t.test('rollout definitions are validated like everything else', async (t) => {
 t.test('a restart mid-rollout resumes at the step reached', async (t) => {
   const repository = makeRepository(t, files);
   const document = { admin: { token: TOKEN }, modelRepository: repository, stateFile: path.join(repository, 'state.json'), models, routes: [route('two', { steps: [10, 50, 100], stepMs: 50 })] };
-  const start = async () => {
-    const config = validateConfig(document, repository, {});
-    const app = await buildApp(config, { executor: new OnnxExecutor(config.modelRepository) });
-    await app.ready();
-    return app;
-  };
+  const start = () => startGateway(document, repository);
   const first = await start();
   const load = traffic(first, 2);
   await until(() => app1Step(first) >= 1, 'step 1');
