@@ -15,6 +15,8 @@ import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelP
 import type { Executor, LoadedModel } from '../executor/types.ts';
 import { untilStopped, type Waiting } from '../executor/waiting.ts';
 import type { Signature } from '../protocol/types.ts';
+import { evictionCandidates, fitsBeside, mayFreeSlot, nextInLine } from './capacity.ts';
+import { Entry, type Retired } from './entry.ts';
 import { Signal } from './signal.ts';
 
 /** What the admin API shows of a model's state. */
@@ -45,64 +47,6 @@ export interface RegistryEvents {
   evicted?(name: string, reason: 'capacity' | 'unload' | 'lost'): void;
 }
 
-/** A load waiting for a slot longer than this goes first, whatever the demand for others. */
-const STARVATION_MS = 1000;
-
-/** A session of an earlier version, still finishing the requests that leased it before a swap. */
-interface Retired {
-  readonly model: LoadedModel;
-  readonly bytes: number;
-  inFlight: number;
-}
-
-class Entry {
-  config: ModelConfig;
-  state: ModelState = 'unloaded';
-  model: LoadedModel | undefined;
-  /** Set while a load is under way; callers share it (single flight). */
-  loading: Promise<void> | undefined;
-  /** Taken out of the resident set: no new leases; the session goes when inFlight reaches 0. */
-  draining = false;
-  /** Requests waiting for a lease (for a load or a slot). */
-  waiting = 0;
-  /** When its load began waiting for a slot under the caps; undefined when not waiting. */
-  slotWaitSince: number | undefined;
-  /** Signalled when a draining model's session has been released. */
-  readonly drained = new Signal();
-  /** Holds a place under the caps: loading with a slot, resident, or draining. */
-  holdsSlot = false;
-  bytes = 0;
-  inFlight = 0;
-  loads = 0;
-  evictions = 0;
-  /** Logical clock of the last lease, for LRU order. */
-  lastUsed = 0;
-  lastUsedAt: number | undefined;
-  failure: { reason: string; until: number } | undefined;
-  signature: Signature | undefined;
-  /** Reading the signature from the file; kept once it succeeded, so the file is read once. */
-  reading: Promise<void> | undefined;
-  /** Counts swaps: a lease belongs to the version that was current when it was taken. */
-  generation = 0;
-  /** Earlier versions' sessions by generation; each holds a place under the caps until its last lease ends. */
-  readonly retired = new Map<number, Retired>();
-  /** Bytes of a new version loading beside the current one; it holds a place under the caps meanwhile. */
-  stagingBytes: number | undefined;
-  /** A swap that had to drain the current version first: leases wait for it. */
-  swapping: Promise<void> | undefined;
-  /** Being removed: new leases are refused. */
-  removed = false;
-  /** Loaded for shadow copies and not used by primary traffic since: the first to evict. */
-  expendable = false;
-  /** A load started for a shadow copy: it takes a free slot or gives up, never evicts. */
-  spareLoad = false;
-  /** Signalled when a lease ends or a waiter leaves. */
-  readonly quiet = new Signal();
-
-  constructor(config: ModelConfig) {
-    this.config = config;
-  }
-}
 
 export class ModelRegistry {
   readonly #entries = new Map<string, Entry>();
@@ -545,30 +489,8 @@ export class ModelRegistry {
     }
   }
 
-  /**
-   * Of the loads waiting for a slot, whose turn it is. grouped: the model most
-   * requests wait for, unless a load has waited past the starvation bound
-   * (then the oldest); fifo: the oldest.
-   */
   #isNextInLine(entry: Entry): boolean {
-    const now = performance.now();
-    let best: Entry | undefined;
-    for (const other of this.#entries.values()) {
-      if (other.slotWaitSince === undefined) continue;
-      if (best === undefined || this.#before(other, best, now)) best = other;
-    }
-    return best === entry;
-  }
-
-  #before(a: Entry, b: Entry, now: number): boolean {
-    const aSince = a.slotWaitSince as number;
-    const bSince = b.slotWaitSince as number;
-    const aStarving = now - aSince > STARVATION_MS;
-    const bStarving = now - bSince > STARVATION_MS;
-    if (this.#config.scheduling === 'fifo' || aStarving || bStarving) {
-      return aStarving !== bStarving ? aStarving : aSince < bSince;
-    }
-    return a.waiting !== b.waiting ? a.waiting > b.waiting : aSince < bSince;
+    return nextInLine(this.#entries.values(), this.#config.scheduling, performance.now()) === entry;
   }
 
   /** Evicts an idle model, or starts draining a busy one, then waits for a slot to come free; returns the model being drained. */
@@ -579,13 +501,7 @@ export class ModelRegistry {
       await shadowLoad.loading.catch(() => undefined);
       return victim;
     }
-    // A model that requests wait for (just loaded, its waiters not yet leased) is not evicted under them.
-    const all = [...this.#entries.values()]
-      .filter((other) => other !== entry && other.state === 'resident' && !other.draining && !other.config.pinned && other.waiting === 0)
-      .sort((a, b) => a.lastUsed - b.lastUsed);
-    // Models only shadows use go first, even busy (drained) before an idle model primaries use.
-    const expendable = all.filter((other) => other.expendable);
-    const candidates = expendable.length > 0 ? expendable : all;
+    const candidates = evictionCandidates(this.#entries.values(), entry);
     const idle = candidates.find((other) => other.inFlight === 0);
     if (idle !== undefined) {
       await this.#evict(idle, 'capacity');
@@ -594,7 +510,7 @@ export class ModelRegistry {
     if (victim === undefined || !victim.draining) {
       victim = candidates[0];
       if (victim !== undefined) void this.#evict(victim, 'capacity');
-      else if (!this.#mayFreeSlot(entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
+      else if (!mayFreeSlot(this.#entries.values(), entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
     }
     await this.#slotFreed.wait();
     return victim;
@@ -604,37 +520,8 @@ export class ModelRegistry {
     return this.#fitsBeside(entry.bytes);
   }
 
-  /** Whether one more session of `bytes` fits beside every session held now: resident, loading, draining, retired or staged. */
   #fitsBeside(bytes: number): boolean {
-    const { maxResidentModels, maxResidentBytes } = this.#config;
-    let count = 1;
-    let total = bytes;
-    for (const other of this.#entries.values()) {
-      for (const retired of other.retired.values()) {
-        count += 1;
-        total += retired.bytes;
-      }
-      if (other.stagingBytes !== undefined) {
-        count += 1;
-        total += other.stagingBytes;
-      }
-      if (other.holdsSlot) {
-        count += 1;
-        total += other.bytes;
-      }
-    }
-    return (maxResidentModels === undefined || count <= maxResidentModels)
-      && (maxResidentBytes === undefined || total <= maxResidentBytes);
-  }
-
-  /**
-   * Whether a slot may still come free for `entry`: another model is loading or
-   * draining, or is resident, unpinned and busy (evictable once its requests end).
-   */
-  #mayFreeSlot(entry: Entry): boolean {
-    return [...this.#entries.values()].some((other) => other !== entry && (
-      (other.holdsSlot && (other.draining || other.state === 'loading'))
-      || (other.state === 'resident' && !other.config.pinned && (other.inFlight > 0 || other.waiting > 0))));
+    return fitsBeside(this.#entries.values(), this.#config, bytes);
   }
 
   /**

@@ -1,0 +1,81 @@
+/**
+ * The rules of the resident set's capacity, over the registry's entries: what
+ * fits under the caps, whose load goes next, which model to evict. Pure: the
+ * registry acts on their answers.
+ */
+import type { RegistryConfig } from '../config/schema.ts';
+import type { Entry } from './entry.ts';
+
+/** A load waiting for a slot longer than this goes first, whatever the demand for others. */
+const STARVATION_MS = 1000;
+
+/** Whether one more session of `bytes` fits beside every session held now: resident, loading, draining, retired or staged. */
+export function fitsBeside(entries: Iterable<Entry>, config: Readonly<RegistryConfig>, bytes: number): boolean {
+  const { maxResidentModels, maxResidentBytes } = config;
+  let count = 1;
+  let total = bytes;
+  for (const other of entries) {
+    for (const retired of other.retired.values()) {
+      count += 1;
+      total += retired.bytes;
+    }
+    if (other.stagingBytes !== undefined) {
+      count += 1;
+      total += other.stagingBytes;
+    }
+    if (other.holdsSlot) {
+      count += 1;
+      total += other.bytes;
+    }
+  }
+  return (maxResidentModels === undefined || count <= maxResidentModels)
+    && (maxResidentBytes === undefined || total <= maxResidentBytes);
+}
+
+/**
+ * Of the loads waiting for a slot, whose turn it is. grouped: the model most
+ * requests wait for, unless a load has waited past the starvation bound
+ * (then the oldest); fifo: the oldest.
+ */
+export function nextInLine(entries: Iterable<Entry>, scheduling: RegistryConfig['scheduling'], now: number): Entry | undefined {
+  let best: Entry | undefined;
+  for (const other of entries) {
+    if (other.slotWaitSince === undefined) continue;
+    if (best === undefined || before(other, best, scheduling, now)) best = other;
+  }
+  return best;
+}
+
+function before(a: Entry, b: Entry, scheduling: RegistryConfig['scheduling'], now: number): boolean {
+  const aSince = a.slotWaitSince as number;
+  const bSince = b.slotWaitSince as number;
+  const aStarving = now - aSince > STARVATION_MS;
+  const bStarving = now - bSince > STARVATION_MS;
+  if (scheduling === 'fifo' || aStarving || bStarving) {
+    return aStarving !== bStarving ? aStarving : aSince < bSince;
+  }
+  return a.waiting !== b.waiting ? a.waiting > b.waiting : aSince < bSince;
+}
+
+/**
+ * The models that may make room for `entry`, least recently used first: resident,
+ * unpinned, and no requests waiting for them (a model just loaded for its waiters
+ * is not evicted under them). Models only shadows use come first, busy or not.
+ */
+export function evictionCandidates(entries: Iterable<Entry>, entry: Entry): Entry[] {
+  const all = [...entries]
+    .filter((other) => other !== entry && other.state === 'resident' && !other.draining && !other.config.pinned && other.waiting === 0)
+    .sort((a, b) => a.lastUsed - b.lastUsed);
+  const expendable = all.filter((other) => other.expendable);
+  return expendable.length > 0 ? expendable : all;
+}
+
+/**
+ * Whether a slot may still come free for `entry`: another model is loading or
+ * draining, or is resident, unpinned and busy (evictable once its requests end).
+ */
+export function mayFreeSlot(entries: Iterable<Entry>, entry: Entry): boolean {
+  return [...entries].some((other) => other !== entry && (
+    (other.holdsSlot && (other.draining || other.state === 'loading'))
+    || (other.state === 'resident' && !other.config.pinned && (other.inFlight > 0 || other.waiting > 0))));
+}

@@ -1,0 +1,67 @@
+/**
+ * What the registry knows of one model: its configuration, its sessions (the
+ * current one, earlier versions still finishing requests, a new one loading
+ * beside them) and the counters its scheduling and the admin API read.
+ */
+import type { ModelConfig } from '../config/schema.ts';
+import type { LoadedModel } from '../executor/types.ts';
+import type { Signature } from '../protocol/types.ts';
+import type { ModelState } from './registry.ts';
+import { Signal } from './signal.ts';
+
+/** A session of an earlier version, still finishing the requests that leased it before a swap. */
+export interface Retired {
+  readonly model: LoadedModel;
+  readonly bytes: number;
+  inFlight: number;
+}
+
+export class Entry {
+  config: ModelConfig;
+  state: ModelState = 'unloaded';
+  model: LoadedModel | undefined;
+  /** Set while a load is under way; callers share it (single flight). */
+  loading: Promise<void> | undefined;
+  /** Taken out of the resident set: no new leases; the session goes when inFlight reaches 0. */
+  draining = false;
+  /** Requests waiting for a lease (for a load or a slot). */
+  waiting = 0;
+  /** When its load began waiting for a slot under the caps; undefined when not waiting. */
+  slotWaitSince: number | undefined;
+  /** Signalled when a draining model's session has been released. */
+  readonly drained = new Signal();
+  /** Holds a place under the caps: loading with a slot, resident, or draining. */
+  holdsSlot = false;
+  bytes = 0;
+  inFlight = 0;
+  loads = 0;
+  evictions = 0;
+  /** Logical clock of the last lease, for LRU order. */
+  lastUsed = 0;
+  lastUsedAt: number | undefined;
+  failure: { reason: string; until: number } | undefined;
+  signature: Signature | undefined;
+  /** Reading the signature from the file; kept once it succeeded, so the file is read once. */
+  reading: Promise<void> | undefined;
+  /** Counts swaps: a lease belongs to the version that was current when it was taken. */
+  generation = 0;
+  /** Earlier versions' sessions by generation; each holds a place under the caps until its last lease ends. */
+  readonly retired = new Map<number, Retired>();
+  /** Bytes of a new version loading beside the current one; it holds a place under the caps meanwhile. */
+  stagingBytes: number | undefined;
+  /** A swap that had to drain the current version first: leases wait for it. */
+  swapping: Promise<void> | undefined;
+  /** Being removed: new leases are refused. */
+  removed = false;
+  /** Loaded for shadow copies and not used by primary traffic since: the first to evict. */
+  expendable = false;
+  /** A load started for a shadow copy: it takes a free slot or gives up, never evicts. */
+  spareLoad = false;
+  /** Signalled when a lease ends or a waiter leaves. */
+  readonly quiet = new Signal();
+
+  constructor(config: ModelConfig) {
+    this.config = config;
+  }
+}
+
