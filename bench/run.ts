@@ -211,6 +211,16 @@ try {
   row('5. 1 MiB FP32 in and out, JSON', `${viaJson.requests.toFixed(1)} req/s`);
   results.binaryVsJson = { binary: viaBinary, json: viaJson, ratio: viaBinary.requests / viaJson.requests };
 
+  // 8. One hop: the tiny model on a remote modelgate (the gateway of (3)), called directly and through a second gateway.
+  const hop = await started(gateway('hop', { models: [{ name: 'tiny', remote: { url: tiny, model: 'tiny', connections: 32 } }] }));
+  const direct = await load(tiny, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
+  const viaHop = await load(hop, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
+  const directLatency = await sequentialLatency(`${tiny}/v2/models/tiny/infer`, tinyJson);
+  const hopLatency = await sequentialLatency(`${hop}/v2/models/tiny/infer`, tinyJson);
+  row('8. remote hop, tiny model, c=32: direct / through a gateway', `${direct.requests.toFixed(0)} / ${viaHop.requests.toFixed(0)} req/s`, `${(viaHop.requests / direct.requests).toFixed(2)} of direct`);
+  row('8. remote hop, c=1 latency: direct / through a gateway', `p50 ${directLatency.p50.toFixed(0)} / ${hopLatency.p50.toFixed(0)} µs`, `+${(hopLatency.p50 - directLatency.p50).toFixed(0)} µs for the hop`);
+  results.remoteHop = { direct, viaHop, directLatency, hopLatency, ratio: viaHop.requests / direct.requests };
+
   // 6. Thrash: 8 models of a few MB, c=64, uniform keys at cap 2; Zipf-skewed keys at caps 2 and 8.
   const thrashModels = Array.from({ length: 8 }, (_, i) => ({ name: `t${i}`, path: `t${i}.onnx` }));
   const body256 = binaryBody(1, 256);

@@ -25,6 +25,7 @@ import { ModelTarget } from './routing/model-target.ts';
 import { loadPlugins } from './routing/plugins.ts';
 import { readSignature } from './onnx/signature.ts';
 import { applyModelState, LiveModels } from './routing/live-models.ts';
+import { RemoteModel, RemoteTarget } from './routing/remote-target.ts';
 import { RolloutDriver } from './routing/rollouts.ts';
 import { Router } from './routing/router.ts';
 import { readState } from './routing/state-file.ts';
@@ -103,6 +104,11 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   for (const model of models.models) {
     for (const key of model.keys) modelTargets.set(key, modelTarget(key, model.name));
   }
+  const remotes = config.remotes.map((remote) => new RemoteModel(remote, observeRun));
+  metrics.watchRemotes(() => remotes);
+  for (const remote of remotes) {
+    for (const key of config.remotes.find((entry) => entry.name === remote.name)?.keys ?? []) modelTargets.set(key, new RemoteTarget(key, remote));
+  }
   const router = new Router(modelTargets, config.routes, {
     stateFile: config.stateFile,
     state,
@@ -142,6 +148,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   await app.register(adminRoutes, { token: adminToken, registry, router, live, maxModelBytes: config.admin.maxModelBytes });
 
   app.addHook('onReady', async () => {
+    // Remote metadata is fetched now or on first use; a remote that is down does not hold the start.
+    for (const remote of remotes) void remote.signature().catch(() => undefined);
     await registry.readSignatures();
     await registry.loadPinned();
     await router.verify();
@@ -154,6 +162,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     dataPlane.ready = false;
   });
   app.addHook('onClose', async () => {
+    await Promise.all(remotes.map((remote) => remote.close()));
     await registry.close();
   });
   return app;

@@ -125,3 +125,11 @@ export const RepositoryNotWritableError = createError<'MG_REPOSITORY_NOT_WRITABL
 /** Shadow copies only: the shadow's model is not resident and no slot is free without evicting one; the copy is dropped. */
 export const NoSpareCapacityError = createError<'MG_NO_SPARE_CAPACITY', 503, [string]>(
   'MG_NO_SPARE_CAPACITY', "Model '%s' is not resident and no slot is free: a shadow copy does not evict", 503);
+
+/** 502: the remote V2 server serving a model failed (a 5xx, a broken connection); its address is never shown. */
+export const RemoteFailedError = createError<'MG_REMOTE_FAILED', 502, [string, string]>(
+  'MG_REMOTE_FAILED', "Model '%s' is served by a remote server, which failed: %s", 502);
+
+/** 503: calls to the remote serving a model are failing; they fail fast until a probe succeeds. Carries Retry-After. */
+export const RemoteUnavailableError = createError<'MG_REMOTE_UNAVAILABLE', 503, [string]>(
+  'MG_REMOTE_UNAVAILABLE', "Model '%s' is served by a remote server that is not answering: failing fast until it recovers", 503);

@@ -89,6 +89,14 @@ export class Metrics implements RouteObserver {
     this.#shadows.inc({ route, variant, outcome });
   }
 
+  /** Reports, when scraped, whether each remote model's breaker is open (1) or closed (0). */
+  watchRemotes(read: () => ReadonlyArray<{ name: string; open: boolean }>): void {
+    new Gauge({
+      name: 'modelgate_remote_breaker_open', help: 'Whether calls to a remote model fail fast now (1) because its server stopped answering.', labelNames: ['model'], registers: [this.registry],
+      collect() { for (const remote of read()) this.set({ model: remote.name }, remote.open ? 1 : 0); },
+    });
+  }
+
   rollout(route: string, to: string): void {
     this.#rollouts.inc({ route, to });
   }

@@ -28,6 +28,8 @@ t.test('every error has an MG_ code and the status its name promises', async (t)
     ModelNotLoadableError: ['MG_MODEL_NOT_LOADABLE', 422],
     RepositoryNotWritableError: ['MG_REPOSITORY_NOT_WRITABLE', 500],
     NoSpareCapacityError: ['MG_NO_SPARE_CAPACITY', 503],
+    RemoteFailedError: ['MG_REMOTE_FAILED', 502],
+    RemoteUnavailableError: ['MG_REMOTE_UNAVAILABLE', 503],
   };
   const constructors = Object.entries(errors).filter(([name]) => name.endsWith('Error') && name !== 'ConfigError');
   t.same(constructors.map(([name]) => name).sort(), Object.keys(expected).sort(), 'every error is listed here');

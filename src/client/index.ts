@@ -259,6 +259,11 @@ export class ModelgateClient {
     return this.#pool.close();
   }
 
+  /** Closes the connections at once; calls in flight fail. */
+  destroy(): Promise<void> {
+    return this.#pool.destroy();
+  }
+
   async #probe(path: string, options: CallOptions): Promise<boolean> {
     try {
       await this.#call({ method: 'GET', path, signal: options.signal });

@@ -12,7 +12,7 @@ import { ConfigError } from '../errors.ts';
 import { checkRoutes } from '../routing/graph.ts';
 import { resolveInRepository } from './paths.ts';
 import { displayPath } from './pointer.ts';
-import { GatewayConfigSchema, ModelSchema, type GatewayConfig, type ModelConfig } from './schema.ts';
+import { GatewayConfigSchema, ModelSchema, type GatewayConfig, type ModelConfig, type RemoteModelConfig } from './schema.ts';
 import type { Static } from '@sinclair/typebox';
 
 type RawConfig = Static<typeof GatewayConfigSchema>;
@@ -55,20 +55,39 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
 
   const repository = resolveDirectory('modelRepository', raw.modelRepository, baseDir, issues);
   const plugins = raw.plugins === undefined ? undefined : resolveDirectory('plugins', raw.plugins, baseDir, issues);
-  const models = raw.models.map((model, index): ModelConfig => {
+  const models: ModelConfig[] = [];
+  const remotes: RemoteModelConfig[] = [];
+  raw.models.forEach((model, index) => {
+    const keys = model.keys ?? [model.name];
+    if ((model.path === undefined) === (model.remote === undefined)) {
+      issues.push(`models[${index}]: exactly one of path (an ONNX file) or remote (another V2 server)`);
+      return;
+    }
+    if (model.remote !== undefined) {
+      let protocol: string | undefined;
+      try {
+        protocol = new URL(model.remote.url).protocol;
+      } catch {
+        protocol = undefined;
+      }
+      if (protocol !== 'http:' && protocol !== 'https:') issues.push(`models[${index}].remote.url: must be an http:// or https:// URL`);
+      remotes.push({ name: model.name, keys, remote: model.remote });
+      return;
+    }
+    const modelPath = model.path as string;
     let file = '';
     if (repository !== undefined) {
       try {
-        file = resolveInRepository(repository, model.path);
+        file = resolveInRepository(repository, modelPath);
       } catch (error) {
         issues.push(`models[${index}].path: ${(error as Error).message}`);
       }
     }
-    return { name: model.name, path: model.path, file, keys: model.keys ?? [model.name], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize };
+    models.push({ name: model.name, path: modelPath, file, keys, pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize });
   });
-  checkNamesAndKeys(models, issues);
+  checkNamesAndKeys([...models, ...remotes], issues);
   checkCaps(raw, issues);
-  const modelKeys = new Set(models.flatMap((model) => model.keys));
+  const modelKeys = new Set([...models, ...remotes].flatMap((model) => model.keys));
   const pluginNames = plugins === undefined ? undefined
     : new Set(readdirSync(plugins).filter((file) => /\.m?js$/.test(file)).map((file) => file.replace(/\.m?js$/, '')));
   for (const issue of checkRoutes(raw.routes, modelKeys, pluginNames)) {
@@ -84,6 +103,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
     modelRepository: repository as string,
     registry: raw.registry,
     models,
+    remotes,
     routes: raw.routes,
     stateFile: raw.stateFile === undefined ? stateFile : path.resolve(baseDir, raw.stateFile),
     plugins,
@@ -102,6 +122,8 @@ export function validateModel(document: unknown, repository: string): { model: M
   const issues = [...modelChecker.Errors(withDefaults)].map((error) => `${displayPath(error.path) || 'body'}: ${error.message}`);
   if (issues.length > 0) return { issues: dedupe(issues) };
   const raw = withDefaults as Static<typeof ModelSchema>;
+  if (raw.remote !== undefined) return { issues: ['remote: models served by other V2 servers are set in the configuration file; through the admin API, only ONNX files (path)'] };
+  if (raw.path === undefined) return { issues: ['path: the model\'s ONNX file, relative to modelRepository, is required'] };
   let file: string;
   try {
     file = resolveInRepository(repository, raw.path);
@@ -125,7 +147,7 @@ function resolveDirectory(field: string, configured: string, baseDir: string, is
   }
 }
 
-function checkNamesAndKeys(models: readonly ModelConfig[], issues: string[]): void {
+function checkNamesAndKeys(models: ReadonlyArray<{ name: string; keys: readonly string[] }>, issues: string[]): void {
   const names = new Map<string, number>();
   const keys = new Map<string, string>();
   models.forEach((model, index) => {
@@ -143,8 +165,10 @@ function checkNamesAndKeys(models: readonly ModelConfig[], issues: string[]): vo
 function checkCaps(raw: RawConfig, issues: string[]): void {
   const cap = raw.registry.maxResidentModels;
   if (cap === undefined) return;
-  const pinned = raw.models.filter((model) => model.pinned).length;
-  const unpinned = raw.models.length - pinned;
+  // Remote models hold no slot.
+  const local = raw.models.filter((model) => model.remote === undefined);
+  const pinned = local.filter((model) => model.pinned).length;
+  const unpinned = local.length - pinned;
   if (pinned > cap || (pinned === cap && unpinned > 0)) {
     issues.push(`registry.maxResidentModels: ${cap} leaves no room for unpinned models beside ${pinned} pinned`);
   }

@@ -48,9 +48,18 @@ export const BatchingSchema = Type.Object({
   maxQueueDelayMicros: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: 'How long a request may wait for others to join its batch, in µs. 0: batch what is waiting at the end of the event-loop turn (no added latency).' }),
 }, { additionalProperties: false, default: {} });
 
+export const RemoteSchema = Type.Object({
+  url: Type.String({ minLength: 1, description: 'Base URL of the V2 server (Triton, KServe, another modelgate): http:// or https:// only.' }),
+  model: Type.String({ minLength: 1, maxLength: 256, description: 'The model\'s name on the remote server.' }),
+  timeoutMs: Type.Integer({ default: 30_000, minimum: 1, description: 'Longest a call to the remote may take, connection included, in ms (504 past it; a request\'s own deadline may be shorter).' }),
+  connections: Type.Integer({ default: 16, minimum: 1, maximum: 1024, description: 'Most keep-alive connections to the remote.' }),
+  headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Headers sent with every call, e.g. a token (${VAR} allowed); never logged or shown.' })),
+}, { additionalProperties: false });
+
 export const ModelSchema = Type.Object({
   name: Name,
-  path: Type.String({ minLength: 1, description: 'ONNX file, relative to modelRepository; it must stay inside it.' }),
+  path: Type.Optional(Type.String({ minLength: 1, description: 'ONNX file, relative to modelRepository; it must stay inside it. Exactly one of path and remote.' })),
+  remote: Type.Optional(RemoteSchema),
   keys: Type.Optional(Type.Array(Name, { minItems: 1, description: 'Keys served by this model. Default: [name].' })),
   pinned: Type.Boolean({ default: false, description: 'Loaded at start-up and never evicted.' }),
   session: SessionOptionsSchema,
@@ -179,6 +188,15 @@ export interface ModelConfig {
   readonly maxQueueSize: number;
 }
 
+export type RemoteOptions = Static<typeof RemoteSchema>;
+
+/** A model served by another V2 server: it holds no slot under the resident caps. */
+export interface RemoteModelConfig {
+  readonly name: string;
+  readonly keys: readonly string[];
+  readonly remote: Readonly<RemoteOptions>;
+}
+
 /** The validated, frozen configuration. */
 export interface GatewayConfig {
   readonly server: Readonly<ServerConfig>;
@@ -187,7 +205,10 @@ export interface GatewayConfig {
   /** Absolute, real path of the model repository. */
   readonly modelRepository: string;
   readonly registry: Readonly<RegistryConfig>;
+  /** Models this process loads from the repository. */
   readonly models: readonly ModelConfig[];
+  /** Models other V2 servers serve. */
+  readonly remotes: readonly RemoteModelConfig[];
   readonly routes: readonly RouteSpec[];
   /** Absolute path of the live-change state file, or undefined to keep live changes in memory only. */
   readonly stateFile: string | undefined;

@@ -177,9 +177,19 @@ export class Router {
     return this.#table;
   }
 
-  /** Checks every route's targets load and agree; for start-up. */
+  /**
+   * Checks every route's targets agree; for start-up. A target that cannot say
+   * (a remote server down) does not stop the start: requests will say why.
+   */
   async verify(): Promise<void> {
-    await this.#verify(this.#table, [...this.#routes.keys()]);
+    for (const key of this.#routes.keys()) {
+      try {
+        await this.#verify(this.#table, [key]);
+      } catch (error) {
+        if (!(error instanceof RouteConflictError)) throw error;
+        this.#log('route not verified at start-up: a target is unavailable', { route: key, reason: error.message });
+      }
+    }
   }
 
   list(): RouteView[] {
