@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { resolveInRepository } from './config/paths.ts';
-import type { GatewayConfig, ModelConfig } from './config/schema.ts';
+import type { GatewayConfig, ModelConfig, RemoteModelConfig } from './config/schema.ts';
 import { BatchingExecutor } from './executor/batching.ts';
 import { OnnxExecutor } from './executor/onnx.ts';
 import { WorkerExecutor } from './executor/workers.ts';
@@ -83,7 +83,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const executor = new BatchingExecutor(runner, (model, rows, requests) => metrics.batch(model, rows, requests));
   const counted = metrics.registryEvents;
   const readModelSignature = (model: ModelConfig) => readSignature(resolveInRepository(config.modelRepository, model.path));
-  const models = applyModelState(config.models, state?.models, config.modelRepository, (message, details) => app.log.info(details, message));
+  const models = applyModelState(config.models, config.remotes, state?.models, config.modelRepository, (message, details) => app.log.info(details, message));
   const registry: ModelRegistry = new ModelRegistry(models.models, config.registry, executor, {
     loaded: (model, milliseconds) => {
       counted.loaded(model, milliseconds);
@@ -104,10 +104,11 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   for (const model of models.models) {
     for (const key of model.keys) modelTargets.set(key, modelTarget(key, model.name));
   }
-  const remotes = config.remotes.map((remote) => new RemoteModel(remote, observeRun));
-  metrics.watchRemotes(() => remotes);
-  for (const remote of remotes) {
-    for (const key of config.remotes.find((entry) => entry.name === remote.name)?.keys ?? []) modelTargets.set(key, new RemoteTarget(key, remote));
+  const remoteModel = (remote: RemoteModelConfig) => new RemoteModel(remote, observeRun);
+  const remotes = new Map(models.remotes.map((remote) => [remote.name, remoteModel(remote)]));
+  metrics.watchRemotes(() => [...remotes.values()]);
+  for (const remote of remotes.values()) {
+    for (const key of remote.config.keys) modelTargets.set(key, new RemoteTarget(key, remote));
   }
   const router = new Router(modelTargets, config.routes, {
     stateFile: config.stateFile,
@@ -128,7 +129,10 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     metrics.rollout(route, status.state);
     app.log.info({ route, to: status.state, step: status.step, weight: status.weight, ...(status.reason === undefined ? {} : { reason: status.reason }) }, 'rollout moved');
   });
-  const live = new LiveModels({ registry, router, repository: config.modelRepository, target: modelTarget, readSignature: readModelSignature });
+  const live = new LiveModels({
+    registry, router, repository: config.modelRepository, target: modelTarget, readSignature: readModelSignature,
+    remotes, remote: remoteModel, remoteTarget: (key, remote) => new RemoteTarget(key, remote),
+  });
   const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data', 'classification', 'model_repository', 'statistics'] }, config.server.defaultTimeoutMicros);
 
   let adminToken = config.admin.token;
@@ -149,7 +153,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
 
   app.addHook('onReady', async () => {
     // Remote metadata is fetched now or on first use; a remote that is down does not hold the start.
-    for (const remote of remotes) void remote.signature().catch(() => undefined);
+    for (const remote of remotes.values()) void remote.signature().catch(() => undefined);
     await registry.readSignatures();
     await registry.loadPinned();
     await router.verify();
@@ -162,7 +166,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     dataPlane.ready = false;
   });
   app.addHook('onClose', async () => {
-    await Promise.all(remotes.map((remote) => remote.close()));
+    await Promise.all([...remotes.values()].map((remote) => remote.close()));
     await registry.close();
   });
   return app;

@@ -64,13 +64,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
       return;
     }
     if (model.remote !== undefined) {
-      let protocol: string | undefined;
-      try {
-        protocol = new URL(model.remote.url).protocol;
-      } catch {
-        protocol = undefined;
-      }
-      if (protocol !== 'http:' && protocol !== 'https:') issues.push(`models[${index}].remote.url: must be an http:// or https:// URL`);
+      if (!isHttpUrl(model.remote.url)) issues.push(`models[${index}].remote.url: must be an http:// or https:// URL`);
       remotes.push({ name: model.name, keys, remote: model.remote });
       return;
     }
@@ -117,13 +111,20 @@ const modelChecker = TypeCompiler.Compile(ModelSchema);
  * (defaults applied, path resolved inside the repository), for live changes.
  * Returns the model, or every problem with its path.
  */
-export function validateModel(document: unknown, repository: string): { model: ModelConfig; issues?: undefined } | { model?: undefined; issues: string[] } {
+export function validateModel(document: unknown, repository: string):
+  | { model: ModelConfig; remote?: undefined; issues?: undefined }
+  | { remote: RemoteModelConfig; model?: undefined; issues?: undefined }
+  | { model?: undefined; remote?: undefined; issues: string[] } {
   const withDefaults = Value.Default(ModelSchema, structuredClone(document));
   const issues = [...modelChecker.Errors(withDefaults)].map((error) => `${displayPath(error.path) || 'body'}: ${error.message}`);
   if (issues.length > 0) return { issues: dedupe(issues) };
   const raw = withDefaults as Static<typeof ModelSchema>;
-  if (raw.remote !== undefined) return { issues: ['remote: models served by other V2 servers are set in the configuration file; through the admin API, only ONNX files (path)'] };
-  if (raw.path === undefined) return { issues: ['path: the model\'s ONNX file, relative to modelRepository, is required'] };
+  if ((raw.path === undefined) === (raw.remote === undefined)) return { issues: ['exactly one of path (an ONNX file) or remote (another V2 server)'] };
+  if (raw.remote !== undefined) {
+    if (!isHttpUrl(raw.remote.url)) return { issues: ['remote.url: must be an http:// or https:// URL'] };
+    return { remote: deepFreeze({ name: raw.name, keys: raw.keys ?? [raw.name], remote: raw.remote }) };
+  }
+  if (raw.path === undefined) return { issues: ['path: required'] };
   let file: string;
   try {
     file = resolveInRepository(repository, raw.path);
@@ -131,6 +132,15 @@ export function validateModel(document: unknown, repository: string): { model: M
     return { issues: [`path: ${(error as Error).message}`] };
   }
   return { model: deepFreeze({ name: raw.name, path: raw.path, file, keys: raw.keys ?? [raw.name], pinned: raw.pinned, session: raw.session, batching: raw.batching, maxQueueSize: raw.maxQueueSize }) };
+}
+
+function isHttpUrl(url: string): boolean {
+  try {
+    const { protocol } = new URL(url);
+    return protocol === 'http:' || protocol === 'https:';
+  } catch {
+    return false;
+  }
 }
 
 function resolveDirectory(field: string, configured: string, baseDir: string, issues: string[]): string | undefined {

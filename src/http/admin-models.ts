@@ -6,7 +6,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { ModelSchema, SessionOptionsSchema } from '../config/schema.ts';
-import type { LiveModels, ModelView } from '../routing/live-models.ts';
+import type { LiveModels, ModelView, RemoteView } from '../routing/live-models.ts';
 import { errors, validatedInHandler } from './schemas.ts';
 
 interface NameParams { name: string }
@@ -17,16 +17,18 @@ const Name = Type.Object({ name: Type.String({ description: 'A model name.' }) }
 const IfMatch = Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'Change only if the model is at this version (its ETag); else 412.' })) });
 const Force = Type.Object({ force: Type.Optional(Type.Boolean({ description: 'Apply a new version even though its inputs or outputs differ while a route depends on the model.' })) });
 const { name: _name, ...entryFields } = ModelSchema.properties;
-const ModelBody = Type.Object(entryFields, { additionalProperties: false, description: 'A model entry as in the configuration file, without its name (the path names it).', examples: [{ path: 'iris/v3.onnx', keys: ['iris-v3'] }] });
+const ModelBody = Type.Object(entryFields, { additionalProperties: false, description: 'A model entry as in the configuration file, without its name (the path names it): an ONNX file (path) or another V2 server (remote).', examples: [{ path: 'iris/v3.onnx', keys: ['iris-v3'] }, { remote: { url: 'http://triton.internal:8000', model: 'resnet50' }, keys: ['resnet'] }] });
 const ModelResponse = Type.Object({
-  name: Type.String(), path: Type.String(), keys: Type.Array(Type.String()), pinned: Type.Boolean(), maxQueueSize: Type.Integer(),
-  batching: Type.Unknown(), session: SessionOptionsSchema,
+  name: Type.String(), keys: Type.Array(Type.String()),
+  path: Type.Optional(Type.String()), pinned: Type.Optional(Type.Boolean()), maxQueueSize: Type.Optional(Type.Integer()),
+  batching: Type.Optional(Type.Unknown()), session: Type.Optional(SessionOptionsSchema),
+  remote: Type.Optional(Type.Object({ url: Type.String(), model: Type.String(), timeoutMs: Type.Integer(), connections: Type.Integer() }, { description: 'A remote model: where it is served (its headers are never shown).' })),
   version: Type.Integer({ description: 'Moves with every live change of the model; the ETag is this number, quoted.' }),
-  state: Type.String(), inFlight: Type.Integer(), loads: Type.Integer(), evictions: Type.Integer(),
-  lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  state: Type.String(), inFlight: Type.Optional(Type.Integer()), loads: Type.Optional(Type.Integer()), evictions: Type.Optional(Type.Integer()),
+  lastUsedAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()])),
 });
 
-function withEtag(reply: FastifyReply, view: ModelView): ModelView {
+function withEtag(reply: FastifyReply, view: ModelView | RemoteView): ModelView | RemoteView {
   reply.header('etag', `"${view.version}"`);
   return view;
 }

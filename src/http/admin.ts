@@ -7,7 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { UnauthorizedError } from '../errors.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { Router } from '../routing/router.ts';
-import type { LiveModels } from '../routing/live-models.ts';
+import { remoteStatus, type LiveModels } from '../routing/live-models.ts';
 import { modelAdmin } from './admin-models.ts';
 import { routeAdmin } from './admin-routes.ts';
 import { repositoryRoutes } from './repository.ts';
@@ -42,7 +42,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { token
 
   app.get('/admin/models', {
     schema: { tags: ['admin'], summary: 'Every configured model with its state.', security, response: { 200: ModelListResponse, ...errors(401) } },
-  }, async () => ({ models: registry.status() }));
+  }, async () => ({ models: [...registry.status(), ...[...live.remotes()].map(remoteStatus)] }));
 
   app.post<{ Params: NameParams }>('/admin/models/:name/load', {
     schema: {

@@ -108,7 +108,7 @@ export const StatisticsResponse = Type.Object({ model_stats: Type.Array(ModelSta
 const ModelStatus = Type.Object({
   name: Type.String(),
   keys: Type.Array(Type.String()),
-  state: Type.Union([Type.Literal('unloaded'), Type.Literal('loading'), Type.Literal('resident'), Type.Literal('failed')]),
+  state: Type.Union([Type.Literal('unloaded'), Type.Literal('loading'), Type.Literal('resident'), Type.Literal('failed'), Type.Literal('remote')], { description: 'remote: served by another V2 server (failed while its breaker is open).' }),
   inFlight: Type.Integer({ description: 'Requests using the model now.' }),
   loads: Type.Integer({ description: 'Successful loads since start.' }),
   evictions: Type.Integer({ description: 'Times it was taken out of the resident set.' }),

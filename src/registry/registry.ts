@@ -20,7 +20,7 @@ import { Entry, type Retired } from './entry.ts';
 import { Signal } from './signal.ts';
 
 /** What the admin API shows of a model's state. */
-export type ModelState = 'unloaded' | 'loading' | 'resident' | 'failed';
+export type ModelState = 'unloaded' | 'loading' | 'resident' | 'failed' | 'remote';
 
 export interface ModelStatus {
   readonly name: string;

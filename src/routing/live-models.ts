@@ -9,10 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { validateModel } from '../config/load.ts';
-import type { ModelConfig } from '../config/schema.ts';
+import type { ModelConfig, RemoteModelConfig } from '../config/schema.ts';
 import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, PreconditionFailedError, RepositoryNotWritableError } from '../errors.ts';
 import type { Signature } from '../protocol/types.ts';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
+import type { RemoteModel } from './remote-target.ts';
 import type { Router } from './router.ts';
 import { modelDigest, type ModelEntry, type ModelStateEntry } from './state-file.ts';
 import type { Target } from './target.ts';
@@ -38,6 +39,29 @@ export interface LiveModelsOptions {
   readonly target: (key: string, model: string) => Target;
   /** Reads a model file's signature without a session. */
   readonly readSignature: (model: ModelConfig) => Promise<Signature>;
+  /** Models on other V2 servers by name, as the route table serves them; changed in place. */
+  readonly remotes: Map<string, RemoteModel>;
+  /** A client (pool, breaker) for a remote model. */
+  readonly remote: (config: RemoteModelConfig) => RemoteModel;
+  readonly remoteTarget: (key: string, remote: RemoteModel) => Target;
+}
+
+/** A remote model as the admin API shows it: never its headers. */
+export interface RemoteView {
+  readonly name: string;
+  readonly keys: readonly string[];
+  readonly remote: { readonly url: string; readonly model: string; readonly timeoutMs: number; readonly connections: number };
+  readonly state: 'remote' | 'unavailable';
+  readonly version: number;
+}
+
+export function entryOfRemote(model: RemoteModelConfig): ModelEntry {
+  return { name: model.name, keys: [...model.keys], remote: model.remote };
+}
+
+/** What GET /admin/models lists for a remote model, in the shape of local ones. */
+export function remoteStatus(remote: RemoteModel): ModelStatus {
+  return { name: remote.name, keys: remote.config.keys, state: remote.open ? 'failed' : 'remote', inFlight: 0, loads: 0, evictions: 0, lastUsedAt: null };
 }
 
 /** A model's definition as a configuration file entry: what is persisted and digested. */
@@ -56,21 +80,33 @@ export class LiveModels {
     this.#options = options;
   }
 
-  get(name: string): ModelView {
+  /** The remote models served now. */
+  remotes(): IterableIterator<RemoteModel> {
+    return this.#options.remotes.values();
+  }
+
+  get(name: string): ModelView | RemoteView {
     const { registry, router } = this.#options;
+    const remote = this.#options.remotes.get(name);
+    if (remote !== undefined) {
+      const { url, model, timeoutMs, connections } = remote.config.remote;
+      return { name, keys: remote.config.keys, remote: { url, model, timeoutMs, connections }, state: remote.open ? 'unavailable' : 'remote', version: router.modelVersion(name) ?? 0 };
+    }
     const config = registry.config(name);
     const status = registry.status().find((model) => model.name === name) as ModelStatus;
     return { ...status, path: config.path, pinned: config.pinned, maxQueueSize: config.maxQueueSize, batching: config.batching, session: config.session, version: router.modelVersion(name) ?? 0 };
   }
 
   /** Creates (`created`) or replaces a model from a configuration file entry without its name. */
-  put(name: string, body: unknown, ifMatch: string | undefined, force = false): Promise<{ created: boolean; view: ModelView }> {
+  put(name: string, body: unknown, ifMatch: string | undefined, force = false): Promise<{ created: boolean; view: ModelView | RemoteView }> {
     return this.#options.router.serialized(async () => {
       this.#checkPrecondition(name, ifMatch);
       if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new InvalidModelError('the body must be a JSON object: a model entry as in the configuration file, without its name');
       if ('name' in body && (body as { name: unknown }).name !== name) throw new InvalidModelError(`name: the body names '${String((body as { name: unknown }).name)}', the path '${name}'`);
       const checked = validateModel({ ...body, name }, this.#options.repository);
       if (checked.issues !== undefined) throw new InvalidModelError(checked.issues.join('; '));
+      if (checked.remote !== undefined) return this.#applyRemote(checked.remote, force);
+      if (this.#options.remotes.has(name)) throw new ModelConflictError(`model '${name}' is served by a remote server: delete it first to make it a local model`);
       return this.#apply(checked.model, force);
     });
   }
@@ -80,6 +116,7 @@ export class LiveModels {
     return this.#options.router.serialized(async () => {
       if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) throw new InvalidModelError(`name: '${name}' is not a model name (letters, digits, _ . -, up to 64)`);
       this.#checkPrecondition(name, ifMatch);
+      if (this.#options.remotes.has(name)) throw new ModelConflictError(`model '${name}' is served by a remote server: it has no file`);
       const relative = `${UPLOADS}/${name}/${Date.now()}-${randomBytes(6).toString('hex')}.onnx`;
       try {
         await writeAtomically(path.join(this.#options.repository, relative), bytes);
@@ -89,7 +126,7 @@ export class LiveModels {
       const existing = this.#exists(name) ? entryOf(this.#options.registry.config(name)) : { name };
       const checked = validateModel({ ...existing, path: relative }, this.#options.repository);
       try {
-        if (checked.issues !== undefined) throw new InvalidModelError(checked.issues.join('; '));
+        if (checked.model === undefined) throw new InvalidModelError((checked.issues ?? []).join('; '));
         return await this.#apply(checked.model, force);
       } catch (error) {
         await unlink(path.join(this.#options.repository, relative)).catch(() => undefined);
@@ -101,6 +138,7 @@ export class LiveModels {
   /** Loads the model's file again beside the running version and swaps to it. */
   reload(name: string, force = false): Promise<ModelView> {
     return this.#options.router.serialized(async () => {
+      if (this.#options.remotes.has(name)) throw new ModelConflictError(`model '${name}' is served by a remote server: it has no file to load again`);
       if (!this.#exists(name)) throw new ModelNotFoundError(name);
       const config = this.#options.registry.config(name);
       await this.#checkSignature(config, force);
@@ -109,7 +147,7 @@ export class LiveModels {
       } catch (error) {
         throw new ModelNotLoadableError(name, (error as Error).message);
       }
-      return this.get(name);
+      return this.get(name) as ModelView;
     });
   }
 
@@ -119,18 +157,72 @@ export class LiveModels {
       if (!this.#exists(name)) throw new ModelNotFoundError(name);
       this.#checkPrecondition(name, ifMatch);
       const { registry, router } = this.#options;
-      const keys = registry.config(name).keys;
+      const remote = this.#options.remotes.get(name);
+      const keys = remote?.config.keys ?? registry.config(name).keys;
       const users = router.usersOf(keys);
       if (users.length > 0) throw new ModelConflictError(`model '${name}' is a target of route ${users.map((key) => `'${key}'`).join(', ')}`);
       const targets = new Map(router.models());
       for (const key of keys) targets.delete(key);
       await router.changeModels(targets, name, null, this.#base(name), keys, true);
-      await registry.remove(name);
+      if (remote === undefined) await registry.remove(name);
+      else {
+        this.#options.remotes.delete(name);
+        await remote.retire();
+      }
     });
   }
 
   #exists(name: string): boolean {
-    return this.#options.registry.status().some((model) => model.name === name);
+    return this.#options.remotes.has(name) || this.#options.registry.status().some((model) => model.name === name);
+  }
+
+  /** Creates or replaces a remote model: its metadata must answer first (422 if not); the old client closes once its calls finish. */
+  async #applyRemote(config: RemoteModelConfig, force: boolean): Promise<{ created: boolean; view: RemoteView }> {
+    const { router, remotes } = this.#options;
+    const local = this.#options.registry.status().some((model) => model.name === config.name);
+    if (local) throw new ModelConflictError(`model '${config.name}' is a local model: delete it first to serve it from a remote server`);
+    const previous = remotes.get(config.name);
+    const previousKeys = previous?.config.keys ?? [];
+    this.#checkKeys(config.name, config.keys, previousKeys);
+    const remote = this.#options.remote(config);
+    let signature: Signature;
+    try {
+      signature = await remote.signature();
+    } catch (error) {
+      await remote.retire();
+      throw new ModelNotLoadableError(config.name, `its remote server did not answer its metadata (${(error as Error).message})`);
+    }
+    const users = router.usersOf(previousKeys);
+    const before = previous?.knownSignature();
+    if (!force && before !== undefined && users.length > 0 && !sameSignature(before, signature)) {
+      await remote.retire();
+      throw new ModelConflictError(`model '${config.name}': the new version's inputs or outputs differ, and route ${users.map((key) => `'${key}'`).join(', ')} depends on them (force: true applies it anyway)`);
+    }
+    const targets = new Map(router.models());
+    for (const key of previousKeys) targets.delete(key);
+    for (const key of config.keys) targets.set(key, this.#options.remoteTarget(key, remote));
+    try {
+      await router.changeModels(targets, config.name, entryOfRemote(config), this.#base(config.name), [...new Set([...previousKeys, ...config.keys])], true);
+    } catch (error) {
+      await remote.retire();
+      throw error;
+    }
+    remotes.set(config.name, remote);
+    if (previous !== undefined) void previous.retire();
+    return { created: previous === undefined, view: this.get(config.name) as RemoteView };
+  }
+
+  /** Every key free, or this model's already; no route loses a key it targets. */
+  #checkKeys(name: string, keys: readonly string[], previousKeys: readonly string[]): void {
+    const { router } = this.#options;
+    for (const key of keys) {
+      const owner = router.models().get(key) as (Target & { model?: string }) | undefined;
+      if (router.hasRoute(key)) throw new ModelConflictError(`key '${key}' is served by route '${key}'`);
+      if (owner !== undefined && owner.model !== name) throw new ModelConflictError(`key '${key}' is served by model '${owner.model}'`);
+    }
+    const dropped = previousKeys.filter((key) => !keys.includes(key));
+    const users = router.usersOf(dropped);
+    if (users.length > 0) throw new ModelConflictError(`model '${name}': route ${users.map((key) => `'${key}'`).join(', ')} targets key '${dropped.join("', '")}', which the change would drop`);
   }
 
   /** The configured entry's digest this change is based on, as route changes record theirs. */
@@ -168,16 +260,9 @@ export class LiveModels {
 
   async #apply(model: ModelConfig, force: boolean): Promise<{ created: boolean; view: ModelView }> {
     const { registry, router } = this.#options;
-    const created = !this.#exists(model.name);
+    const created = !registry.status().some((status) => status.name === model.name);
     const previousKeys = created ? [] : registry.config(model.name).keys;
-    for (const key of model.keys) {
-      const owner = router.models().get(key) as (Target & { model?: string }) | undefined;
-      if (router.hasRoute(key)) throw new ModelConflictError(`key '${key}' is served by route '${key}'`);
-      if (owner !== undefined && owner.model !== model.name) throw new ModelConflictError(`key '${key}' is served by model '${owner.model}'`);
-    }
-    const dropped = previousKeys.filter((key) => !model.keys.includes(key));
-    const users = router.usersOf(dropped);
-    if (users.length > 0) throw new ModelConflictError(`model '${model.name}': route ${users.map((key) => `'${key}'`).join(', ')} targets key '${dropped.join("', '")}', which the change would drop`);
+    this.#checkKeys(model.name, model.keys, previousKeys);
     try {
       await stat(model.file);
     } catch {
@@ -195,7 +280,7 @@ export class LiveModels {
     for (const key of previousKeys) targets.delete(key);
     for (const key of model.keys) targets.set(key, this.#options.target(key, model.name));
     await router.changeModels(targets, model.name, entryOf(model), this.#base(model.name), [...new Set([...previousKeys, ...model.keys])], true);
-    return { created, view: this.get(model.name) };
+    return { created, view: this.get(model.name) as ModelView };
   }
 }
 
@@ -217,18 +302,23 @@ async function writeAtomically(file: string, bytes: Buffer): Promise<void> {
  * start-up, as route changes are applied: an entry counts only while the file
  * still has the version of the model it replaced; a deleted model stays deleted.
  */
-export function applyModelState(configured: readonly ModelConfig[], state: Readonly<Record<string, ModelStateEntry>> | undefined, repository: string, log: (message: string, details: Record<string, unknown>) => void): { models: ModelConfig[]; kept: Map<string, ModelStateEntry>; versions: Map<string, number>; digests: Map<string, string> } {
-  const byName = new Map(configured.map((model) => [model.name, model]));
-  const digests = new Map(configured.map((model) => [model.name, modelDigest(entryOf(model)) as string]));
-  const versions = new Map(configured.map((model) => [model.name, 0]));
+export function applyModelState(configured: readonly ModelConfig[], configuredRemotes: readonly RemoteModelConfig[], state: Readonly<Record<string, ModelStateEntry>> | undefined, repository: string, log: (message: string, details: Record<string, unknown>) => void): { models: ModelConfig[]; remotes: RemoteModelConfig[]; kept: Map<string, ModelStateEntry>; versions: Map<string, number>; digests: Map<string, string> } {
+  const local = new Map(configured.map((model) => [model.name, model]));
+  const remote = new Map(configuredRemotes.map((model) => [model.name, model]));
+  const digests = new Map([
+    ...configured.map((model): [string, string] => [model.name, modelDigest(entryOf(model)) as string]),
+    ...configuredRemotes.map((model): [string, string] => [model.name, modelDigest(entryOfRemote(model)) as string]),
+  ]);
+  const versions = new Map([...digests.keys()].map((name) => [name, 0]));
   const kept = new Map<string, ModelStateEntry>();
   for (const [name, entry] of Object.entries(state ?? {})) {
     if ((digests.get(name) ?? null) !== entry.base) {
       log('live model change dropped: the configuration file changed this model since', { model: name });
       continue;
     }
+    local.delete(name);
+    remote.delete(name);
     if (entry.model === null) {
-      byName.delete(name);
       versions.delete(name);
       kept.set(name, entry);
       continue;
@@ -236,22 +326,27 @@ export function applyModelState(configured: readonly ModelConfig[], state: Reado
     const checked = validateModel(entry.model, repository);
     if (checked.issues !== undefined) {
       log('live model change dropped: it no longer validates', { model: name, issues: checked.issues });
+      const original = configured.find((model) => model.name === name);
+      const originalRemote = configuredRemotes.find((model) => model.name === name);
+      if (original !== undefined) local.set(name, original);
+      if (originalRemote !== undefined) remote.set(name, originalRemote);
       continue;
     }
-    byName.set(name, checked.model);
+    if (checked.remote !== undefined) remote.set(name, checked.remote);
+    else local.set(name, checked.model);
     versions.set(name, entry.version);
     kept.set(name, entry);
   }
-  const models = [...byName.values()];
+  const all = [...local.values(), ...remote.values()];
   const owners = new Map<string, string>();
-  const clash = models.some((model) => model.keys.some((key) => {
+  const clash = all.some((model) => model.keys.some((key) => {
     const owner = owners.get(key);
     owners.set(key, model.name);
     return owner !== undefined && owner !== model.name;
   }));
   if (clash) {
     log('state file models ignored: their keys clash with the configuration', {});
-    return { models: [...configured], kept: new Map(), versions: new Map(configured.map((model) => [model.name, 0])), digests };
+    return { models: [...configured], remotes: [...configuredRemotes], kept: new Map(), versions: new Map([...digests.keys()].map((name) => [name, 0])), digests };
   }
-  return { models, kept, versions, digests };
+  return { models: [...local.values()], remotes: [...remote.values()], kept, versions, digests };
 }

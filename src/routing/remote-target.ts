@@ -23,6 +23,7 @@ const MAX_SHADOWS = 8;
 /** One remote model's client, breaker and cached metadata; shared by every key that names the model. */
 export class RemoteModel {
   readonly name: string;
+  readonly config: RemoteModelConfig;
   readonly #config: RemoteModelConfig;
   readonly #client: ModelgateClient;
   readonly #observe: RunObserver | undefined;
@@ -35,6 +36,7 @@ export class RemoteModel {
 
   constructor(config: RemoteModelConfig, observe?: RunObserver) {
     this.name = config.name;
+    this.config = config;
     this.#config = config;
     this.#observe = observe;
     this.#client = new ModelgateClient({
@@ -157,6 +159,12 @@ export class RemoteModel {
       });
     }, OPEN_MS / 4);
     this.#poll.unref();
+  }
+
+  /** Replaced or removed live: calls in flight finish, then the connections close. */
+  async retire(): Promise<void> {
+    clearInterval(this.#poll);
+    await this.#client.close();
   }
 
   /** At shutdown the gateway's own requests have drained: what is still in flight here (a metadata fetch to a stuck remote) is abandoned. */

@@ -13,7 +13,7 @@ import { ModelgateClient } from '../../src/client/index.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { addMulModel, identityModel } from '../../src/onnx/builder.ts';
-import { buildGateway, infer, makeRepository, scaleModel, scaleRequest, writeFiles } from '../helpers/gateway.ts';
+import { AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles } from '../helpers/gateway.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -157,4 +157,31 @@ t.test('a remote URL that is not http(s) is refused at start-up, naming the fiel
   } catch (error) {
     t.same((error as ConfigError).issues, ['models[0].remote.url: must be an http:// or https:// URL', 'models[1]: exactly one of path (an ONNX file) or remote (another V2 server)']);
   }
+});
+
+t.test('remote models through the live-model admin API, kept across a restart, headers never shown', async (t) => {
+  const remote = await startRemote(t);
+  const repository = makeRepository(t, { 'two.onnx': scaleModel(2) });
+  const document = { admin: { token: TOKEN }, modelRepository: repository, stateFile: 'state.json', models: [{ name: 'two', path: 'two.onnx' }] };
+  const first = await startGateway(document, repository);
+  const put = (name: string, payload: unknown) => first.inject({ method: 'PUT', url: `/admin/models/${name}`, headers: { ...AUTH, 'content-type': 'application/json' }, payload: JSON.stringify(payload) });
+  const created = await put('far', { remote: { url: remote.url, model: 'three', headers: { authorization: 'Bearer secret-remote-token' } }, keys: ['far', 'far-alias'] });
+  t.equal(created.statusCode, 201);
+  t.match(created.json(), { name: 'far', keys: ['far', 'far-alias'], remote: { url: remote.url, model: 'three', timeoutMs: 30000, connections: 16 }, state: 'remote' });
+  t.notMatch(created.body, 'secret-remote-token');
+  t.notMatch((await first.inject({ url: '/admin/models/far', headers: AUTH })).body, 'secret-remote-token');
+  t.same((await infer(first, 'far-alias', scaleRequest(2))).json().outputs[0].data, [6]);
+  t.match((await first.inject({ url: '/admin/models', headers: AUTH })).json().models, [{ name: 'two' }, { name: 'far', state: 'remote' }]);
+  const unreachable = await put('gone', { remote: { url: 'http://127.0.0.1:1', model: 'x' } });
+  t.equal(unreachable.statusCode, 422);
+  t.match(unreachable.json(), { error: /^Model 'gone' does not load: its remote server did not answer its metadata/ });
+  t.equal((await put('bad', { remote: { url: 'ftp://x', model: 'x' } })).statusCode, 400);
+  t.equal((await put('two', { remote: { url: remote.url, model: 'three' } })).statusCode, 409, 'a local model does not turn remote in place');
+  t.equal((await first.inject({ method: 'POST', url: '/admin/models/far/reload', headers: AUTH })).statusCode, 409);
+  await first.close();
+  const second = await startGateway(document, repository);
+  t.teardown(() => second.close());
+  t.same((await infer(second, 'far', scaleRequest(1))).json().outputs[0].data, [3], 'kept across a restart, with its headers');
+  t.equal((await second.inject({ method: 'DELETE', url: '/admin/models/far', headers: AUTH })).statusCode, 204);
+  t.equal((await infer(second, 'far', scaleRequest(1))).statusCode, 404);
 });
