@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
@@ -184,4 +185,44 @@ t.test('remote models through the live-model admin API, kept across a restart, h
   t.same((await infer(second, 'far', scaleRequest(1))).json().outputs[0].data, [3], 'kept across a restart, with its headers');
   t.equal((await second.inject({ method: 'DELETE', url: '/admin/models/far', headers: AUTH })).statusCode, 204);
   t.equal((await infer(second, 'far', scaleRequest(1))).statusCode, 404);
+});
+
+t.test('a remote without the binary extension gets JSON; its 4xx pass through, its 5xx and refusals are 502', async (t) => {
+  // A small V2 server by hand: no binary extension, y = x + 1, and chosen failures.
+  const seen: Array<{ contentType: string | undefined; body: string }> = [];
+  const server = createHttpServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const send = (status: number, body: unknown) => {
+        response.writeHead(status, { 'content-type': 'application/json' });
+        response.end(JSON.stringify(body));
+      };
+      if (request.url === '/v2') return send(200, { name: 'plain', version: '1', extensions: [] });
+      if (request.url === '/v2/models/m') return send(200, { name: 'm', platform: 'x', inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1] }] });
+      const body = Buffer.concat(chunks).toString('utf8');
+      seen.push({ contentType: request.headers['content-type'], body });
+      const x = (JSON.parse(body) as { inputs: Array<{ data: number[] }> }).inputs[0]?.data[0] as number;
+      if (x === 7) return send(422, { error: 'seven is not allowed here' });
+      if (x === 8) return send(500, { error: 'internal detail that must not leak' });
+      return send(200, { model_name: 'm', outputs: [{ name: 'y', datatype: 'FP32', shape: [1], data: [x + 1] }] });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as { port: number };
+  const closed = await freePort();
+  const { app } = await buildGateway(t, {}, { models: [{ name: 'plain', remote: { url: `http://127.0.0.1:${port}`, model: 'm' } }, { name: 'refused', remote: { url: `http://127.0.0.1:${closed}`, model: 'm' } }] });
+  const request = (x: number) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: [x] }] });
+  t.same((await infer(app, 'plain', request(1))).json(), { model_name: 'plain', outputs: [{ name: 'y', datatype: 'FP32', shape: [1], data: [2] }] });
+  t.equal(seen[0]?.contentType, 'application/json', 'JSON to a remote without the binary extension');
+  const rejected = await infer(app, 'plain', request(7));
+  t.equal(rejected.statusCode, 422);
+  t.same(rejected.json(), { error: 'seven is not allowed here' });
+  const failed = await infer(app, 'plain', request(8));
+  t.equal(failed.statusCode, 502);
+  t.same(failed.json(), { error: "Model 'plain' is served by a remote server, which failed: it answered 500" });
+  const refused = await infer(app, 'refused', request(1));
+  t.equal(refused.statusCode, 502, 'a remote that refuses connections');
+  t.notMatch(refused.body, String(closed));
 });
