@@ -248,3 +248,17 @@ t.test('statistics of batched requests: executions shared, batch sizes as run', 
   t.match(stats, { inference_count: 5, execution_count: 3, inference_stats: { success: { count: 5 } } });
   t.same(stats?.batch_stats.map((batch) => [batch.batch_size, batch.compute_infer.count]), [[1, 2], [3, 1]]);
 });
+
+t.test('classification of FP16 outputs, a class count above the classes, and a rank-0 output', async (t) => {
+  const { app } = await buildGateway(t, { 'f16.onnx': identityModel('float16', ['n']), 'scalar.onnx': identityModel('float32', []) }, { models: [{ name: 'f16', path: 'f16.onnx' }, { name: 'scalar', path: 'scalar.onnx' }] });
+  const halves = await app.inject({ method: 'POST', url: '/v2/models/f16/infer', payload: { inputs: [{ name: 'x', datatype: 'FP16', shape: [3], data: [0.5, -2, 1.5] }], outputs: [{ name: 'y', parameters: { classification: 5 } }] } });
+  t.same(halves.json().outputs, [{ name: 'y', datatype: 'BYTES', shape: [3], data: ['1.5:2', '0.5:0', '-2:1'] }], 'every class when asked for more than there are');
+  const scalar = await app.inject({ method: 'POST', url: '/v2/models/scalar/infer', payload: { inputs: [{ name: 'x', datatype: 'FP32', shape: [], data: 1 }], outputs: [{ name: 'y', parameters: { classification: 1 } }] } });
+  t.equal(scalar.statusCode, 400);
+  t.same(scalar.json(), { error: "requested output 'y': classification needs an output with at least one dimension" });
+  const bad = await app.inject({ method: 'POST', url: '/v2/models/f16/infer', payload: { inputs: [{ name: 'x', datatype: 'FP16', shape: [1], data: [1] }], outputs: [{ name: 'y', parameters: { classification: 0 } }] } });
+  t.same(bad.json(), { error: "requested output 'y': 'classification' must be a positive whole number of classes" });
+  const url = await app.inject({ method: 'GET', url: '/v2/models/%E0%A4%A' });
+  t.equal(url.statusCode, 400);
+  t.same(Object.keys(url.json()), ['error'], 'a URL fastify cannot decode: a V2 error body');
+});
