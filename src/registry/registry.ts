@@ -329,6 +329,11 @@ export class ModelRegistry {
     this.#slotFreed.notify();
   }
 
+  /** Whether the registry holds a model of that name (local; remote models are not its business). */
+  has(name: string): boolean {
+    return this.#entries.has(name);
+  }
+
   /** The configuration in force for a model. */
   config(name: string): ModelConfig {
     return this.#entry(name).config;
@@ -436,7 +441,7 @@ export class ModelRegistry {
   async #load(entry: Entry): Promise<void> {
     const started = performance.now();
     try {
-      entry.bytes = (await stat(entry.config.file)).size;
+      entry.bytes = await fileSize(entry.config.file);
       await this.#reserveSlot(entry);
       const model = await this.#executor.load(entry.config);
       void model.lost?.then(() => this.#lose(entry, model));

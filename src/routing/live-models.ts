@@ -15,7 +15,7 @@ import type { Signature } from '../protocol/types.ts';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
 import type { RemoteModel } from './remote-target.ts';
 import type { Router } from './router.ts';
-import { modelDigest, type ModelEntry, type ModelStateEntry } from './state-file.ts';
+import { ifMatchHolds, modelDigest, type ModelEntry, type ModelStateEntry } from './state-file.ts';
 import type { Target } from './target.ts';
 
 /** Where uploaded files go, inside the repository: names the gateway chooses. */
@@ -69,8 +69,13 @@ export function entryOf(model: ModelConfig): ModelEntry {
   return { name: model.name, path: model.path, keys: [...model.keys], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize };
 }
 
-function sameSignature(a: Signature, b: Signature): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+/**
+ * Refuses (409) a new version whose inputs or outputs differ from the current
+ * one's while routes (`users`) depend on the model, unless forced.
+ */
+function refuseSignatureChange(name: string, current: Signature | undefined, next: Signature, users: readonly string[], force: boolean): void {
+  if (force || current === undefined || users.length === 0 || JSON.stringify(current) === JSON.stringify(next)) return;
+  throw new ModelConflictError(`model '${name}': the new version's inputs or outputs differ, and route ${users.map((key) => `'${key}'`).join(', ')} depends on them (force: true applies it anyway)`);
 }
 
 export class LiveModels {
@@ -163,7 +168,7 @@ export class LiveModels {
       if (users.length > 0) throw new ModelConflictError(`model '${name}' is a target of route ${users.map((key) => `'${key}'`).join(', ')}`);
       const targets = new Map(router.models());
       for (const key of keys) targets.delete(key);
-      await router.changeModels(targets, name, null, this.#base(name), keys, true);
+      await router.changeModels(targets, name, null, this.#base(name));
       if (remote === undefined) await registry.remove(name);
       else {
         this.#options.remotes.delete(name);
@@ -173,14 +178,13 @@ export class LiveModels {
   }
 
   #exists(name: string): boolean {
-    return this.#options.remotes.has(name) || this.#options.registry.status().some((model) => model.name === name);
+    return this.#options.remotes.has(name) || this.#options.registry.has(name);
   }
 
   /** Creates or replaces a remote model: its metadata must answer first (422 if not); the old client closes once its calls finish. */
   async #applyRemote(config: RemoteModelConfig, force: boolean): Promise<{ created: boolean; view: RemoteView }> {
     const { router, remotes } = this.#options;
-    const local = this.#options.registry.status().some((model) => model.name === config.name);
-    if (local) throw new ModelConflictError(`model '${config.name}' is a local model: delete it first to serve it from a remote server`);
+    if (this.#options.registry.has(config.name)) throw new ModelConflictError(`model '${config.name}' is a local model: delete it first to serve it from a remote server`);
     const previous = remotes.get(config.name);
     const previousKeys = previous?.config.keys ?? [];
     this.#checkKeys(config.name, config.keys, previousKeys);
@@ -192,17 +196,17 @@ export class LiveModels {
       await remote.retire();
       throw new ModelNotLoadableError(config.name, `its remote server did not answer its metadata (${(error as Error).message})`);
     }
-    const users = router.usersOf(previousKeys);
-    const before = previous?.knownSignature();
-    if (!force && before !== undefined && users.length > 0 && !sameSignature(before, signature)) {
+    try {
+      refuseSignatureChange(config.name, previous?.knownSignature(), signature, router.usersOf(previousKeys), force);
+    } catch (error) {
       await remote.retire();
-      throw new ModelConflictError(`model '${config.name}': the new version's inputs or outputs differ, and route ${users.map((key) => `'${key}'`).join(', ')} depends on them (force: true applies it anyway)`);
+      throw error;
     }
     const targets = new Map(router.models());
     for (const key of previousKeys) targets.delete(key);
     for (const key of config.keys) targets.set(key, this.#options.remoteTarget(key, remote));
     try {
-      await router.changeModels(targets, config.name, entryOfRemote(config), this.#base(config.name), [...new Set([...previousKeys, ...config.keys])], true);
+      await router.changeModels(targets, config.name, entryOfRemote(config), this.#base(config.name));
     } catch (error) {
       await remote.retire();
       throw error;
@@ -232,35 +236,29 @@ export class LiveModels {
 
   #checkPrecondition(name: string, ifMatch: string | undefined): void {
     if (ifMatch === undefined) return;
-    const exists = this.#exists(name);
-    const version = exists ? this.#options.router.modelVersion(name) ?? 0 : undefined;
-    const matches = ifMatch.split(',').map((tag) => tag.trim().replace(/^W\//, ''))
-      .some((tag) => (tag === '*' && exists) || (version !== undefined && tag === `"${version}"`));
-    if (!matches) {
-      throw new PreconditionFailedError(exists ? `model '${name}' is at version "${version}", not ${ifMatch}` : `model '${name}' does not exist, so If-Match ${ifMatch} cannot match`);
+    const version = this.#exists(name) ? this.#options.router.modelVersion(name) ?? 0 : undefined;
+    if (!ifMatchHolds(ifMatch, version)) {
+      throw new PreconditionFailedError(version !== undefined ? `model '${name}' is at version "${version}", not ${ifMatch}` : `model '${name}' does not exist, so If-Match ${ifMatch} cannot match`);
     }
   }
 
   /** Refuses (409) a new version whose inputs or outputs differ while a route depends on the model, unless forced. */
-  async #checkSignature(config: ModelConfig, force: boolean): Promise<Signature> {
+  async #checkSignature(config: ModelConfig, force: boolean): Promise<void> {
     let signature: Signature;
     try {
       signature = await this.#options.readSignature(config);
     } catch (error) {
       throw new ModelNotLoadableError(config.name, `its file is not an ONNX model V2 can serve (${(error as Error).message})`);
     }
-    if (force || !this.#exists(config.name)) return signature;
-    const current = await this.#options.registry.signature(config.name).catch(() => undefined);
-    const users = this.#options.router.usersOf(this.#options.registry.config(config.name).keys);
-    if (current !== undefined && !sameSignature(current, signature) && users.length > 0) {
-      throw new ModelConflictError(`model '${config.name}': the new version's inputs or outputs differ, and route ${users.map((key) => `'${key}'`).join(', ')} depends on them (force: true applies it anyway)`);
-    }
-    return signature;
+    const { registry, router } = this.#options;
+    if (force || !registry.has(config.name)) return;
+    const current = await registry.signature(config.name).catch(() => undefined);
+    refuseSignatureChange(config.name, current, signature, router.usersOf(registry.config(config.name).keys), force);
   }
 
   async #apply(model: ModelConfig, force: boolean): Promise<{ created: boolean; view: ModelView }> {
     const { registry, router } = this.#options;
-    const created = !registry.status().some((status) => status.name === model.name);
+    const created = !registry.has(model.name);
     const previousKeys = created ? [] : registry.config(model.name).keys;
     this.#checkKeys(model.name, model.keys, previousKeys);
     try {
@@ -279,7 +277,7 @@ export class LiveModels {
     const targets = new Map(router.models());
     for (const key of previousKeys) targets.delete(key);
     for (const key of model.keys) targets.set(key, this.#options.target(key, model.name));
-    await router.changeModels(targets, model.name, entryOf(model), this.#base(model.name), [...new Set([...previousKeys, ...model.keys])], true);
+    await router.changeModels(targets, model.name, entryOf(model), this.#base(model.name));
     return { created, view: this.get(model.name) as ModelView };
   }
 }

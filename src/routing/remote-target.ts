@@ -24,7 +24,6 @@ const MAX_SHADOWS = 8;
 export class RemoteModel {
   readonly name: string;
   readonly config: RemoteModelConfig;
-  readonly #config: RemoteModelConfig;
   readonly #client: ModelgateClient;
   readonly #observe: RunObserver | undefined;
   #signature: Promise<{ signature: Signature; binary: boolean }> | undefined;
@@ -37,7 +36,6 @@ export class RemoteModel {
   constructor(config: RemoteModelConfig, observe?: RunObserver) {
     this.name = config.name;
     this.config = config;
-    this.#config = config;
     this.#observe = observe;
     this.#client = new ModelgateClient({
       url: config.remote.url,
@@ -81,7 +79,7 @@ export class RemoteModel {
 
   /** The model's name on the remote. */
   #path(): string {
-    return this.#config.remote.model;
+    return this.config.remote.model;
   }
 
   assertReady(): void {

@@ -14,7 +14,7 @@ import type { RouteObserver } from '../metrics.ts';
 import type { Plugin } from './postprocess.ts';
 import { SequenceTarget } from './sequence.ts';
 import { SplitTarget } from './split.ts';
-import { applyState, routeDigest, writeState, type ModelStateEntry, type RouteState, type StateEntry } from './state-file.ts';
+import { applyState, ifMatchHolds, routeDigest, writeState, type ModelStateEntry, type RouteState, type StateEntry } from './state-file.ts';
 import { guardRollout, resumeRollout, startRollout, withStatus } from './rollouts.ts';
 import { RouteStats } from './stats.ts';
 import type { Target, TargetTable } from './target.ts';
@@ -128,35 +128,21 @@ export class Router {
   /**
    * Swaps in new model targets (a model added, replaced or removed) with the
    * routes as they are: refused (409, nothing changed) if a route would lose a
-   * target or, unless `force`, if the inputs or outputs of a route that reaches
-   * a changed key no longer fit. Persists the change with the routes', then
-   * swaps the table at once. Run inside `serialized`.
+   * target. The caller has checked the new version's signature against the
+   * routes that use it. Persists the change with the routes', then swaps the
+   * table at once. Run inside `serialized`.
    */
-  async changeModels(models: ReadonlyMap<string, Target>, name: string, model: ModelStateEntry['model'], base: string | null, changedKeys: readonly string[], force: boolean): Promise<number> {
+  async changeModels(models: ReadonlyMap<string, Target>, name: string, model: ModelStateEntry['model'], base: string | null): Promise<number> {
     const lost = checkRoutes([...this.#routes.values()], new Set(models.keys()), new Set(this.#plugins.keys()));
     if (lost.length > 0) throw new RouteConflictError(`model '${name}': route '${lost[0]?.key}' depends on it (${lost[0]?.message})`);
-    const previous = this.#models;
-    this.#models = models;
-    const table = this.#build(this.#routes);
-    this.#models = previous;
-    if (!force) {
-      const reaching = [...this.#routes.keys()].filter((key) => changedKeys.some((changed) => reaches(this.#routes, key, changed)));
-      try {
-        await this.#verify(table, reaching);
-      } catch (error) {
-        throw new RouteConflictError(`model '${name}': ${(error as Error).message} (force: true applies it anyway)`);
-      }
-    }
+    const table = this.#build(this.#routes, models);
     const version = this.#counter + 1;
     const kept = new Map(this.#keptModels);
     kept.set(name, { base, model, version });
     await this.#save(this.#kept, kept, version);
-    const versions = new Map(this.#modelVersions);
-    if (model === null) versions.delete(name);
-    else versions.set(name, version);
     this.#counter = version;
     this.#keptModels = kept;
-    this.#modelVersions = versions;
+    this.#modelVersions = withVersion(this.#modelVersions, name, model === null ? undefined : version);
     this.#models = models;
     this.#table = table;
     this.#log(model === null ? 'model deleted' : 'model changed', { model: name, version });
@@ -284,9 +270,7 @@ export class Router {
   #checkPrecondition(key: string, ifMatch: string | undefined): void {
     if (ifMatch === undefined) return;
     const version = this.#versions.get(key);
-    const matches = ifMatch.split(',').map((tag) => tag.trim().replace(/^W\//, ''))
-      .some((tag) => (tag === '*' && version !== undefined) || tag === `"${version}"`);
-    if (!matches) {
+    if (!ifMatchHolds(ifMatch, version)) {
       throw new PreconditionFailedError(version === undefined
         ? `route '${key}' does not exist, so If-Match ${ifMatch} cannot match`
         : `route '${key}' is at version "${version}", not ${ifMatch}`);
@@ -314,13 +298,10 @@ export class Router {
     const kept = new Map(this.#kept);
     kept.set(key, entry);
     await this.#save(kept, this.#keptModels, version);
-    const versions = new Map(this.#versions);
-    if (route === null) versions.delete(key);
-    else versions.set(key, version);
     this.#counter = version;
     this.#kept = kept;
     this.#routes = routes;
-    this.#versions = versions;
+    this.#versions = withVersion(this.#versions, key, route === null ? undefined : version);
     this.#table = table;
     if (route === null) this.#stats.delete(key);
     else this.#statsFor(key).reset();
@@ -357,8 +338,8 @@ export class Router {
     return (table as BuiltTable).routes;
   }
 
-  #build(routes: ReadonlyMap<string, RouteSpec>): TargetTable {
-    const table = new Map<string, Target>(this.#models) as BuiltTable;
+  #build(routes: ReadonlyMap<string, RouteSpec>, models = this.#models): TargetTable {
+    const table = new Map<string, Target>(models) as BuiltTable;
     const build = (key: string): Target => {
       const existing = table.get(key);
       if (existing !== undefined) return existing;
@@ -388,6 +369,14 @@ export class Router {
 type BuiltTable = Map<string, Target> & { routes: ReadonlyMap<string, RouteSpec> };
 
 /** Whether route `from` calls `to`, directly or through other routes. */
+/** `versions` with `key` at `version`, or without it (undefined: deleted). */
+function withVersion(versions: ReadonlyMap<string, number>, key: string, version: number | undefined): Map<string, number> {
+  const next = new Map(versions);
+  if (version === undefined) next.delete(key);
+  else next.set(key, version);
+  return next;
+}
+
 function reaches(routes: ReadonlyMap<string, RouteSpec>, from: string, to: string): boolean {
   if (from === to) return true;
   const route = routes.get(from);

@@ -39,6 +39,16 @@ export interface RouteState {
   readonly models?: Readonly<Record<string, ModelStateEntry>>;
 }
 
+/**
+ * Whether an `If-Match` header holds for something at `version` (undefined:
+ * it does not exist): one of its tags is that version, quoted (weak or not),
+ * or `*` for anything that exists.
+ */
+export function ifMatchHolds(ifMatch: string, version: number | undefined): boolean {
+  return ifMatch.split(',').map((tag) => tag.trim().replace(/^W\//, ''))
+    .some((tag) => version !== undefined && (tag === '*' || tag === `"${version}"`));
+}
+
 /** Digest of a configured model entry, as for routes. */
 export function modelDigest(model: ModelEntry | undefined): string | null {
   return model === undefined ? null : createHash('sha256').update(JSON.stringify(model)).digest('hex').slice(0, 32);
