@@ -4,8 +4,9 @@
  * (autocannon). Figures are medians of several rounds; ratios are to the
  * baselines of the same run, never absolute targets. Writes bench/results.json.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, hostname } from 'node:os';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
@@ -50,9 +51,20 @@ for (const [file, bytes] of models) writeFileSync(path.join(work, file), bytes);
 
 function config(name: string, document: Record<string, unknown>): string {
   const file = path.join(work, `${name}.json`);
-  writeFileSync(file, JSON.stringify({ modelRepository: '.', admin: { token: 'bench-token-0123456789' }, server: { logLevel: 'warn' }, ...document }));
+  // The default log level (info): one access-log line per request, as users run it.
+  writeFileSync(file, JSON.stringify({ modelRepository: '.', admin: { token: 'bench-token-0123456789' }, ...document }));
   return file;
 }
+
+const CLOCK_TICK = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
+
+/** CPU time a process has used, all its threads, in µs (utime + stime from /proc). */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICK * 1e6;
+}
+
+const pids = new Map<string, number>();
 
 async function start(args: string[]): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
@@ -62,6 +74,7 @@ async function start(args: string[]): Promise<{ url: string; child: ChildProcess
     try {
       // Any answer means it listens (the no-op server has no health route).
       await fetch(`${url}/v2/health/live`);
+      pids.set(url, child.pid as number);
       return { url, child };
     } catch { /* not yet */ }
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -73,11 +86,14 @@ function gateway(name: string, document: Record<string, unknown>) {
   return start([path.join(ROOT, 'src/cli.ts'), 'serve', '--config', config(name, document)]);
 }
 
-interface Load { requests: number; p50: number; p99: number; errors: number }
+/** req/s, latency in µs, and the server's CPU µs per request answered. */
+interface Load { requests: number; p50: number; p99: number; errors: number; cpuPerRequest: number }
 
 async function load(url: string, options: { connections: number; body?: string | Buffer; headers?: Record<string, string>; paths?: () => string; path?: string }): Promise<Load> {
   const results: Load[] = [];
+  const pid = pids.get(url) as number;
   for (let round = 0; round < ROUNDS; round++) {
+    const cpuBefore = cpuMicros(pid);
     const result = await autocannon({
       url: `${url}${options.path ?? ''}`,
       connections: options.connections,
@@ -87,10 +103,11 @@ async function load(url: string, options: { connections: number; body?: string |
       ...(options.body === undefined ? {} : { body: options.body }),
       ...(options.paths === undefined ? {} : { requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, path: (options.paths as () => string)() }) }] }),
     });
-    results.push({ requests: result.requests.average, p50: result.latency.p50 * 1000, p99: result.latency.p99 * 1000, errors: result.errors + result.non2xx });
+    const cpu = cpuMicros(pid) - cpuBefore;
+    results.push({ requests: result.requests.average, p50: result.latency.p50 * 1000, p99: result.latency.p99 * 1000, errors: result.errors + result.non2xx, cpuPerRequest: cpu / Math.max(1, result.requests.total) });
   }
   const median = (pick: (load: Load) => number) => results.map(pick).sort((a, b) => a - b)[Math.floor(results.length / 2)] as number;
-  return { requests: median((r) => r.requests), p50: median((r) => r.p50), p99: median((r) => r.p99), errors: results.reduce((sum, r) => sum + r.errors, 0) };
+  return { requests: median((r) => r.requests), p50: median((r) => r.p50), p99: median((r) => r.p99), errors: results.reduce((sum, r) => sum + r.errors, 0), cpuPerRequest: median((r) => r.cpuPerRequest) };
 }
 
 /** Latency of sequential requests (concurrency 1), in µs: autocannon's histogram has only millisecond resolution. */
@@ -138,11 +155,46 @@ async function metric(url: string, name: string): Promise<number> {
   return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((sum, match) => sum + Number(match[1]), 0);
 }
 
-const results: Record<string, unknown> = { rounds: ROUNDS, seconds: SECONDS, node: process.version };
+const results: Record<string, unknown> = { rounds: ROUNDS, seconds: SECONDS, node: process.version, machine: { host: hostname(), cpus: cpus().length, model: cpus()[0]?.model } };
 const table: Array<[string, string, string]> = [];
 const row = (what: string, value: string, ratio = '') => { table.push([what, value, ratio]); process.stderr.write(`${what}: ${value} ${ratio}\n`); };
 const children: ChildProcess[] = [];
 const started = async (promise: ReturnType<typeof start>) => { const server = await promise; children.push(server.child); return server.url; };
+const fixed = (value: number, digits = 0) => value.toFixed(digits);
+
+/** Probes liveness of the URLs from a process of its own while `during` runs; p50/p99 in ms. */
+async function probing<T>(urls: string[], seconds: number, during: () => Promise<T>): Promise<{ outcome: T; probes: Array<{ p50: number; p99: number }> }> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bench/probe.ts'), String(seconds), ...urls], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const outcome = await during();
+  await exited;
+  return { outcome, probes: JSON.parse(out) as Array<{ p50: number; p99: number }> };
+}
+
+/** One closed loop per connection, each request to the path `pick` chooses; per-path latency (ms) and req/s. */
+async function closedLoops(url: string, connections: number, body: Buffer, headers: Record<string, string>, pick: () => string): Promise<{ requests: number; byPath: Map<string, number[]> }> {
+  const byPath = new Map<string, number[]>();
+  let answered = 0;
+  const until = performance.now() + SECONDS * 1000;
+  await Promise.all(Array.from({ length: connections }, async () => {
+    while (performance.now() < until) {
+      const where = pick();
+      const begin = performance.now();
+      const response = await request(`${url}${where}`, { method: 'POST', headers, body });
+      await response.body.dump();
+      if (response.statusCode !== 200) throw new Error(`${where}: ${response.statusCode}`);
+      answered += 1;
+      const list = byPath.get(where) ?? [];
+      list.push(performance.now() - begin);
+      byPath.set(where, list);
+    }
+  }));
+  return { requests: answered / SECONDS, byPath };
+}
+
+const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length * 0.99)] ?? 0;
 
 try {
   const tinyJson = JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [6.7, 3.0, 5.2, 2.3] }] });
@@ -150,54 +202,54 @@ try {
   const noop = await started(start([path.join(ROOT, 'bench/noop-server.ts')]));
   const ceiling = await load(noop, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
   const ceilingLatency = await sequentialLatency(`${noop}/v2/models/tiny/infer`, tinyJson);
-  row('1. HTTP ceiling (no-op route), c=32', `${ceiling.requests.toFixed(0)} req/s`);
-  row('1. HTTP ceiling, c=1 latency', `p50 ${ceilingLatency.p50.toFixed(0)} µs, p99 ${ceilingLatency.p99.toFixed(0)} µs`);
+  row('1. HTTP ceiling (no-op route), c=32', `${fixed(ceiling.requests)} req/s, ${fixed(ceiling.cpuPerRequest, 1)} µs CPU/req`);
+  row('1. HTTP ceiling, c=1 latency', `p50 ${fixed(ceilingLatency.p50)} µs, p99 ${fixed(ceilingLatency.p99)} µs`);
   results.httpCeiling = { c32: ceiling, c1: ceilingLatency };
 
   // 2. Compute ceiling.
   const tinyRaw = await rawRuns('tiny.onnx', 4, 1);
   const mlpRaw1 = await rawRuns('mlp.onnx', 512, 1);
   const mlpRaw64 = await rawRuns('mlp.onnx', 512, 64);
-  row('2. raw onnxruntime, tiny model, batch 1', `${tinyRaw.toFixed(0)} runs/s`);
-  row('2. raw onnxruntime, MLP 512-2048-512, batch 1', `${mlpRaw1.toFixed(0)} rows/s`);
-  row('2. raw onnxruntime, MLP, batch 64', `${(mlpRaw64 * 64).toFixed(0)} rows/s`);
+  row('2. raw onnxruntime, tiny model, batch 1', `${fixed(tinyRaw)} runs/s`);
+  row('2. raw onnxruntime, MLP 512-2048-512, batch 1', `${fixed(mlpRaw1)} rows/s`);
+  row('2. raw onnxruntime, MLP, batch 64', `${fixed(mlpRaw64 * 64)} rows/s`);
   results.computeCeiling = { tinyRunsPerSecond: tinyRaw, mlpRowsPerSecondBatch1: mlpRaw1, mlpRowsPerSecondBatch64: mlpRaw64 * 64 };
 
-  // 3. Tiny model through the gateway, JSON.
+  // 3. Tiny model through the gateway, JSON, default configuration.
   const tiny = await started(gateway('tiny', { models: [{ name: 'tiny', path: 'tiny.onnx' }] }));
   const tinyLoad = await load(tiny, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
   const tinyLatency = await sequentialLatency(`${tiny}/v2/models/tiny/infer`, tinyJson);
-  row('3. gateway, tiny model, JSON, c=32', `${tinyLoad.requests.toFixed(0)} req/s`, `${(tinyLoad.requests / ceiling.requests).toFixed(2)} of (1)`);
-  row('3. gateway, tiny model, c=1 latency', `p50 ${tinyLatency.p50.toFixed(0)} µs, p99 ${tinyLatency.p99.toFixed(0)} µs`, `ceiling p50 ${ceilingLatency.p50.toFixed(0)} µs`);
-  results.tiny = { c32: tinyLoad, c1: tinyLatency, ratio: tinyLoad.requests / ceiling.requests };
+  const cpuRatio = ceiling.cpuPerRequest / tinyLoad.cpuPerRequest;
+  row('3. gateway, tiny model, JSON, c=32', `${fixed(tinyLoad.requests)} req/s, ${fixed(tinyLoad.cpuPerRequest, 1)} µs CPU/req`, `CPU ${cpuRatio.toFixed(2)} of (1)'s (target >= 0.85), req/s ${(tinyLoad.requests / ceiling.requests).toFixed(2)} (target >= 0.85)`);
+  row('3. gateway, tiny model, c=1 latency', `p50 ${fixed(tinyLatency.p50)} µs, p99 ${fixed(tinyLatency.p99)} µs`, `p50 +${fixed(tinyLatency.p50 - ceilingLatency.p50)} µs over (1) (target <= +100), p99 ${(tinyLatency.p99 / ceilingLatency.p99).toFixed(2)}x (1)'s (target <= 2)`);
+  results.tiny = { c32: tinyLoad, c1: tinyLatency, cpuRatio, requestRatio: tinyLoad.requests / ceiling.requests, p50AboveCeilingMicros: tinyLatency.p50 - ceilingLatency.p50, p99RatioToCeiling: tinyLatency.p99 / ceilingLatency.p99 };
 
-  // 4 and 7. Compute-bound model, single rows, c=64: batching off and on; event loop while it runs.
+  // 3b. A lone request's wait under maxQueueDelayMicros 500, against the same model unbatched.
+  const delays = await started(gateway('delay', { models: [{ name: 'unbatched', path: 'tiny.onnx', batching: false }, { name: 'delayed', path: 'tiny.onnx', batching: { maxBatchSize: 64, maxQueueDelayMicros: 500 } }] }));
+  const unbatched = await sequentialLatency(`${delays}/v2/models/unbatched/infer`, tinyJson);
+  const delayed = await sequentialLatency(`${delays}/v2/models/delayed/infer`, tinyJson);
+  row('3b. lone request, maxQueueDelayMicros 500 against unbatched, c=1', `p50 ${fixed(delayed.p50)} vs ${fixed(unbatched.p50)} µs`, `+${fixed(delayed.p50 - unbatched.p50)} µs (target <= 600)`);
+  results.queueDelay = { unbatched, delayed, addedMicros: delayed.p50 - unbatched.p50 };
+
+  // 4 and 7. Compute-bound model, single rows, c=64: batching off and on (64 rows, 500 µs); liveness while it runs, beside an idle server.
   const mlpBody = binaryBody(1, 512);
+  const idle = await started(gateway('idle', { models: [{ name: 'tiny', path: 'tiny.onnx' }] }));
+  const floorMicros = 1e6 / (mlpRaw64 * 64) + ceiling.cpuPerRequest;
+  const mlp: Record<string, Load> = {};
   for (const batching of [false, true]) {
-    const url = await started(gateway(`mlp-${batching}`, { models: [{ name: 'mlp', path: 'mlp.onnx', batching: batching ? { maxBatchSize: 64 } : false }] }));
-    let probing = true;
-    const health: number[] = [];
-    const probe = (async () => {
-      while (probing) {
-        const begin = performance.now();
-        await fetch(`${url}/v2/health/live`).then((response) => response.arrayBuffer());
-        health.push(performance.now() - begin);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    })();
-    const binary = await load(url, { connections: 64, body: mlpBody.body, headers: mlpBody.headers, path: '/v2/models/mlp/infer' });
-    probing = false;
-    await probe;
-    const loopP99 = await metric(url, 'modelgate_nodejs_eventloop_lag_p99_seconds');
-    const json = await load(url, { connections: 64, body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data: new Array(512).fill(0.5) }] }), path: '/v2/models/mlp/infer' });
-    health.sort((a, b) => a - b);
-    const healthP99 = health[Math.floor(health.length * 0.99)] ?? 0;
+    const url = await started(gateway(`mlp-${batching}`, { models: [{ name: 'mlp', path: 'mlp.onnx', batching: batching ? { maxBatchSize: 64, maxQueueDelayMicros: 500 } : false }] }));
     const label = batching ? 'on' : 'off';
-    row(`4. gateway, MLP single rows, binary, c=64, batching ${label}`, `${binary.requests.toFixed(0)} rows/s`, `${(binary.requests / (mlpRaw64 * 64)).toFixed(2)} of raw batched`);
-    row(`4. gateway, MLP single rows, JSON, c=64, batching ${label}`, `${json.requests.toFixed(0)} rows/s`);
-    row(`7. event loop while (4) batching ${label}`, `loop delay p99 ${(loopP99 * 1000).toFixed(1)} ms, health p99 ${healthP99.toFixed(1)} ms`);
-    results[`mlpBatching_${label}`] = { binary, json, eventLoopDelayP99Ms: loopP99 * 1000, healthP99Ms: healthP99, ratioToRawBatched: binary.requests / (mlpRaw64 * 64) };
+    const { outcome: binary, probes } = await probing([url, idle], SECONDS * ROUNDS, () => load(url, { connections: 64, body: mlpBody.body, headers: mlpBody.headers, path: '/v2/models/mlp/infer' }));
+    const json = await load(url, { connections: 64, body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data: new Array(512).fill(0.5) }] }), path: '/v2/models/mlp/infer' });
+    mlp[label] = binary;
+    const [loaded, quiet] = probes as [{ p50: number; p99: number }, { p50: number; p99: number }];
+    row(`4. gateway, MLP single rows, binary, c=64, batching ${label}`, `${fixed(binary.requests)} rows/s, ${fixed(binary.cpuPerRequest)} µs CPU/row`, `${(binary.requests / (mlpRaw64 * 64)).toFixed(2)} of raw batched (target >= 0.5), CPU floor ${fixed(floorMicros)} µs/row: ${(floorMicros / binary.cpuPerRequest).toFixed(2)} (target >= 0.8)`);
+    row(`4. gateway, MLP single rows, JSON, c=64, batching ${label}`, `${fixed(json.requests)} rows/s`);
+    row(`7. liveness p99 while (4) batching ${label}, beside an idle server`, `${loaded.p99.toFixed(1)} vs ${quiet.p99.toFixed(1)} ms`, `target <= ${(quiet.p99 * 1.25 + 1).toFixed(1)} ms`);
+    results[`mlpBatching_${label}`] = { binary, json, liveness: { loaded, idle: quiet }, ratioToRawBatched: binary.requests / (mlpRaw64 * 64), cpuFloorMicros: floorMicros, cpuFloorRatio: floorMicros / binary.cpuPerRequest };
   }
+  row('4. batching on / off, binary', `${((mlp.on as Load).requests / (mlp.off as Load).requests).toFixed(2)}x`, 'target >= 2');
+  results.mlpBatchingGain = (mlp.on as Load).requests / (mlp.off as Load).requests;
 
   // 5. 1 MiB FP32 input, binary against JSON.
   const big = await started(gateway('big', { models: [{ name: 'big', path: 'big-identity.onnx' }] }));
@@ -217,32 +269,47 @@ try {
   const viaHop = await load(hop, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
   const directLatency = await sequentialLatency(`${tiny}/v2/models/tiny/infer`, tinyJson);
   const hopLatency = await sequentialLatency(`${hop}/v2/models/tiny/infer`, tinyJson);
-  row('8. remote hop, tiny model, c=32: direct / through a gateway', `${direct.requests.toFixed(0)} / ${viaHop.requests.toFixed(0)} req/s`, `${(viaHop.requests / direct.requests).toFixed(2)} of direct`);
-  row('8. remote hop, c=1 latency: direct / through a gateway', `p50 ${directLatency.p50.toFixed(0)} / ${hopLatency.p50.toFixed(0)} µs`, `+${(hopLatency.p50 - directLatency.p50).toFixed(0)} µs for the hop`);
+  row('8. remote hop, tiny model, c=32: direct / through a gateway', `${fixed(direct.requests)} / ${fixed(viaHop.requests)} req/s`, `${(viaHop.requests / direct.requests).toFixed(2)} of direct`);
+  row('8. remote hop, c=1 latency: direct / through a gateway', `p50 ${fixed(directLatency.p50)} / ${fixed(hopLatency.p50)} µs`, `+${fixed(hopLatency.p50 - directLatency.p50)} µs for the hop`);
   results.remoteHop = { direct, viaHop, directLatency, hopLatency, ratio: viaHop.requests / direct.requests };
 
-  // 6. Thrash: 8 models of a few MB, c=64, uniform keys at cap 2; Zipf-skewed keys at caps 2 and 8.
+  // 6. Thrash: 8 models of a few MB, c=64: uniform keys at cap 2, grouped against fifo;
+  // Zipf keys (s = 1.2, one closed loop per connection) at caps 2 and 8, p99 of the 2 hottest.
   const thrashModels = Array.from({ length: 8 }, (_, i) => ({ name: `t${i}`, path: `t${i}.onnx` }));
   const body256 = binaryBody(1, 256);
-  const zipfWeights = Array.from({ length: 8 }, (_, i) => 1 / (i + 1));
+  const zipfWeights = Array.from({ length: 8 }, (_, i) => 1 / (i + 1) ** 1.2);
   const zipfTotal = zipfWeights.reduce((a, b) => a + b, 0);
   const zipf = () => {
     let point = Math.random() * zipfTotal;
-    return zipfWeights.findIndex((weight) => (point -= weight) < 0);
+    return `/v2/models/t${zipfWeights.findIndex((weight) => (point -= weight) < 0)}/infer`;
   };
-  const uniform = () => Math.floor(Math.random() * 8);
-  const thrash = [
-    ['uniform, cap 2, grouped', 2, 'grouped', uniform], ['uniform, cap 2, fifo', 2, 'fifo', uniform],
-    ['zipf, cap 2, grouped', 2, 'grouped', zipf], ['zipf, cap 8, grouped', 8, 'grouped', zipf],
-  ] as const;
-  for (const [label, cap, scheduling, pick] of thrash) {
-    const url = await started(gateway(`thrash-${label.replace(/[ ,]+/g, '-')}`, { registry: { maxResidentModels: cap, scheduling }, models: thrashModels }));
-    const outcome = await load(url, { connections: 64, body: body256.body, headers: body256.headers, paths: () => `/v2/models/t${pick()}/infer` });
+  const uniform = () => `/v2/models/t${Math.floor(Math.random() * 8)}/infer`;
+  const thrash: Record<string, { requests: number; loadsPer1000: number }> = {};
+  for (const scheduling of ['grouped', 'fifo'] as const) {
+    const url = await started(gateway(`thrash-${scheduling}`, { registry: { maxResidentModels: 2, scheduling }, models: thrashModels }));
+    const outcome = await load(url, { connections: 64, body: body256.body, headers: body256.headers, paths: uniform });
     const loads = await metric(url, 'modelgate_model_loads_total');
-    const total = outcome.requests * SECONDS * ROUNDS;
-    row(`6. thrash, 8 models, ${label}, c=64`, `${outcome.requests.toFixed(0)} req/s, ${(loads / total * 1000).toFixed(1)} loads/1000 req, p99 ${(outcome.p99 / 1000).toFixed(1)} ms`);
-    results[`thrash_${label.replace(/[ ,]+/g, '_')}`] = { ...outcome, loadsPer1000: loads / total * 1000 };
+    const loadsPer1000 = loads / (outcome.requests * SECONDS * ROUNDS) * 1000;
+    thrash[scheduling] = { requests: outcome.requests, loadsPer1000 };
+    row(`6. thrash, 8 models, uniform keys, cap 2, ${scheduling}, c=64`, `${fixed(outcome.requests)} req/s, ${loadsPer1000.toFixed(1)} loads/1000 req, p99 ${(outcome.p99 / 1000).toFixed(1)} ms`);
+    results[`thrash_uniform_${scheduling}`] = { ...outcome, loadsPer1000 };
   }
+  const grouped = thrash.grouped as { requests: number; loadsPer1000: number };
+  const fifo = thrash.fifo as { requests: number; loadsPer1000: number };
+  row('6. thrash, grouped / fifo', `loads ${(grouped.loadsPer1000 / fifo.loadsPer1000).toFixed(2)} (target <= 0.2), req/s ${(grouped.requests / fifo.requests).toFixed(1)}x (target >= 3)`);
+  const hottest: Record<number, number> = {};
+  for (const cap of [8, 2]) {
+    const url = await started(gateway(`zipf-${cap}`, { registry: { maxResidentModels: cap }, models: thrashModels }));
+    const rounds: Array<Awaited<ReturnType<typeof closedLoops>>> = [];
+    for (let round = 0; round < ROUNDS; round++) rounds.push(await closedLoops(url, 64, body256.body, body256.headers, zipf));
+    const hot = ['/v2/models/t0/infer', '/v2/models/t1/infer'].flatMap((where) => rounds.flatMap((round) => round.byPath.get(where) ?? []));
+    const all = rounds.flatMap((round) => [...round.byPath.values()].flat());
+    hottest[cap] = p99(hot);
+    row(`6. Zipf s=1.2 keys, cap ${cap}, c=64 closed loops`, `${fixed(rounds.reduce((sum, round) => sum + round.requests, 0) / ROUNDS)} req/s, p99 of the 2 hottest ${p99(hot).toFixed(1)} ms, of all ${p99(all).toFixed(1)} ms`);
+    results[`zipf_cap${cap}`] = { hottestP99Ms: p99(hot), allP99Ms: p99(all) };
+  }
+  row('6. Zipf, p99 of the 2 hottest, cap 2 / cap 8', `${((hottest[2] as number) / (hottest[8] as number)).toFixed(2)}x`, 'target <= 2');
+  results.thrash = { groupedOverFifoLoads: grouped.loadsPer1000 / fifo.loadsPer1000, groupedOverFifoRequests: grouped.requests / fifo.requests, zipfHottestP99Cap2OverCap8: (hottest[2] as number) / (hottest[8] as number) };
 } finally {
   await Promise.all(children.map((child) => new Promise((resolve) => {
     if (child.exitCode !== null) resolve(undefined);
