@@ -58,7 +58,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const plugins = await loadPlugins(config.plugins);
   const app = Fastify({
     logger: options.logger ?? false,
-    logController: new OneLinePerRequest(),
+    logController: new OneLinePerRequest(config.server.accessLog),
     genReqId: requestId,
     bodyLimit: config.server.bodyLimitBytes,
     requestTimeout: config.server.requestTimeoutMs,
@@ -148,7 +148,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   await registerDocs(app, { version: VERSION }, () => router.table());
   const drain = installObservability(app, metrics);
   app.decorate('drain', drain);
-  await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes });
+  await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes, observe: (key, status, seconds) => metrics.request(key, status, seconds) });
   await app.register(adminRoutes, { token: adminToken, registry, router, live, maxModelBytes: config.admin.maxModelBytes });
 
   app.addHook('onReady', async () => {

@@ -64,19 +64,49 @@ export class Metrics implements RouteObserver {
   }
 
   request(key: string, code: number, seconds: number): void {
-    const label = this.#isKey(key) ? key : '';
-    this.#requests.inc({ key: label, code });
-    this.#requestDuration.observe({ key: label }, seconds);
+    const children = this.#perKey(this.#isKey(key) ? key : '');
+    let counter = children.codes.get(code);
+    if (counter === undefined) {
+      counter = this.#requests.labels(children.key, String(code));
+      children.codes.set(code, counter);
+    }
+    counter.inc();
+    children.duration.observe(seconds);
   }
 
   batch(model: string, rows: number, requests: number): void {
-    this.#batches.observe({ model }, rows);
-    this.#batchRequests.observe({ model }, requests);
+    const children = this.#perModel(model);
+    children.batchRows.observe(rows);
+    children.batchRequests.observe(requests);
   }
 
   inference(model: string, queuedSeconds: number, runSeconds: number): void {
-    this.#queue.observe({ model }, queuedSeconds);
-    this.#inference.observe({ model }, runSeconds);
+    const children = this.#perModel(model);
+    children.queue.observe(queuedSeconds);
+    children.inference.observe(runSeconds);
+  }
+
+  // Label children are looked up once per key and model, not on every request: prom-client
+  // hashes the label set on each call otherwise. Both maps are bounded by the configuration.
+  readonly #keys = new Map<string, { key: string; duration: Histogram.Internal<string>; codes: Map<number, Counter.Internal> }>();
+  readonly #models = new Map<string, { queue: Histogram.Internal<string>; inference: Histogram.Internal<string>; batchRows: Histogram.Internal<string>; batchRequests: Histogram.Internal<string> }>();
+
+  #perKey(key: string) {
+    let children = this.#keys.get(key);
+    if (children === undefined) {
+      children = { key, duration: this.#requestDuration.labels(key), codes: new Map() };
+      this.#keys.set(key, children);
+    }
+    return children;
+  }
+
+  #perModel(model: string) {
+    let children = this.#models.get(model);
+    if (children === undefined) {
+      children = { queue: this.#queue.labels(model), inference: this.#inference.labels(model), batchRows: this.#batches.labels(model), batchRequests: this.#batchRequests.labels(model) };
+      this.#models.set(model, children);
+    }
+    return children;
   }
 
   variant(route: string, variant: string, seconds: number, failed: boolean): void {

@@ -59,7 +59,7 @@ t.test('the compiled CLI serves on a real socket, then SIGTERM closes it cleanly
   await ready.body.dump();
   const response = await request(`${address}/v2/models/lin/infer`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', 'x-request-id': 'cli-trace-7' },
     body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [1, 1] }] }),
   });
   t.same((await response.body.json() as { outputs: Array<{ data: number[] }> }).outputs[0]?.data, [6]);
@@ -70,6 +70,10 @@ t.test('the compiled CLI serves on a real socket, then SIGTERM closes it cleanly
   t.equal(await cli.exited, 0);
   t.notMatch(cli.stdout(), /cli-test-token/, 'the configured token is never logged');
   t.match(cli.stdout(), /"msg":"model loaded"/);
+  // Written asynchronously, and all there once the process has exited.
+  const accessLines = cli.stdout().split('\n').filter((line) => line.includes('"msg":"request"')).map((line) => JSON.parse(line) as Record<string, unknown>);
+  t.equal(accessLines.length, 3, 'one access-log line per request');
+  t.match(accessLines.find((line) => line.url === '/v2/models/lin/infer'), { requestId: 'cli-trace-7', status: 200, key: 'lin' });
 });
 
 t.test('SIGTERM drains: an in-flight request finishes, later ones are turned away, exit 0', async (t) => {

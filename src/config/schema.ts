@@ -19,6 +19,7 @@ export const ServerSchema = Type.Object({
   defaultTimeoutMicros: Type.Optional(Type.Integer({ minimum: 1, description: 'Deadline of a request that sets no timeout parameter, in µs (as Triton\'s timeout): one still waiting for its model then gets 504 and never runs. Absent: no deadline.' })),
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0, description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish (ms) before the process exits.' }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'Log level; the MODELGATE_LOG_LEVEL environment variable overrides it.' }),
+  accessLog: Type.Boolean({ default: true, description: 'One info line per request (method, url, key, status, ms, requestId), written asynchronously. false: only requests answered with a 5xx are logged; the README gives what the line costs.' }),
 }, { additionalProperties: false, default: {} });
 
 export const AdminSchema = Type.Object({
@@ -65,6 +66,8 @@ export const ModelSchema = Type.Object({
   session: SessionOptionsSchema,
   maxQueueSize: Type.Integer({ default: 1024, minimum: 1, description: 'Most requests waiting for or using this model at once; beyond it, 503 with Retry-After at once.' }),
   batching: Type.Union([Type.Literal(false), BatchingSchema], { default: {}, description: 'Dynamic batching along a dynamic first dimension (on by default for models whose inputs and outputs all have one); false turns it off.' }),
+  instances: Type.Integer({ default: 1, minimum: 1, maximum: 16, description: "Sessions of the model, each on a worker thread of its own, so this many batches run at once (Triton's instance_group count). The resident cap counts the model once; maxResidentBytes counts every instance." }),
+  runIn: Type.Union([Type.Literal('auto'), Type.Literal('worker'), Type.Literal('eventLoop')], { default: 'auto', description: "Where the model's sessions run. worker: on worker threads of their own, so neither runs nor loads ever block the HTTP event loop or other models. eventLoop: in the HTTP thread, for models that run in microseconds (a thread hop costs more than the run). auto: worker, moved to the event loop once the model's measured median run takes under 50 µs and its file is under 1 MiB (one instance only)." }),
 }, { additionalProperties: false });
 
 export const VariantSchema = Type.Object({
@@ -146,7 +149,7 @@ export const RouteSchema = Type.Object({
 }, { additionalProperties: false });
 
 export const ExecutorSchema = Type.Object({
-  workers: Type.Optional(Type.Integer({ minimum: 0, maximum: 64, description: 'Worker threads running onnxruntime, off the HTTP event loop. 0: run in the event loop\'s thread. Default: one less than the cores, at least 1.' })),
+  workers: Type.Optional(Type.Integer({ minimum: 0, maximum: 64, description: 'Idle worker threads kept ready for model loads (every model instance runs on a thread of its own, started when it loads; a thread freed by an unload is kept while fewer than this many are idle). 0: no worker threads, every model runs in the event loop\'s thread. Default: one less than the cores, at least 1.' })),
 }, { additionalProperties: false, default: {} });
 
 export const GatewayConfigSchema = Type.Object({
@@ -186,6 +189,8 @@ export interface ModelConfig {
   readonly session: Readonly<SessionOptions>;
   readonly batching: false | Readonly<BatchingOptions>;
   readonly maxQueueSize: number;
+  readonly instances: number;
+  readonly runIn: 'auto' | 'worker' | 'eventLoop';
 }
 
 export type RemoteOptions = Static<typeof RemoteSchema>;

@@ -5,9 +5,11 @@
  *
  * A batch forms from the requests waiting when it is flushed: at the end of
  * the current event-loop turn (maxQueueDelayMicros 0, the default: no added
- * latency), or after the delay, or as soon as maxBatchSize rows wait. One
- * batch runs at a time per model (as one Triton model instance): requests
- * that arrive meanwhile wait and go together in the next.
+ * latency), or after the delay (a precise timer, not Node's whole
+ * milliseconds), or as soon as maxBatchSize rows wait. As many batches are in
+ * flight as the model can use (its `concurrency`: one running and one queued
+ * per instance, so an instance never idles while the next batch crosses to
+ * it); requests that arrive meanwhile wait and go together in the next.
  */
 import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
 import { allocate } from '../protocol/datatypes.ts';
@@ -15,6 +17,7 @@ import type { Signature, Tensor, TensorData, TensorMap } from '../protocol/types
 import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
 import type { Executor, LoadedModel } from './types.ts';
 import type { Waiting } from './waiting.ts';
+import { preciseTimers } from './timer.ts';
 
 /** Whether every input and output of the signature has a dynamic first dimension to batch along. */
 export function canBatch(signature: Signature): boolean {
@@ -61,29 +64,32 @@ class BatchingModel implements LoadedModel {
   readonly signature: Signature;
   readonly lost: Promise<void> | undefined;
   readonly #name: string;
-  readonly #inner: LoadedModel;
+  /** The model batches run on. */
+  readonly inner: LoadedModel;
   readonly #options: BatchingOptions;
   /** Waiting requests by compatibility key: the same trailing dimensions and outputs. */
   readonly #queues = new Map<string, Pending[]>();
   readonly #observe: ((rows: number, requests: number) => void) | undefined;
   #scheduled = false;
-  #timer: NodeJS.Timeout | undefined;
-  #running = false;
+  #cancelTimer: (() => void) | undefined;
+  /** Batches sent and not yet answered. */
+  #inFlight = 0;
 
   constructor(name: string, inner: LoadedModel, options: BatchingOptions, observe?: (rows: number, requests: number) => void) {
     this.#name = name;
-    this.#inner = inner;
+    this.inner = inner;
     this.#options = options;
     this.#observe = observe;
     this.signature = inner.signature;
     this.lost = inner.lost;
+    if (options.maxQueueDelayMicros > 0) void preciseTimers.start();
   }
 
   run(inputs: TensorMap, outputs: readonly string[], waiting: Waiting = {}): Promise<TensorMap> {
     const first = inputs.values().next().value as Tensor;
     const rows = first.shape[0] as number;
     if (rows >= this.#options.maxBatchSize || [...inputs.values()].some((tensor) => tensor.shape[0] !== rows)) {
-      return this.#inner.run(inputs, outputs);
+      return this.inner.run(inputs, outputs);
     }
     const key = [...inputs].map(([name, tensor]) => `${name}:${tensor.shape.slice(1).join('x')}`).join(';') + `|${outputs.join(',')}`;
     return new Promise((resolve, reject) => {
@@ -98,36 +104,40 @@ class BatchingModel implements LoadedModel {
         this.#queues.get(key)?.splice(index, 1);
         reject(new RequestAbortedError(this.#name));
       }, { once: true });
-      if (!this.#running && queue.reduce((sum, pending) => sum + pending.rows, 0) >= this.#options.maxBatchSize) this.#flush();
+      if (queue.reduce((sum, pending) => sum + pending.rows, 0) >= this.#options.maxBatchSize && this.#canSend()) this.#flush();
       else this.#schedule();
     });
   }
 
   release(): Promise<void> {
-    return this.#inner.release();
+    return this.inner.release();
+  }
+
+  #canSend(): boolean {
+    return this.#inFlight < ((this.inner as { concurrency?: number }).concurrency ?? 1);
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#running) return;
+    // When every slot is busy, the next batch goes out as soon as one frees, with whatever waits by then.
+    if (this.#scheduled || !this.#canSend()) return;
     this.#scheduled = true;
     const delay = this.#options.maxQueueDelayMicros;
     if (delay === 0) setImmediate(() => this.#flush());
-    else this.#timer = setTimeout(() => this.#flush(), delay / 1000);
+    else this.#cancelTimer = preciseTimers.after(delay, () => this.#flush());
   }
 
   #flush(): void {
     this.#scheduled = false;
-    clearTimeout(this.#timer);
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
     const now = performance.now();
-    const batches: Array<Promise<void>> = [];
     for (const [key, waiting] of this.#queues) {
-      this.#queues.delete(key);
       const queue = waiting.filter((pending) => {
         const expired = pending.waiting.deadline !== undefined && now >= pending.waiting.deadline;
         if (expired) pending.reject(new DeadlineExceededError(this.#name));
         return !expired;
       });
-      while (queue.length > 0) {
+      while (queue.length > 0 && this.#canSend()) {
         const batch: Pending[] = [];
         let rows = 0;
         while (queue.length > 0 && rows + (queue[0] as Pending).rows <= this.#options.maxBatchSize) {
@@ -135,15 +145,15 @@ class BatchingModel implements LoadedModel {
           batch.push(next);
           rows += next.rows;
         }
-        batches.push(this.#runBatch(batch, rows));
+        this.#inFlight += 1;
+        void this.#runBatch(batch, rows).then(() => {
+          this.#inFlight -= 1;
+          if (this.#queues.size > 0) this.#flush();
+        });
       }
+      if (queue.length === 0) this.#queues.delete(key);
+      else this.#queues.set(key, queue);
     }
-    if (batches.length === 0) return;
-    this.#running = true;
-    void Promise.all(batches).then(() => {
-      this.#running = false;
-      if (this.#queues.size > 0) this.#flush();
-    });
   }
 
   async #runBatch(batch: Pending[], rows: number): Promise<void> {
@@ -151,7 +161,7 @@ class BatchingModel implements LoadedModel {
     for (const pending of batch) pending.waiting.batched?.(rows, batch.length);
     if (batch.length === 1) {
       const only = batch[0] as Pending;
-      await this.#inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);
+      await this.inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);
       return;
     }
     try {
@@ -159,7 +169,7 @@ class BatchingModel implements LoadedModel {
       for (const name of (batch[0] as Pending).inputs.keys()) {
         inputs.set(name, concat(batch.map((pending) => pending.inputs.get(name) as Tensor), rows));
       }
-      const results = await this.#inner.run(inputs, (batch[0] as Pending).outputs);
+      const results = await this.inner.run(inputs, (batch[0] as Pending).outputs);
       const parts = batch.map(() => new Map() as TensorMap);
       for (const [name, tensor] of results) {
         if (tensor.shape[0] !== rows) throw new Error(`output '${name}' has ${tensor.shape[0]} rows for a batch of ${rows}: set batching: false for this model`);

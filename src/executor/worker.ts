@@ -2,6 +2,7 @@
  * A worker thread that runs onnxruntime sessions for the WorkerExecutor, so
  * `create` and `run`, which block the thread they run on, never block the
  * HTTP event loop. Messages: load, run, release; answers carry the call id.
+ * The executor gives each model instance a thread of its own.
  */
 import { parentPort } from 'node:worker_threads';
 import { OnnxExecutor } from './onnx.ts';
@@ -14,7 +15,9 @@ export type WorkerRequest =
   | { id: number; kind: 'run'; handle: number; inputs: Array<[string, Tensor]>; outputs: string[] }
   | { id: number; kind: 'release'; handle: number }
   /** Fault injection for tests: the thread exits as a crashed one would, between runs. */
-  | { id: number; kind: 'exit' };
+  | { id: number; kind: 'exit' }
+  /** The thread ends itself once what it was sent before is done (never while native code runs or loads). */
+  | { id: number; kind: 'stop' };
 
 export type WorkerAnswer =
   | { id: number; ok: true; value?: unknown }
@@ -24,6 +27,8 @@ const port = parentPort;
 if (port === null) throw new Error('worker.ts runs as a worker thread');
 
 const models = new Map<number, LoadedModel>();
+/** Runs in progress by model handle. */
+const running = new Map<number, Set<Promise<unknown>>>();
 let executor: OnnxExecutor | undefined;
 
 /** Transfers output buffers back instead of copying them. */
@@ -49,16 +54,35 @@ async function handle(message: WorkerRequest): Promise<{ value?: unknown; transf
     case 'run': {
       const model = models.get(message.handle);
       if (model === undefined) throw new Error('the model is not loaded in this worker');
-      const outputs = [...(await model.run(new Map(message.inputs), message.outputs))];
-      return { value: outputs, transfer: transferables(outputs) };
+      const run = runOn(model, message);
+      const runs = running.get(message.handle) ?? new Set();
+      running.set(message.handle, runs.add(run));
+      return run.finally(() => runs.delete(run));
     }
     case 'release': {
+      // Messages are handled as they come, and a run awaits onnxruntime: the runs sent before
+      // the release finish first.
+      await Promise.allSettled(running.get(message.handle) ?? []);
+      running.delete(message.handle);
       await models.get(message.handle)?.release();
       models.delete(message.handle);
       return { transfer: [] };
     }
     case 'exit':
       process.exit(1);
-
+    // eslint-disable-next-line no-fallthrough
+    case 'stop':
+      process.exit(0);
   }
+}
+
+async function runOn(model: LoadedModel, message: Extract<WorkerRequest, { kind: 'run' }>): Promise<{ value?: unknown; transfer: ArrayBuffer[] }> {
+  // The run's own time, for runIn auto: what moving it into the event loop would cost there.
+  // onnxruntime runs in the setImmediate after this one, so timing from here leaves out other
+  // messages handled while the run waited for its turn.
+  let begin = 0;
+  setImmediate(() => { begin = performance.now(); });
+  const outputs = [...(await model.run(new Map(message.inputs), message.outputs))];
+  const micros = (performance.now() - begin) * 1000;
+  return { value: { outputs, micros }, transfer: transferables(outputs) };
 }

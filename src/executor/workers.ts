@@ -1,19 +1,41 @@
 /**
- * Runs models on a pool of worker threads: the HTTP event loop only parses,
- * routes and answers. Each loaded model lives in one worker (the one with the
- * fewest models when it loaded); inputs are copied into it by structured
- * clone, outputs come back as transferred buffers. A worker that dies is
- * replaced: the requests it held fail with 503 and its models are reported
- * lost, so the registry loads them again elsewhere; nothing else is touched.
+ * Runs models on worker threads, so the HTTP event loop only parses, routes
+ * and answers. Every model instance gets a thread of its own: a cold model's
+ * session is created on its own thread and never blocks a resident model's
+ * runs, and N instances run N batches at once. Idle threads are kept ready
+ * so a load does not wait for a thread to start. Inputs are copied in by
+ * structured clone, outputs come back as transferred buffers.
+ *
+ * A model whose runs take microseconds costs more in the thread hop than in
+ * onnxruntime: with `runIn: auto` it moves into the event loop's thread once
+ * its measured median run is short enough (see ADAPTIVE below).
+ *
+ * A worker that dies fails the requests it held with 503 and reports its
+ * model lost, so the registry loads it again; nothing else is touched.
  */
+import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import type { ModelConfig } from '../config/schema.ts';
+import { resolveInRepository } from '../config/paths.ts';
 import { WorkerLostError, withRetryAfter } from '../errors.ts';
 import type { Signature, Tensor, TensorMap } from '../protocol/types.ts';
+import { OnnxExecutor } from './onnx.ts';
 import type { Executor, LoadedModel } from './types.ts';
 import type { WorkerAnswer, WorkerRequest } from './worker.ts';
 
 const SCRIPT = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
+
+/**
+ * runIn auto: a model moves into the event loop's thread when a run there
+ * would cost less than the hop to its worker does now. After WARMUP runs
+ * (first runs allocate), SAMPLES runs are timed: the run in the worker, and
+ * the round trip seen from here. If the median run is shorter than the
+ * median hop (round trip less run) and under MAX_RUN_MICROS (the longest the
+ * event loop may be held per batch), and the file is under MAX_FILE_BYTES
+ * (creating the session blocks the loop about 1 to 2.5 ms per MB, once), it
+ * opens a session here and runs here from then on; its worker is freed.
+ */
+export const ADAPTIVE = { WARMUP: 16, SAMPLES: 64, MAX_RUN_MICROS: 1000, MAX_FILE_BYTES: 1 << 20 };
 
 type Call = WorkerRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
 
@@ -22,7 +44,8 @@ class WorkerDied extends Error {}
 
 class PoolWorker {
   readonly thread: Worker;
-  readonly models = new Map<number, WorkerModel>();
+  /** The model instance this thread runs, if any. */
+  model: WorkerModel | undefined;
   readonly #pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   #nextId = 0;
   dead = false;
@@ -46,6 +69,25 @@ class PoolWorker {
     this.thread.on('exit', die);
   }
 
+  /** Calls sent and not answered yet. */
+  get busy(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Ends the thread once it has done what it was sent. Never `terminate()` first: stopping a
+   * thread while onnxruntime's native code runs or initialises in it aborts the whole process
+   * (seen at shutdown when a spare thread was still starting). Terminated only if it hangs.
+   */
+  async stop(): Promise<void> {
+    if (this.dead) return;
+    const exited = new Promise((resolve) => this.thread.once('exit', resolve));
+    void this.call({ kind: 'stop' }).catch(() => undefined);
+    const timer = setTimeout(() => void this.thread.terminate(), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
   call(call: Call, transfer: ArrayBuffer[] = []): Promise<unknown> {
     if (this.dead) return Promise.reject(new WorkerDied('worker thread stopped'));
     const id = this.#nextId++;
@@ -56,93 +98,212 @@ class PoolWorker {
   }
 }
 
+interface Instance { readonly worker: PoolWorker; readonly handle: number }
+
 class WorkerModel implements LoadedModel {
   readonly signature: Signature;
   readonly lost: Promise<void>;
-  readonly #worker: PoolWorker;
-  readonly #handle: number;
-  readonly #name: string;
+  readonly #config: ModelConfig;
+  readonly #instances: Instance[];
+  readonly #executor: WorkerExecutor;
   #markLost: () => void = () => undefined;
+  /** Run times measured in the worker, µs, while deciding whether to move into the event loop. */
+  #samples: Array<[run: number, hop: number]> | undefined;
+  #inline: LoadedModel | undefined;
+  #released = false;
 
-  constructor(worker: PoolWorker, handle: number, name: string, signature: Signature) {
-    this.#worker = worker;
-    this.#handle = handle;
-    this.#name = name;
+  constructor(executor: WorkerExecutor, config: ModelConfig, instances: Instance[], signature: Signature, adaptive: boolean) {
+    this.#executor = executor;
+    this.#config = config;
+    this.#instances = instances;
     this.signature = signature;
+    this.#samples = adaptive ? [] : undefined;
     this.lost = new Promise((resolve) => { this.#markLost = resolve; });
+    for (const { worker } of instances) worker.model = this;
   }
 
+  /** Batches worth having in flight: one running and one queued behind it on each instance, so a worker never waits for the next. */
+  get concurrency(): number {
+    return this.#inline === undefined ? this.#instances.length * 2 : 1;
+  }
+
+  /** Where it runs now, for status and tests. */
+  get runningIn(): 'worker' | 'eventLoop' {
+    return this.#inline === undefined ? 'worker' : 'eventLoop';
+  }
+
+  get name(): string {
+    return this.#config.name;
+  }
+
+  /** One of its threads died: the model is reported lost as a whole. */
   markLost(): void {
     this.#markLost();
+    // The registry drops a lost model without releasing it: the instances still alive are freed
+    // here, after the runs already sent to them.
+    void Promise.all(this.#instances.splice(0).map((instance) => this.#executor.free(instance)));
   }
 
-  async run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
+  run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
+    if (this.#inline !== undefined) return this.#inline.run(inputs, outputs);
+    let instance = this.#instances[0];
+    if (instance === undefined) return Promise.reject(withRetryAfter(new WorkerLostError(this.#config.name), 1));
+    for (const other of this.#instances) if (other.worker.busy < instance.worker.busy) instance = other;
+    return this.#runOn(instance, inputs, outputs);
+  }
+
+  async release(): Promise<void> {
+    this.#released = true;
+    await Promise.all([this.#inline?.release(), ...this.#instances.map((instance) => this.#executor.free(instance))]);
+  }
+
+  async #runOn(instance: Instance, inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
     try {
-      const answer = await this.#worker.call({ kind: 'run', handle: this.#handle, inputs: [...inputs], outputs: [...outputs] }) as Array<[string, Tensor]>;
-      return new Map(answer);
+      const sent = performance.now();
+      const answer = await instance.worker.call({ kind: 'run', handle: instance.handle, inputs: [...inputs], outputs: [...outputs] }) as { outputs: Array<[string, Tensor]>; micros: number };
+      this.#sample(answer.micros, (performance.now() - sent) * 1000);
+      return new Map(answer.outputs);
     } catch (error) {
-      if (error instanceof WorkerDied) throw withRetryAfter(new WorkerLostError(this.#name), 1);
+      if (error instanceof WorkerDied) throw withRetryAfter(new WorkerLostError(this.#config.name), 1);
       const failure = error as Error & { statusCode?: number; code?: string };
       throw Object.assign(new Error(failure.message), { statusCode: failure.statusCode ?? 500, code: failure.code ?? 'MG_INFERENCE_FAILED' });
     }
   }
 
-  async release(): Promise<void> {
-    this.#worker.models.delete(this.#handle);
-    if (!this.#worker.dead) await this.#worker.call({ kind: 'release', handle: this.#handle });
+  #sample(run: number, roundTrip: number): void {
+    const samples = this.#samples;
+    if (samples === undefined) return;
+    samples.push([run, roundTrip - run]);
+    if (samples.length < ADAPTIVE.WARMUP + ADAPTIVE.SAMPLES) return;
+    this.#samples = undefined;
+    const timed = samples.slice(ADAPTIVE.WARMUP);
+    const runs = median(timed.map(([micros]) => micros));
+    const hops = median(timed.map(([, micros]) => micros));
+    if (runs < hops && runs < ADAPTIVE.MAX_RUN_MICROS) void this.#moveToEventLoop();
+  }
+
+  async #moveToEventLoop(): Promise<void> {
+    const inline = await this.#executor.loadInline(this.#config).catch(() => undefined);
+    if (inline === undefined) return;
+    if (this.#released) {
+      await inline.release();
+      return;
+    }
+    this.#inline = inline;
+    // Runs already sent finish on the worker; the instance is freed after them.
+    await Promise.all(this.#instances.splice(0).map((instance) => this.#executor.free(instance)));
   }
 }
 
 export class WorkerExecutor implements Executor {
   readonly #repository: string;
-  readonly #workers: PoolWorker[] = [];
+  readonly #spares: number;
+  readonly #idle: PoolWorker[] = [];
+  readonly #all = new Set<PoolWorker>();
+  readonly #inline: OnnxExecutor;
   #nextHandle = 0;
   #closed = false;
 
   /**
    * @param repository real path of the model repository.
-   * @param size worker threads in the pool.
+   * @param spares idle threads kept ready for loads.
    */
-  constructor(repository: string, size: number) {
+  constructor(repository: string, spares: number) {
     this.#repository = repository;
-    for (let i = 0; i < size; i++) this.#workers.push(this.#spawn());
+    this.#spares = Math.max(1, spares);
+    this.#inline = new OnnxExecutor(repository);
+    for (let i = 0; i < this.#spares; i++) this.#idle.push(this.#spawn());
   }
 
-  /** The threads, for tests and diagnostics. */
+  /** Every thread, oldest first, for tests and diagnostics. */
   get threads(): readonly Worker[] {
-    return this.#workers.map((worker) => worker.thread);
+    return [...this.#all].map((worker) => worker.thread);
+  }
+
+  /** The threads running the named model's instances, for tests and diagnostics. */
+  threadsOf(model: string): readonly Worker[] {
+    return [...this.#all].filter((worker) => worker.model?.name === model).map((worker) => worker.thread);
   }
 
   /**
-   * Makes worker `index` exit as a crashed one would, after what it is doing
-   * now and before anything sent later: for tests. (Terminating a thread
-   * while onnxruntime runs native code in it aborts the whole process, so
-   * that is never done: close() runs only after the registry has drained.)
+   * Makes a thread exit as a crashed one would, after what it is doing now
+   * and before anything sent later: for tests. (Terminating a thread while
+   * onnxruntime runs native code in it aborts the whole process, so that is
+   * never done to a busy thread.)
    */
-  crash(index: number): void {
-    void this.#workers[index]?.call({ kind: 'exit' }).catch(() => undefined);
+  crash(thread: Worker): void {
+    const worker = [...this.#all].find((candidate) => candidate.thread === thread);
+    void worker?.call({ kind: 'exit' }).catch(() => undefined);
   }
 
   async load(model: ModelConfig): Promise<LoadedModel> {
-    const worker = this.#workers.reduce((best, next) => (next.models.size < best.models.size ? next : best));
-    const handle = this.#nextHandle++;
-    const signature = await worker.call({ kind: 'load', handle, model, repository: this.#repository }) as Signature;
-    const loaded = new WorkerModel(worker, handle, model.name, signature);
-    worker.models.set(handle, loaded);
-    return loaded;
+    if (model.runIn === 'eventLoop') return this.#inline.load(model);
+    const workers = Array.from({ length: model.instances }, () => this.#take());
+    const handles = workers.map(() => this.#nextHandle++);
+    const loads = await Promise.allSettled(workers.map((worker, index) => worker.call({ kind: 'load', handle: handles[index] as number, model, repository: this.#repository }) as Promise<Signature>));
+    const instances = workers.map((worker, index) => ({ worker, handle: handles[index] as number }));
+    const failed = loads.find((outcome) => outcome.status === 'rejected');
+    if (failed !== undefined) {
+      await Promise.all(instances.map((instance, index) => (loads[index]?.status === 'fulfilled' ? this.free(instance) : this.#giveBack(instance.worker))));
+      throw failed.reason;
+    }
+    const adaptive = model.runIn === 'auto' && model.instances === 1 && await smallFile(resolveInRepository(this.#repository, model.path));
+    return new WorkerModel(this, model, instances, (loads[0] as PromiseFulfilledResult<Signature>).value, adaptive);
+  }
+
+  /** Opens a session in this thread (runIn auto, once a model proves tiny). */
+  loadInline(model: ModelConfig): Promise<LoadedModel> {
+    return this.#inline.load(model);
+  }
+
+  /** Releases an instance's session once its runs are done and gives its thread back. */
+  async free(instance: Instance): Promise<void> {
+    if (!instance.worker.dead) await instance.worker.call({ kind: 'release', handle: instance.handle }).catch(() => undefined);
+    instance.worker.model = undefined;
+    this.#giveBack(instance.worker);
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all(this.#workers.map((worker) => worker.thread.terminate()));
+    await Promise.all([...this.#all].map((worker) => worker.stop()));
+  }
+
+  /** An idle thread for a load; a new one is started to stay ready. */
+  #take(): PoolWorker {
+    const worker = this.#idle.shift() ?? this.#spawn();
+    if (this.#idle.length < this.#spares && !this.#closed) this.#idle.push(this.#spawn());
+    return worker;
+  }
+
+  #giveBack(worker: PoolWorker): void {
+    if (worker.dead || this.#closed) return;
+    if (this.#idle.length < this.#spares) {
+      this.#idle.push(worker);
+      return;
+    }
+    // Idle and beyond the spares: the memory onnxruntime keeps per thread goes with it.
+    this.#all.delete(worker);
+    void worker.stop();
   }
 
   #spawn(): PoolWorker {
-    return new PoolWorker((dead) => {
-      for (const model of dead.models.values()) model.markLost();
-      dead.models.clear();
-      const index = this.#workers.indexOf(dead);
-      if (!this.#closed && index !== -1) this.#workers[index] = this.#spawn();
+    const worker = new PoolWorker((dead) => {
+      this.#all.delete(dead);
+      dead.model?.markLost();
+      const index = this.#idle.indexOf(dead);
+      if (index !== -1) this.#idle.splice(index, 1);
+      if (!this.#closed && this.#idle.length < this.#spares) this.#idle.push(this.#spawn());
     });
+    this.#all.add(worker);
+    return worker;
   }
 }
+
+function median(values: number[]): number {
+  return values.sort((a, b) => a - b)[values.length >> 1] as number;
+}
+
+async function smallFile(file: string): Promise<boolean> {
+  return stat(file).then((info) => info.size < ADAPTIVE.MAX_FILE_BYTES, () => false);
+}
+

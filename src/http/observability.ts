@@ -19,13 +19,18 @@ export function requestId(request: { headers: Record<string, string | string[] |
 
 /** One line per request, written when it completes; fastify's own pair of lines is off. */
 export class OneLinePerRequest extends LogController {
-  constructor() {
+  readonly #everyRequest: boolean;
+
+  /** @param everyRequest false: only requests answered with a 5xx. */
+  constructor(everyRequest = true) {
     super({ requestIdLogLabel: 'requestId' });
+    this.#everyRequest = everyRequest;
   }
 
   override incomingRequest(): void {}
 
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: { statusCode: number; elapsedTime: number }): void {
+    if (!this.#everyRequest && reply.statusCode < 500) return;
     const params = request.params as { key?: string } | undefined;
     const line = {
       method: request.method,
@@ -39,8 +44,6 @@ export class OneLinePerRequest extends LogController {
   }
 }
 
-const INFER_ROUTES = new Set(['/v2/models/:key/infer', '/v2/models/:key/versions/:version/infer']);
-
 const ALWAYS_ANSWERED = new Set(['/v2/health/live', '/v2/health/ready', '/metrics']);
 
 export interface Drain {
@@ -48,7 +51,7 @@ export interface Drain {
   begin(): void;
 }
 
-/** Request ids, per-request metrics and the shutdown drain. */
+/** Request ids, the metrics endpoint and the shutdown drain (per-request metrics are the infer routes' own hook). */
 export function installObservability(app: FastifyInstance, metrics: Metrics): Drain {
   let draining = false;
   // Callback-style hooks: they run on every request, and async ones cost a promise each.
@@ -66,12 +69,6 @@ export function installObservability(app: FastifyInstance, metrics: Metrics): Dr
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (draining) reply.header('connection', 'close');
     done(null, payload);
-  });
-  app.addHook('onResponse', (request, reply, done) => {
-    if (INFER_ROUTES.has(request.routeOptions.url as string)) {
-      metrics.request((request.params as { key: string }).key, reply.statusCode, reply.elapsedTime / 1000);
-    }
-    done();
   });
   app.get('/metrics', { schema: { tags: ['metrics'], summary: 'Prometheus metrics (text format).' } }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);

@@ -14,7 +14,14 @@ import {
 
 interface KeyParams { key: string; version?: string }
 
-export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane; bodyLimit: number }> = async (app, { dataPlane, bodyLimit }) => {
+export interface V2Options {
+  dataPlane: DataPlane;
+  bodyLimit: number;
+  /** Told the key, status and seconds of every inference request answered, however it ended. */
+  observe(key: string, status: number, seconds: number): void;
+}
+
+export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, bodyLimit, observe }) => {
   // Inference bodies arrive as bytes whatever their Content-Type (Triton's Python client sends none):
   // the protocol layer tells JSON from binary, inflates compressed bodies and refuses what it cannot read.
   app.removeAllContentTypeParsers();
@@ -71,6 +78,11 @@ export const v2Routes: FastifyPluginAsync<{ dataPlane: DataPlane; bodyLimit: num
 
     app.post<{ Params: KeyParams }>(`${prefix}/infer`, {
       validatorCompiler: validatedInHandler,
+      // A hook of this route only: nothing to look up per request, and other routes pay nothing.
+      onResponse: (request, reply, done) => {
+        observe(request.params.key, reply.statusCode, reply.elapsedTime / 1000);
+        done();
+      },
       schema: {
         tags: ['inference'],
         summary: `Run inference on a key: V2 JSON tensors, or Triton's binary tensor extension.${versioned}`,

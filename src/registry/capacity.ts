@@ -4,7 +4,7 @@
  * registry acts on their answers.
  */
 import type { RegistryConfig } from '../config/schema.ts';
-import type { Entry } from './entry.ts';
+import { demandAt, type Entry } from './entry.ts';
 
 /** A load waiting for a slot longer than this goes first, whatever the demand for others. */
 const STARVATION_MS = 1000;
@@ -58,14 +58,18 @@ function before(a: Entry, b: Entry, scheduling: RegistryConfig['scheduling'], no
 }
 
 /**
- * The models that may make room for `entry`, least recently used first: resident,
- * unpinned, and no requests waiting for them (a model just loaded for its waiters
- * is not evicted under them). Models only shadows use come first, busy or not.
+ * The models that may make room for `entry`: resident, unpinned, and no requests
+ * waiting for them (a model just loaded for its waiters is not evicted under
+ * them). Models only shadows use come first, busy or not. fifo: least recently
+ * used first. grouped: least demanded first (leases decayed over about ten
+ * seconds), so under skewed traffic the hot models keep their slots and the
+ * cold ones take turns in the rest; with equal counts the older use has
+ * decayed more, so it is LRU again.
  */
-export function evictionCandidates(entries: Iterable<Entry>, entry: Entry): Entry[] {
+export function evictionCandidates(entries: Iterable<Entry>, entry: Entry, scheduling: RegistryConfig['scheduling'], now: number): Entry[] {
   const all = [...entries]
     .filter((other) => other !== entry && other.state === 'resident' && !other.draining && !other.config.pinned && other.waiting === 0)
-    .sort((a, b) => a.lastUsed - b.lastUsed);
+    .sort(scheduling === 'fifo' ? (a, b) => a.lastUsed - b.lastUsed : (a, b) => demandAt(a, now) - demandAt(b, now) || a.lastUsed - b.lastUsed);
   const expendable = all.filter((other) => other.expendable);
   return expendable.length > 0 ? expendable : all;
 }

@@ -38,6 +38,9 @@ export class Entry {
   evictions = 0;
   /** Logical clock of the last lease, for LRU order. */
   lastUsed = 0;
+  /** Leases taken, decayed with a time constant of DEMAND_DECAY_MS, as of `demandAt`: what grouped scheduling evicts by. */
+  demand = 0;
+  demandAt = 0;
   lastUsedAt: number | undefined;
   failure: { reason: string; until: number } | undefined;
   signature: Signature | undefined;
@@ -65,3 +68,11 @@ export class Entry {
   }
 }
 
+
+/** How fast past demand fades: a model busy a minute ago counts for little now. */
+export const DEMAND_DECAY_MS = 10_000;
+
+/** The entry's decayed lease count at `now` (performance.now() ms). */
+export function demandAt(entry: Entry, now: number): number {
+  return entry.demand * Math.exp((entry.demandAt - now) / DEMAND_DECAY_MS);
+}

@@ -16,7 +16,7 @@ import type { Executor, LoadedModel } from '../executor/types.ts';
 import { untilStopped, type Waiting } from '../executor/waiting.ts';
 import type { Signature } from '../protocol/types.ts';
 import { evictionCandidates, fitsBeside, mayFreeSlot, nextInLine } from './capacity.ts';
-import { Entry, type Retired } from './entry.ts';
+import { demandAt, Entry, type Retired } from './entry.ts';
 import { Signal } from './signal.ts';
 
 /** What the admin API shows of a model's state. */
@@ -230,9 +230,9 @@ export class ModelRegistry {
   async replace(config: ModelConfig): Promise<void> {
     const entry = this.#entry(config.name);
     if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
-    const bytes = await fileSize(config.file);
+    const bytes = await residentBytes(config);
     const { maxResidentBytes } = this.#config;
-    if (maxResidentBytes !== undefined && bytes > maxResidentBytes) throw new Error(`its file (${bytes} bytes) is larger than registry.maxResidentBytes`);
+    if (maxResidentBytes !== undefined && bytes > maxResidentBytes) throw tooLarge(config, bytes);
     if (!(await this.#reserveBeside(entry, bytes))) {
       await this.#swapDrainingFirst(entry, config);
       return;
@@ -389,6 +389,9 @@ export class ModelRegistry {
     if (!spare) {
       entry.lastUsed = ++this.#clock;
       entry.lastUsedAt = Date.now();
+      const now = performance.now();
+      entry.demand = demandAt(entry, now) + 1;
+      entry.demandAt = now;
       entry.expendable = false;
     }
     const model = entry.model as LoadedModel;
@@ -441,7 +444,7 @@ export class ModelRegistry {
   async #load(entry: Entry): Promise<void> {
     const started = performance.now();
     try {
-      entry.bytes = await fileSize(entry.config.file);
+      entry.bytes = await residentBytes(entry.config);
       await this.#reserveSlot(entry);
       const model = await this.#executor.load(entry.config);
       void model.lost?.then(() => this.#lose(entry, model));
@@ -473,7 +476,7 @@ export class ModelRegistry {
   async #reserveSlot(entry: Entry): Promise<void> {
     const { maxResidentBytes } = this.#config;
     if (maxResidentBytes !== undefined && entry.bytes > maxResidentBytes) {
-      throw new Error(`its file (${entry.bytes} bytes) is larger than registry.maxResidentBytes`);
+      throw tooLarge(entry.config, entry.bytes);
     }
     let victim: Entry | undefined;
     entry.slotWaitSince = performance.now();
@@ -506,7 +509,7 @@ export class ModelRegistry {
       await shadowLoad.loading.catch(() => undefined);
       return victim;
     }
-    const candidates = evictionCandidates(this.#entries.values(), entry);
+    const candidates = evictionCandidates(this.#entries.values(), entry, this.#config.scheduling, performance.now());
     const idle = candidates.find((other) => other.inFlight === 0);
     if (idle !== undefined) {
       await this.#evict(idle, 'capacity');
@@ -579,12 +582,18 @@ export class ModelRegistry {
   }
 }
 
-async function fileSize(file: string): Promise<number> {
+/** What a model's sessions count against maxResidentBytes: its file's size, once per instance. */
+async function residentBytes(config: ModelConfig): Promise<number> {
   try {
-    return (await stat(file)).size;
+    return (await stat(config.file)).size * config.instances;
   } catch (error) {
     throw new Error(loadFailureReason(error));
   }
+}
+
+function tooLarge(config: ModelConfig, bytes: number): Error {
+  const what = config.instances === 1 ? `its file (${bytes} bytes) is` : `its ${config.instances} instances (${bytes} bytes) are`;
+  return new Error(`${what} larger than registry.maxResidentBytes`);
 }
 
 function loadFailureReason(error: unknown): string {

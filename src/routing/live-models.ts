@@ -28,6 +28,8 @@ export interface ModelView extends ModelStatus {
   readonly maxQueueSize: number;
   readonly batching: ModelConfig['batching'];
   readonly session: ModelConfig['session'];
+  readonly instances: number;
+  readonly runIn: ModelConfig['runIn'];
   readonly version: number;
 }
 
@@ -66,7 +68,7 @@ export function remoteStatus(remote: RemoteModel): ModelStatus {
 
 /** A model's definition as a configuration file entry: what is persisted and digested. */
 export function entryOf(model: ModelConfig): ModelEntry {
-  return { name: model.name, path: model.path, keys: [...model.keys], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize };
+  return { name: model.name, path: model.path, keys: [...model.keys], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize, instances: model.instances, runIn: model.runIn };
 }
 
 /**
@@ -99,7 +101,7 @@ export class LiveModels {
     }
     const config = registry.config(name);
     const status = registry.status().find((model) => model.name === name) as ModelStatus;
-    return { ...status, path: config.path, pinned: config.pinned, maxQueueSize: config.maxQueueSize, batching: config.batching, session: config.session, version: router.modelVersion(name) ?? 0 };
+    return { ...status, path: config.path, pinned: config.pinned, maxQueueSize: config.maxQueueSize, batching: config.batching, session: config.session, instances: config.instances, runIn: config.runIn, version: router.modelVersion(name) ?? 0 };
   }
 
   /** Creates (`created`) or replaces a model from a configuration file entry without its name. */

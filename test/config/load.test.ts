@@ -19,11 +19,11 @@ t.test('defaults, keys defaulting to the name, and a frozen result', async (t) =
   const config = validateConfig({ modelRepository: '.', models: [{ name: 'a', path: 'a.onnx' }] }, repository, {});
   t.same(config.server, {
     host: '127.0.0.1', port: 8080, bodyLimitBytes: 64 * 1024 * 1024,
-    requestTimeoutMs: 120_000, keepAliveTimeoutMs: 72_000, shutdownGraceMs: 30_000, logLevel: 'info',
+    requestTimeoutMs: 120_000, keepAliveTimeoutMs: 72_000, shutdownGraceMs: 30_000, logLevel: 'info', accessLog: true,
   });
   t.same(config.registry, { scheduling: 'grouped', loadFailureBackoffMs: 30_000 });
   t.equal(config.admin.token, undefined);
-  t.match(config.models[0], { name: 'a', path: 'a.onnx', keys: ['a'], pinned: false, session: { intraOpThreads: 1, interOpThreads: 1, graphOptimizationLevel: 'all' } });
+  t.match(config.models[0], { name: 'a', path: 'a.onnx', keys: ['a'], pinned: false, session: { intraOpThreads: 1, interOpThreads: 1, graphOptimizationLevel: 'all' }, instances: 1, runIn: 'auto' });
   t.equal(config.models[0]?.file, path.join(config.modelRepository, 'a.onnx'));
   t.ok(Object.isFrozen(config) && Object.isFrozen(config.models[0]) && Object.isFrozen(config.models[0]?.keys));
 });

@@ -1,3 +1,4 @@
+import type { Worker } from 'node:worker_threads';
 import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
@@ -48,15 +49,17 @@ t.test('a worker that dies fails only its own requests, and is replaced', async 
   const { app, executor } = await gateway(t);
   t.equal((await infer(app, 'slow', slowRequest(1))).statusCode, 200);
   t.equal((await infer(app, 'a', scaleRequest(1))).statusCode, 200, 'a loads on the other worker');
-  const [first] = executor.threads;
+  const [slowThread] = executor.threadsOf('slow');
+  const [otherThread] = executor.threadsOf('a');
+  t.not(slowThread, otherThread, 'each model has a thread of its own');
   // The worker exits before it reads the run sent after: that request was in its hands when it died.
-  executor.crash(0);
+  executor.crash(slowThread as Worker);
   const lost = await infer(app, 'slow', slowRequest(1));
   t.equal(lost.statusCode, 503);
   t.equal(lost.headers['retry-after'], '1');
   t.match(lost.json(), { error: "Model 'slow' was lost with the worker thread running it; try again" });
   t.same((await infer(app, 'a', scaleRequest(5))).json().outputs[0].data, [10], 'the other worker still serves');
-  await until(() => executor.threads.length === 2 && executor.threads[0] !== first, 'a replacement worker');
+  await until(() => !executor.threads.includes(slowThread as Worker), 'the dead thread gone');
   t.equal((await infer(app, 'slow', slowRequest(1))).statusCode, 200, 'the lost model loads again');
   t.equal(app.registry.status()[0]?.loads, 2);
 });

@@ -170,3 +170,13 @@ export class CountingExecutor implements Executor {
 function bump(counts: Map<string, number>, name: string): void {
   counts.set(name, (counts.get(name) ?? 0) + 1);
 }
+
+/** y = x + n on [batch, 1], as n chained Add nodes: a small file whose session takes long to create (about half a second for 6000). */
+export function slowLoadingModel(n: number): Uint8Array {
+  return buildModel({
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 1] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 1] }],
+    initializers: [{ name: 'one', type: 'float32', dims: [1], values: [1] }],
+    nodes: Array.from({ length: n }, (_, i) => ({ op: 'Add', inputs: [i === 0 ? 'x' : `h${i}`, 'one'], outputs: [i === n - 1 ? 'y' : `h${i + 1}`] })),
+  });
+}

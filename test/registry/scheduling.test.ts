@@ -24,3 +24,15 @@ t.test('grouped scheduling loads each wanted model about once; fifo loads as req
   t.ok(grouped <= MODELS + 2, `grouped: ${grouped} loads for 60 requests over ${MODELS} models`);
   t.ok(fifo >= 3 * grouped, `fifo: ${fifo} loads, at least three times grouped's ${grouped}`);
 });
+
+t.test('grouped evicts the least demanded model, fifo the least recently used', async (t) => {
+  for (const scheduling of ['grouped', 'fifo'] as const) {
+    const { app } = await buildGateway(t, files, { registry: { maxResidentModels: 2, scheduling }, models });
+    // m0 is the busy one; m1 was used once, but last.
+    for (let i = 0; i < 10; i++) await infer(app, 'm0', scaleRequest(i));
+    await infer(app, 'm1', scaleRequest(1));
+    t.same((await infer(app, 'm2', scaleRequest(2))).json().outputs[0].data, [6]);
+    const resident = app.registry.status().filter((model) => model.state === 'resident').map((model) => model.name).sort();
+    t.same(resident, scheduling === 'grouped' ? ['m0', 'm2'] : ['m1', 'm2'], `${scheduling}: ${resident.join(', ')} stay`);
+  }
+});
