@@ -17,6 +17,9 @@ import { buildModel } from '../src/onnx/builder.ts';
 import { demoModels } from '../src/demo/build-models.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** BENCH_ONLY=3,6: those sections only (the ceilings, 1 and 2, always run). */
+const ONLY = process.env.BENCH_ONLY?.split(',');
+const only = (section: string) => ONLY === undefined || ONLY.includes(section);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const ROOT = path.resolve(import.meta.dirname, '..');
 const work = mkdtempSync(path.join(tmpdir(), 'modelgate-bench-'));
@@ -215,6 +218,7 @@ try {
   row('2. raw onnxruntime, MLP, batch 64', `${fixed(mlpRaw64 * 64)} rows/s`);
   results.computeCeiling = { tinyRunsPerSecond: tinyRaw, mlpRowsPerSecondBatch1: mlpRaw1, mlpRowsPerSecondBatch64: mlpRaw64 * 64 };
 
+  if (only('3')) {
   // 3. Tiny model through the gateway, JSON, default configuration.
   const tiny = await started(gateway('tiny', { models: [{ name: 'tiny', path: 'tiny.onnx' }] }));
   const tinyLoad = await load(tiny, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
@@ -224,6 +228,9 @@ try {
   row('3. gateway, tiny model, c=1 latency', `p50 ${fixed(tinyLatency.p50)} µs, p99 ${fixed(tinyLatency.p99)} µs`, `p50 +${fixed(tinyLatency.p50 - ceilingLatency.p50)} µs over (1) (target <= +100), p99 ${(tinyLatency.p99 / ceilingLatency.p99).toFixed(2)}x (1)'s (target <= 2)`);
   results.tiny = { c32: tinyLoad, c1: tinyLatency, cpuRatio, requestRatio: tinyLoad.requests / ceiling.requests, p50AboveCeilingMicros: tinyLatency.p50 - ceilingLatency.p50, p99RatioToCeiling: tinyLatency.p99 / ceilingLatency.p99 };
 
+  }
+
+  if (only('3b')) {
   // 3b. A lone request's wait under maxQueueDelayMicros 500, against the same model unbatched.
   const delays = await started(gateway('delay', { models: [{ name: 'unbatched', path: 'tiny.onnx', batching: false }, { name: 'delayed', path: 'tiny.onnx', batching: { maxBatchSize: 64, maxQueueDelayMicros: 500 } }] }));
   const unbatched = await sequentialLatency(`${delays}/v2/models/unbatched/infer`, tinyJson);
@@ -231,6 +238,9 @@ try {
   row('3b. lone request, maxQueueDelayMicros 500 against unbatched, c=1', `p50 ${fixed(delayed.p50)} vs ${fixed(unbatched.p50)} µs`, `+${fixed(delayed.p50 - unbatched.p50)} µs (target <= 600)`);
   results.queueDelay = { unbatched, delayed, addedMicros: delayed.p50 - unbatched.p50 };
 
+  }
+
+  if (only('4')) {
   // 4 and 7. Compute-bound model, single rows, c=64: batching off and on (64 rows, 500 µs); liveness while it runs, beside an idle server.
   const mlpBody = binaryBody(1, 512);
   const idle = await started(gateway('idle', { models: [{ name: 'tiny', path: 'tiny.onnx' }] }));
@@ -251,6 +261,9 @@ try {
   row('4. batching on / off, binary', `${((mlp.on as Load).requests / (mlp.off as Load).requests).toFixed(2)}x`, 'target >= 2');
   results.mlpBatchingGain = (mlp.on as Load).requests / (mlp.off as Load).requests;
 
+  }
+
+  if (only('5')) {
   // 5. 1 MiB FP32 input, binary against JSON.
   const big = await started(gateway('big', { models: [{ name: 'big', path: 'big-identity.onnx' }] }));
   const floats = 262144;
@@ -263,7 +276,11 @@ try {
   row('5. 1 MiB FP32 in and out, JSON', `${viaJson.requests.toFixed(1)} req/s`);
   results.binaryVsJson = { binary: viaBinary, json: viaJson, ratio: viaBinary.requests / viaJson.requests };
 
-  // 8. One hop: the tiny model on a remote modelgate (the gateway of (3)), called directly and through a second gateway.
+  }
+
+  if (only('8')) {
+  // 8. One hop: the tiny model on a remote modelgate (a gateway of its own, as in (3)), called directly and through a second gateway.
+  const tiny = await started(gateway('remote-tiny', { models: [{ name: 'tiny', path: 'tiny.onnx' }] }));
   const hop = await started(gateway('hop', { models: [{ name: 'tiny', remote: { url: tiny, model: 'tiny', connections: 32 } }] }));
   const direct = await load(tiny, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
   const viaHop = await load(hop, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
@@ -273,6 +290,9 @@ try {
   row('8. remote hop, c=1 latency: direct / through a gateway', `p50 ${fixed(directLatency.p50)} / ${fixed(hopLatency.p50)} µs`, `+${fixed(hopLatency.p50 - directLatency.p50)} µs for the hop`);
   results.remoteHop = { direct, viaHop, directLatency, hopLatency, ratio: viaHop.requests / direct.requests };
 
+  }
+
+  if (only('6')) {
   // 6. Thrash: 8 models of a few MB, c=64: uniform keys at cap 2, grouped against fifo;
   // Zipf keys (s = 1.2, one closed loop per connection) at caps 2 and 8, p99 of the 2 hottest.
   const thrashModels = Array.from({ length: 8 }, (_, i) => ({ name: `t${i}`, path: `t${i}.onnx` }));
@@ -310,6 +330,7 @@ try {
   }
   row('6. Zipf, p99 of the 2 hottest, cap 2 / cap 8', `${((hottest[2] as number) / (hottest[8] as number)).toFixed(2)}x`, 'target <= 2');
   results.thrash = { groupedOverFifoLoads: grouped.loadsPer1000 / fifo.loadsPer1000, groupedOverFifoRequests: grouped.requests / fifo.requests, zipfHottestP99Cap2OverCap8: (hottest[2] as number) / (hottest[8] as number) };
+  }
 } finally {
   await Promise.all(children.map((child) => new Promise((resolve) => {
     if (child.exitCode !== null) resolve(undefined);

@@ -35,6 +35,9 @@ const SCRIPT = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './work
  * (creating the session blocks the loop about 1 to 2.5 ms per MB, once), it
  * opens a session here and runs here from then on; its worker is freed.
  */
+/** How long a thread beyond the spares stays idle before it is stopped. */
+const IDLE_THREAD_MS = 60_000;
+
 export const ADAPTIVE = { WARMUP: 16, SAMPLES: 64, MAX_RUN_MICROS: 1000, MAX_FILE_BYTES: 1 << 20 };
 
 type Call = WorkerRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
@@ -46,6 +49,8 @@ class PoolWorker {
   readonly thread: Worker;
   /** The model instance this thread runs, if any. */
   model: WorkerModel | undefined;
+  /** When it last became idle (performance.now()). */
+  idleSince = performance.now();
   readonly #pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
   #nextId = 0;
   dead = false;
@@ -203,6 +208,7 @@ export class WorkerExecutor implements Executor {
   readonly #inline: OnnxExecutor;
   #nextHandle = 0;
   #closed = false;
+  #sweeper: NodeJS.Timeout | undefined;
 
   /**
    * @param repository real path of the model repository.
@@ -265,25 +271,34 @@ export class WorkerExecutor implements Executor {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#sweeper);
     await Promise.all([...this.#all].map((worker) => worker.stop()));
   }
 
-  /** An idle thread for a load; a new one is started to stay ready. */
+  /** An idle thread for a load (the most recently idle); a new one is started to stay ready. */
   #take(): PoolWorker {
-    const worker = this.#idle.shift() ?? this.#spawn();
+    const worker = this.#idle.pop() ?? this.#spawn();
     if (this.#idle.length < this.#spares && !this.#closed) this.#idle.push(this.#spawn());
     return worker;
   }
 
   #giveBack(worker: PoolWorker): void {
     if (worker.dead || this.#closed) return;
-    if (this.#idle.length < this.#spares) {
-      this.#idle.push(worker);
-      return;
+    // Kept for the next load: starting a thread (an isolate, then onnxruntime) costs tens of ms
+    // of CPU, which under a cap smaller than the working set would come with every load.
+    worker.idleSince = performance.now();
+    this.#idle.push(worker);
+    this.#sweeper ??= setInterval(() => this.#sweep(), IDLE_THREAD_MS / 4).unref();
+  }
+
+  /** Stops threads idle for IDLE_THREAD_MS beyond the spares: the memory onnxruntime keeps per thread goes with them. */
+  #sweep(): void {
+    const now = performance.now();
+    while (this.#idle.length > this.#spares && now - (this.#idle[0] as PoolWorker).idleSince > IDLE_THREAD_MS) {
+      const worker = this.#idle.shift() as PoolWorker;
+      this.#all.delete(worker);
+      void worker.stop();
     }
-    // Idle and beyond the spares: the memory onnxruntime keeps per thread goes with it.
-    this.#all.delete(worker);
-    void worker.stop();
   }
 
   #spawn(): PoolWorker {

@@ -87,7 +87,7 @@ t.test('an instance lost with its thread: its requests fail with 503, the model 
   });
   t.equal((await infer(app, 'scale', rowsRequest(1, 1))).statusCode, 200);
   t.equal((await infer(app, 'other', rowsRequest(1, 1))).statusCode, 200);
-  const [first, second] = executor.threadsOf('scale');
+  const [first] = executor.threadsOf('scale');
   executor.crash(first as NonNullable<typeof first>);
   // Two at once: the instance with nothing in flight takes each, so one lands on the crashing thread.
   const answers = await Promise.all([infer(app, 'scale', rowsRequest(1, 1)), infer(app, 'scale', rowsRequest(2, 1))]);
@@ -96,8 +96,10 @@ t.test('an instance lost with its thread: its requests fail with 503, the model 
   await until(() => !executor.threads.includes(first as NonNullable<typeof first>), 'the dead thread gone');
   t.same((await infer(app, 'other', rowsRequest(3, 1))).json().outputs[0].data, [15], 'the other model still serves');
   t.same((await infer(app, 'scale', rowsRequest(4, 1))).json().outputs[0].data, [8], 'the lost model loads again');
-  t.equal(executor.threadsOf('scale').length, 2);
-  t.notOk(executor.threadsOf('scale').includes(second as NonNullable<typeof second>), 'both instances are new: the model loaded again as a whole');
+  const now = executor.threadsOf('scale');
+  t.equal(now.length, 2, 'two instances again');
+  t.notOk(now.includes(first as NonNullable<typeof first>), 'not on the dead thread');
+  t.not(now[0], now[1]);
   t.equal(app.registry.status().find((model) => model.name === 'scale')?.loads, 2);
 });
 
@@ -136,4 +138,18 @@ t.test('runIn: auto moves a model that runs in microseconds into the event loop;
   t.same((await infer(app, 'auto', rowsRequest(21, 1))).json().outputs[0].data, [42], 'and answers the same from there');
   for (let i = 0; i < 100; i++) await infer(app, 'worker', rowsRequest(i, 1));
   t.equal(executor.threadsOf('worker').length, 1, 'worker: stays on its thread');
+});
+
+t.test('threads freed by evictions are reused by later loads, not started anew', async (t) => {
+  const { app, executor } = await gateway(t, { 'a.onnx': scaleModel(2), 'b.onnx': scaleModel(3) }, {
+    registry: { maxResidentModels: 1 },
+    models: [{ name: 'a', path: 'a.onnx', runIn: 'worker' }, { name: 'b', path: 'b.onnx', runIn: 'worker' }],
+  });
+  const seen = new Set(executor.threads);
+  for (let i = 0; i < 10; i++) {
+    t.same((await infer(app, i % 2 === 0 ? 'a' : 'b', rowsRequest(i, 1))).json().outputs[0].data, [(i % 2 === 0 ? 2 : 3) * i]);
+    for (const thread of executor.threads) seen.add(thread);
+  }
+  t.equal(app.registry.status().reduce((sum, model) => sum + model.loads, 0), 10, 'ten loads');
+  t.ok(seen.size <= 3, `on ${seen.size} threads in all`);
 });
