@@ -15,7 +15,7 @@ import type { Executor } from './executor/types.ts';
 import { adminRoutes } from './http/admin.ts';
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from './http/error-handler.ts';
 import { registerDocs } from './http/docs.ts';
-import { installObservability, OneLinePerRequest, requestId, type Drain } from './http/observability.ts';
+import { installObservability, OneLinePerRequest, requestId, sameLogger, type Drain } from './http/observability.ts';
 import { ErrorBody, InferRequestBody } from './http/schemas.ts';
 import { Metrics } from './metrics.ts';
 import { v2Routes } from './http/v2.ts';
@@ -59,6 +59,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const app = Fastify({
     logger: options.logger ?? false,
     logController: new OneLinePerRequest(config.server.accessLog),
+    childLoggerFactory: sameLogger,
     genReqId: requestId,
     bodyLimit: config.server.bodyLimitBytes,
     requestTimeout: config.server.requestTimeoutMs,

@@ -4,11 +4,11 @@
  * that listens and handles signals.
  */
 import { parseArgs } from 'node:util';
-import pino from 'pino';
 import { buildApp } from './app.ts';
 import { loadConfigFile } from './config/load.ts';
 import type { GatewayConfig } from './config/schema.ts';
 import { ConfigError } from './errors.ts';
+import { LogStream } from './log-stream.ts';
 
 const USAGE = `Usage: modelgate serve [--config <file>] [--host <address>] [--port <number>]
 
@@ -68,9 +68,9 @@ async function main(): Promise<number | undefined> {
     return 2;
   }
 
-  // Log lines are written asynchronously (a synchronous write per request cost a quarter of a tiny
-  // model's throughput); what is still buffered is written out when the process exits, however it exits.
-  const log = pino.destination({ dest: 1, sync: false });
+  // Log lines are written in batches (a write per request cost a quarter of a tiny model's
+  // throughput); what is still buffered is written out when the process exits, however it exits.
+  const log = new LogStream();
   process.on('exit', () => {
     try {
       log.flushSync();

@@ -19,7 +19,7 @@ export const ServerSchema = Type.Object({
   defaultTimeoutMicros: Type.Optional(Type.Integer({ minimum: 1, description: 'Deadline of a request that sets no timeout parameter, in µs (as Triton\'s timeout): one still waiting for its model then gets 504 and never runs. Absent: no deadline.' })),
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0, description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish (ms) before the process exits.' }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'Log level; the MODELGATE_LOG_LEVEL environment variable overrides it.' }),
-  accessLog: Type.Boolean({ default: true, description: 'One info line per request (method, url, key, status, ms, requestId), written asynchronously. false: only requests answered with a 5xx are logged; the README gives what the line costs.' }),
+  accessLog: Type.Boolean({ default: true, description: 'One info line per request (method, url, key, status, ms, requestId), buffered and written in batches. false: only requests answered with a 5xx are logged.' }),
 }, { additionalProperties: false, default: {} });
 
 export const AdminSchema = Type.Object({

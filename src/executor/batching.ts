@@ -67,8 +67,8 @@ class BatchingModel implements LoadedModel {
   /** The model batches run on. */
   readonly inner: LoadedModel;
   readonly #options: BatchingOptions;
-  /** Waiting requests by compatibility key: the same trailing dimensions and outputs. */
-  readonly #queues = new Map<string, Pending[]>();
+  /** Waiting requests by compatibility key: the same trailing dimensions and outputs; `rows` is their sum. */
+  readonly #queues = new Map<string, { items: Pending[]; rows: number }>();
   readonly #observe: ((rows: number, requests: number) => void) | undefined;
   #scheduled = false;
   #cancelTimer: (() => void) | undefined;
@@ -86,25 +86,29 @@ class BatchingModel implements LoadedModel {
   }
 
   run(inputs: TensorMap, outputs: readonly string[], waiting: Waiting = {}): Promise<TensorMap> {
-    const first = inputs.values().next().value as Tensor;
-    const rows = first.shape[0] as number;
-    if (rows >= this.#options.maxBatchSize || [...inputs.values()].some((tensor) => tensor.shape[0] !== rows)) {
-      return this.inner.run(inputs, outputs);
+    let rows = -1;
+    let key = '';
+    // One pass: the rows every input must share, and the compatibility key (names and trailing dimensions).
+    for (const [name, tensor] of inputs) {
+      const first = tensor.shape[0] as number;
+      if (rows === -1) rows = first;
+      else if (first !== rows) return this.inner.run(inputs, outputs);
+      key += `${name}\u0000`;
+      for (let i = 1; i < tensor.shape.length; i++) key += `:${tensor.shape[i]}`;
+      key += ';';
     }
-    const key = [...inputs].map(([name, tensor]) => `${name}:${tensor.shape.slice(1).join('x')}`).join(';') + `|${outputs.join(',')}`;
+    if (rows === -1 || rows >= this.#options.maxBatchSize) return this.inner.run(inputs, outputs);
+    key += outputs.join(',');
     return new Promise((resolve, reject) => {
-      const queue = this.#queues.get(key) ?? [];
-      const pending: Pending = { inputs, outputs, rows, waiting, resolve, reject };
-      queue.push(pending);
-      this.#queues.set(key, queue);
-      // A client that goes away takes its request out of the queue.
-      waiting.signal?.addEventListener('abort', () => {
-        const index = this.#queues.get(key)?.indexOf(pending) ?? -1;
-        if (index === -1) return;
-        this.#queues.get(key)?.splice(index, 1);
-        reject(new RequestAbortedError(this.#name));
-      }, { once: true });
-      if (queue.reduce((sum, pending) => sum + pending.rows, 0) >= this.#options.maxBatchSize && this.#canSend()) this.#flush();
+      let queue = this.#queues.get(key);
+      if (queue === undefined) {
+        queue = { items: [], rows: 0 };
+        this.#queues.set(key, queue);
+      }
+      // A client that goes away is dropped from the queue when its batch forms (no listener per request).
+      queue.items.push({ inputs, outputs, rows, waiting, resolve, reject });
+      queue.rows += rows;
+      if (queue.rows >= this.#options.maxBatchSize && this.#canSend()) this.#flush();
       else this.#schedule();
     });
   }
@@ -131,28 +135,30 @@ class BatchingModel implements LoadedModel {
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
     const now = performance.now();
-    for (const [key, waiting] of this.#queues) {
-      const queue = waiting.filter((pending) => {
-        const expired = pending.waiting.deadline !== undefined && now >= pending.waiting.deadline;
-        if (expired) pending.reject(new DeadlineExceededError(this.#name));
-        return !expired;
+    for (const [key, queue] of this.#queues) {
+      const items = queue.items.filter((pending) => {
+        const { deadline, signal } = pending.waiting;
+        if (signal?.aborted === true) pending.reject(new RequestAbortedError(this.#name));
+        else if (deadline !== undefined && now >= deadline) pending.reject(new DeadlineExceededError(this.#name));
+        else return true;
+        return false;
       });
-      while (queue.length > 0 && this.#canSend()) {
-        const batch: Pending[] = [];
+      let next = 0;
+      while (next < items.length && this.#canSend()) {
+        const start = next;
         let rows = 0;
-        while (queue.length > 0 && rows + (queue[0] as Pending).rows <= this.#options.maxBatchSize) {
-          const next = queue.shift() as Pending;
-          batch.push(next);
-          rows += next.rows;
+        while (next < items.length && rows + (items[next] as Pending).rows <= this.#options.maxBatchSize) {
+          rows += (items[next] as Pending).rows;
+          next += 1;
         }
         this.#inFlight += 1;
-        void this.#runBatch(batch, rows).then(() => {
+        void this.#runBatch(items.slice(start, next), rows).then(() => {
           this.#inFlight -= 1;
           if (this.#queues.size > 0) this.#flush();
         });
       }
-      if (queue.length === 0) this.#queues.delete(key);
-      else this.#queues.set(key, queue);
+      if (next === items.length) this.#queues.delete(key);
+      else this.#queues.set(key, { items: items.slice(next), rows: items.slice(next).reduce((sum, pending) => sum + pending.rows, 0) });
     }
   }
 

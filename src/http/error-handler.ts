@@ -17,10 +17,10 @@ export function installErrorHandling(app: FastifyInstance): void {
     const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     const ours = error.code?.startsWith('MG_') === true;
     if (status >= 500 && !ours) {
-      request.log.error({ err: error }, 'unexpected error');
+      request.log.error({ requestId: request.id, err: error }, 'unexpected error');
       return reply.code(500).send({ error: 'Internal server error' });
     }
-    if (status >= 500) request.log.warn({ code: error.code, reason: error.message }, 'request failed');
+    if (status >= 500) request.log.warn({ requestId: request.id, code: error.code, reason: error.message }, 'request failed');
     if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
     if (status === 401) reply.header('www-authenticate', 'Bearer realm="modelgate"');
     const message = FASTIFY_MESSAGES.get(error.code)

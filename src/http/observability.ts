@@ -17,6 +17,14 @@ export function requestId(request: { headers: Record<string, string | string[] |
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
+/**
+ * fastify makes a child logger per request to bind its id; the lines that need the id carry it
+ * themselves instead, so requests share the server's logger (a pino child costs microseconds).
+ */
+export function sameLogger<L>(logger: L): L {
+  return logger;
+}
+
 /** One line per request, written when it completes; fastify's own pair of lines is off. */
 export class OneLinePerRequest extends LogController {
   readonly #everyRequest: boolean;
@@ -33,6 +41,7 @@ export class OneLinePerRequest extends LogController {
     if (!this.#everyRequest && reply.statusCode < 500) return;
     const params = request.params as { key?: string } | undefined;
     const line = {
+      requestId: request.id,
       method: request.method,
       url: request.url.split('?')[0],
       ...(params?.key === undefined ? {} : { key: params.key }),

@@ -25,7 +25,11 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
   // Inference bodies arrive as bytes whatever their Content-Type (Triton's Python client sends none):
   // the protocol layer tells JSON from binary, inflates compressed bodies and refuses what it cannot read.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+  const asBytes = (_request: unknown, body: Buffer, done: (error: null, body: Buffer) => void) => done(null, body);
+  // The usual types by name: fastify finds those from the header string as it is, while the
+  // catch-all parses the header into a media type on every request.
+  app.addContentTypeParser(['application/json', 'application/octet-stream'], { parseAs: 'buffer' }, asBytes);
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, asBytes);
 
   app.get('/v2/health/live', {
     schema: { tags: ['health'], summary: 'Liveness: 200 while the process can serve.', response: { 200: LiveResponse } },

@@ -127,7 +127,8 @@ export class DataPlane {
     }
     const timing: RunTiming = { queueMs: 0, inferMs: 0, executions: 0, batchSize: 1 };
     const context: InferContext = { decisions: [], header, signal, deadline: timeout === undefined ? undefined : started + timeout / 1000, timing };
-    const signature = await untilStopped(target.signature(), context, key);
+    // Known already in the common case: no promise, no listener.
+    const signature = target.knownSignature() ?? await untilStopped(target.signature(), context, key);
     const decoding = performance.now();
     const decode = (exact: boolean): InferRequest => {
       if ('json' in payload) return decodeInferRequest(exact && payload.exact !== undefined ? payload.exact() : payload.json, signature);
