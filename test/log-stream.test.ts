@@ -1,9 +1,9 @@
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { LogStream } from '../src/log-stream.ts';
 
-function file(t: Parameters<Parameters<typeof t.test>[1]>[0]) {
+function file(t: Test) {
   const name = path.join(t.testdir(), 'log');
   const fd = openSync(name, 'w');
   t.teardown(() => closeSync(fd));
