@@ -112,7 +112,7 @@ class WorkerModel implements LoadedModel {
   readonly #instances: Instance[];
   readonly #executor: WorkerExecutor;
   #markLost: () => void = () => undefined;
-  /** Run times measured in the worker, µs, while deciding whether to move into the event loop. */
+  /** Runs timed in the worker and the hops around them, µs, while deciding whether to move into the event loop. */
   #samples: Array<[run: number, hop: number]> | undefined;
   #inline: LoadedModel | undefined;
   #released = false;
@@ -130,11 +130,6 @@ class WorkerModel implements LoadedModel {
   /** Batches worth having in flight: one running and one queued behind it on each instance, so a worker never waits for the next. */
   get concurrency(): number {
     return this.#inline === undefined ? this.#instances.length * 2 : 1;
-  }
-
-  /** Where it runs now, for status and tests. */
-  get runningIn(): 'worker' | 'eventLoop' {
-    return this.#inline === undefined ? 'worker' : 'eventLoop';
   }
 
   get name(): string {
@@ -164,9 +159,12 @@ class WorkerModel implements LoadedModel {
 
   async #runOn(instance: Instance, inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
     try {
+      // Only a run sent to an idle thread times the hop: one queued behind another batch would
+      // count that batch's run as hop, and move a compute-bound model into the event loop.
+      const alone = instance.worker.busy === 0;
       const sent = performance.now();
       const answer = await instance.worker.call({ kind: 'run', handle: instance.handle, inputs: [...inputs], outputs: [...outputs] }) as { outputs: Array<[string, Tensor]>; micros: number };
-      this.#sample(answer.micros, (performance.now() - sent) * 1000);
+      if (alone) this.#sample(answer.micros, (performance.now() - sent) * 1000);
       return new Map(answer.outputs);
     } catch (error) {
       if (error instanceof WorkerDied) throw withRetryAfter(new WorkerLostError(this.#config.name), 1);
