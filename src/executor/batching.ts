@@ -64,8 +64,7 @@ class BatchingModel implements LoadedModel {
   readonly signature: Signature;
   readonly lost: Promise<void> | undefined;
   readonly #name: string;
-  /** The model batches run on. */
-  readonly inner: LoadedModel;
+  readonly #inner: LoadedModel;
   readonly #options: BatchingOptions;
   /** Waiting requests by compatibility key: the same trailing dimensions and outputs; `rows` is their sum. */
   readonly #queues = new Map<string, { items: Pending[]; rows: number }>();
@@ -77,7 +76,7 @@ class BatchingModel implements LoadedModel {
 
   constructor(name: string, inner: LoadedModel, options: BatchingOptions, observe?: (rows: number, requests: number) => void) {
     this.#name = name;
-    this.inner = inner;
+    this.#inner = inner;
     this.#options = options;
     this.#observe = observe;
     this.signature = inner.signature;
@@ -92,12 +91,12 @@ class BatchingModel implements LoadedModel {
     for (const [name, tensor] of inputs) {
       const first = tensor.shape[0] as number;
       if (rows === -1) rows = first;
-      else if (first !== rows) return this.inner.run(inputs, outputs);
+      else if (first !== rows) return this.#inner.run(inputs, outputs);
       key += `${name}\u0000`;
       for (let i = 1; i < tensor.shape.length; i++) key += `:${tensor.shape[i]}`;
       key += ';';
     }
-    if (rows === -1 || rows >= this.#options.maxBatchSize) return this.inner.run(inputs, outputs);
+    if (rows === -1 || rows >= this.#options.maxBatchSize) return this.#inner.run(inputs, outputs);
     key += outputs.join(',');
     return new Promise((resolve, reject) => {
       let queue = this.#queues.get(key);
@@ -114,11 +113,11 @@ class BatchingModel implements LoadedModel {
   }
 
   release(): Promise<void> {
-    return this.inner.release();
+    return this.#inner.release();
   }
 
   #canSend(): boolean {
-    return this.#inFlight < ((this.inner as { concurrency?: number }).concurrency ?? 1);
+    return this.#inFlight < ((this.#inner as { concurrency?: number }).concurrency ?? 1);
   }
 
   #schedule(): void {
@@ -167,7 +166,7 @@ class BatchingModel implements LoadedModel {
     for (const pending of batch) pending.waiting.batched?.(rows, batch.length);
     if (batch.length === 1) {
       const only = batch[0] as Pending;
-      await this.inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);
+      await this.#inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);
       return;
     }
     try {
@@ -175,7 +174,7 @@ class BatchingModel implements LoadedModel {
       for (const name of (batch[0] as Pending).inputs.keys()) {
         inputs.set(name, concat(batch.map((pending) => pending.inputs.get(name) as Tensor), rows));
       }
-      const results = await this.inner.run(inputs, (batch[0] as Pending).outputs);
+      const results = await this.#inner.run(inputs, (batch[0] as Pending).outputs);
       const parts = batch.map(() => new Map() as TensorMap);
       for (const [name, tensor] of results) {
         if (tensor.shape[0] !== rows) throw new Error(`output '${name}' has ${tensor.shape[0]} rows for a batch of ${rows}: set batching: false for this model`);

@@ -70,7 +70,6 @@ async function handle(message: WorkerRequest): Promise<{ value?: unknown; transf
     }
     case 'exit':
       process.exit(1);
-    // eslint-disable-next-line no-fallthrough
     case 'stop':
       process.exit(0);
   }
