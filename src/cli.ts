@@ -3,6 +3,8 @@
  * `modelgate serve --config <file> [--host H] [--port N]`: the only place
  * that listens and handles signals.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { buildApp } from './app.ts';
 import { loadConfigFile } from './config/load.ts';
@@ -83,6 +85,23 @@ async function main(): Promise<number | undefined> {
     process.stderr.write(`modelgate: cannot start: ${(error as Error).message}\n`);
     return 1;
   }
+  // Connections with no request in progress (a proxy's pre-opened sockets, idle keep-alive ones)
+  // are closed as soon as shutdown begins: otherwise one that never sends holds the exit for the
+  // whole grace period. Busy ones close after their answer (it says Connection: close).
+  const inProgress = new Map<Socket, number>();
+  app.server.on('connection', (socket: Socket) => {
+    inProgress.set(socket, 0);
+    socket.once('close', () => inProgress.delete(socket));
+  });
+  app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket;
+    inProgress.set(socket, (inProgress.get(socket) ?? 0) + 1);
+    response.once('close', () => {
+      const left = (inProgress.get(socket) ?? 1) - 1;
+      inProgress.set(socket, left);
+      if (closing && left === 0) socket.end();
+    });
+  });
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) {
@@ -94,6 +113,7 @@ async function main(): Promise<number | undefined> {
     app.drain.begin();
     app.dataPlane.ready = false;
     app.log.info({ signal, graceMs: config.server.shutdownGraceMs }, 'shutting down');
+    for (const [socket, requests] of inProgress) if (requests === 0) socket.end();
     setTimeout(() => {
       app.log.warn('grace period over: closing the connections still open');
       app.server.closeAllConnections();

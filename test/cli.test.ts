@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -114,3 +115,23 @@ async function listening(cli: ReturnType<typeof run>): Promise<string> {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+t.test('SIGTERM closes connections with no request in progress at once: a silent client does not hold the exit', async (t) => {
+  const dir = t.testdir();
+  writeFiles(dir, { 'models/lin.onnx': affineModel({ inFeatures: 2, outFeatures: 1, weights: [2, 3], bias: [1] }) });
+  writeFileSync(path.join(dir, 'g.yaml'), 'modelRepository: models\nmodels:\n  - name: lin\n    path: lin.onnx\nserver:\n  shutdownGraceMs: 60000\n');
+  const cli = run(['serve', '--config', path.join(dir, 'g.yaml'), '--port', '0'], {}, BUILT_CLI);
+  t.teardown(() => { cli.child.kill('SIGKILL'); });
+  const address = new URL(await listening(cli));
+  // As a proxy's pre-opened socket: connected, nothing sent.
+  const silent = connect(Number(address.port), address.hostname);
+  await new Promise((resolve) => silent.once('connect', resolve));
+  const closed = new Promise((resolve) => silent.once('close', resolve));
+  silent.on('error', () => undefined);
+  const begin = Date.now();
+  cli.child.kill('SIGTERM');
+  t.equal(await cli.exited, 0);
+  await closed;
+  // The grace period is a minute: anything near it means the silent socket held the exit.
+  t.ok(Date.now() - begin < 20_000, `exited in ${Date.now() - begin} ms with a silent client connected`);
+});
