@@ -156,8 +156,9 @@ class BatchingModel implements LoadedModel {
           if (this.#queues.size > 0) this.#flush();
         });
       }
-      if (next === items.length) this.#queues.delete(key);
-      else this.#queues.set(key, { items: items.slice(next), rows: items.slice(next).reduce((sum, pending) => sum + pending.rows, 0) });
+      const rest = items.slice(next);
+      if (rest.length === 0) this.#queues.delete(key);
+      else this.#queues.set(key, { items: rest, rows: rest.reduce((sum, pending) => sum + pending.rows, 0) });
     }
   }
 
