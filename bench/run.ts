@@ -89,30 +89,37 @@ function gateway(name: string, document: Record<string, unknown>) {
   return start([path.join(ROOT, 'src/cli.ts'), 'serve', '--config', config(name, document)]);
 }
 
-/** req/s, latency in µs, and the server's CPU µs per request answered. */
-interface Load { requests: number; p50: number; p99: number; errors: number; cpuPerRequest: number }
+/** req/s, latency in µs, and the server's CPU µs per request answered; with a counter, how much it grew per request over the measured rounds. */
+interface Load { requests: number; p50: number; p99: number; errors: number; cpuPerRequest: number; countedPerRequest?: number }
 
-async function load(url: string, options: { connections: number; body?: string | Buffer; headers?: Record<string, string>; paths?: () => string; path?: string }): Promise<Load> {
+async function load(url: string, options: { connections: number; body?: string | Buffer; headers?: Record<string, string>; paths?: () => string; path?: string; counter?: () => Promise<number> }): Promise<Load> {
   const results: Load[] = [];
   const pid = pids.get(url) as number;
+  const target = {
+    url: `${url}${options.path ?? ''}`,
+    connections: options.connections,
+    method: 'POST' as const,
+    headers: { 'content-type': 'application/json', ...options.headers },
+    ...(options.body === undefined ? {} : { body: options.body }),
+    ...(options.paths === undefined ? {} : { requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, path: (options.paths as () => string)() }) }] }),
+  };
   // A second of warm-up, not counted: JIT, first loads, and runIn auto's timing runs.
-  await autocannon({ url: `${url}${options.path ?? ''}`, connections: options.connections, duration: 1, method: 'POST', headers: { 'content-type': 'application/json', ...options.headers }, ...(options.body === undefined ? {} : { body: options.body }) });
+  await autocannon({ ...target, duration: 1 });
+  const countedBefore = await options.counter?.();
+  let answered = 0;
   for (let round = 0; round < ROUNDS; round++) {
     const cpuBefore = cpuMicros(pid);
-    const result = await autocannon({
-      url: `${url}${options.path ?? ''}`,
-      connections: options.connections,
-      duration: SECONDS,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...options.headers },
-      ...(options.body === undefined ? {} : { body: options.body }),
-      ...(options.paths === undefined ? {} : { requests: [{ setupRequest: (request: autocannon.Request) => ({ ...request, path: (options.paths as () => string)() }) }] }),
-    });
+    const result = await autocannon({ ...target, duration: SECONDS });
     const cpu = cpuMicros(pid) - cpuBefore;
+    answered += result.requests.total;
     results.push({ requests: result.requests.average, p50: result.latency.p50 * 1000, p99: result.latency.p99 * 1000, errors: result.errors + result.non2xx, cpuPerRequest: cpu / Math.max(1, result.requests.total) });
   }
+  const countedAfter = await options.counter?.();
   const median = (pick: (load: Load) => number) => results.map(pick).sort((a, b) => a - b)[Math.floor(results.length / 2)] as number;
-  return { requests: median((r) => r.requests), p50: median((r) => r.p50), p99: median((r) => r.p99), errors: results.reduce((sum, r) => sum + r.errors, 0), cpuPerRequest: median((r) => r.cpuPerRequest) };
+  return {
+    requests: median((r) => r.requests), p50: median((r) => r.p50), p99: median((r) => r.p99), errors: results.reduce((sum, r) => sum + r.errors, 0), cpuPerRequest: median((r) => r.cpuPerRequest),
+    ...(countedBefore === undefined || countedAfter === undefined ? {} : { countedPerRequest: (countedAfter - countedBefore) / Math.max(1, answered) }),
+  };
 }
 
 /** Latency of sequential requests (concurrency 1), in µs: autocannon's histogram has only millisecond resolution. */
@@ -309,9 +316,9 @@ try {
   const thrash: Record<string, { requests: number; loadsPer1000: number }> = {};
   for (const scheduling of ['grouped', 'fifo'] as const) {
     const url = await started(gateway(`thrash-${scheduling}`, { registry: { maxResidentModels: 2, scheduling }, models: thrashModels }));
-    const outcome = await load(url, { connections: 64, body: body256.body, headers: body256.headers, paths: uniform });
-    const loads = await metric(url, 'modelgate_model_loads_total');
-    const loadsPer1000 = loads / (outcome.requests * SECONDS * ROUNDS) * 1000;
+    // Loads counted over the measured rounds only, the warm-up's left out.
+    const outcome = await load(url, { connections: 64, body: body256.body, headers: body256.headers, paths: uniform, counter: () => metric(url, 'modelgate_model_loads_total') });
+    const loadsPer1000 = (outcome.countedPerRequest as number) * 1000;
     thrash[scheduling] = { requests: outcome.requests, loadsPer1000 };
     row(`6. thrash, 8 models, uniform keys, cap 2, ${scheduling}, c=64`, `${fixed(outcome.requests)} req/s, ${loadsPer1000.toFixed(1)} loads/1000 req, p99 ${(outcome.p99 / 1000).toFixed(1)} ms`);
     results[`thrash_uniform_${scheduling}`] = { ...outcome, loadsPer1000 };
