@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { validateModel } from '../config/load.ts';
-import type { ModelConfig, RemoteModelConfig } from '../config/schema.ts';
+import { NAME_PATTERN, type ModelConfig, type RemoteModelConfig } from '../config/schema.ts';
 import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, PreconditionFailedError, RepositoryNotWritableError } from '../errors.ts';
 import type { Signature } from '../protocol/types.ts';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
@@ -17,6 +17,9 @@ import type { RemoteModel } from './remote-target.ts';
 import type { Router } from './router.ts';
 import { ifMatchHolds, modelDigest, type ModelEntry, type ModelStateEntry } from './state-file.ts';
 import type { Target } from './target.ts';
+
+/** The configuration's name pattern: an upload names its model in the URL, unchecked by any schema. */
+const MODEL_NAME = new RegExp(NAME_PATTERN);
 
 /** Where uploaded files go, inside the repository: names the gateway chooses. */
 export const UPLOADS = '.uploads';
@@ -121,7 +124,7 @@ export class LiveModels {
   /** Writes an uploaded file into the repository under a name of the gateway's choosing, then creates or repoints the model at it. */
   upload(name: string, bytes: Buffer, ifMatch: string | undefined, force = false): Promise<{ created: boolean; view: ModelView }> {
     return this.#options.router.serialized(async () => {
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) throw new InvalidModelError(`name: '${name}' is not a model name (letters, digits, _ . -, up to 64)`);
+      if (!MODEL_NAME.test(name)) throw new InvalidModelError(`name: '${name}' is not a model name (letters, digits, _ . -, up to 64)`);
       this.#checkPrecondition(name, ifMatch);
       if (this.#options.remotes.has(name)) throw new ModelConflictError(`model '${name}' is served by a remote server: it has no file`);
       const relative = `${UPLOADS}/${name}/${Date.now()}-${randomBytes(6).toString('hex')}.onnx`;
