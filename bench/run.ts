@@ -338,7 +338,7 @@ try {
     hottest[cap] = p99(hot);
     const perKey = Array.from({ length: 8 }, (_, i) => p99(rounds.flatMap((round) => round.byPath.get(`/v2/models/t${i}/infer`) ?? [])));
     const text = await (await fetch(`${url}/metrics`)).text();
-    const loadsByKey = Array.from({ length: 8 }, (_, i) => Number(new RegExp(`^modelgate_model_loads_total\\{model="t${i}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0));
+    const loadsByKey = Array.from({ length: 8 }, (_, i) => Number(new RegExp(`^modelgate_model_loads_total\\{model="t${i}"[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0));
     row(`6. Zipf s=1.2 keys, cap ${cap}, c=64 closed loops`, `${fixed(rounds.reduce((sum, round) => sum + round.requests, 0) / ROUNDS)} req/s, p99 of the 2 hottest ${p99(hot).toFixed(1)} ms, of all ${p99(all).toFixed(1)} ms`);
     row(`6. Zipf, cap ${cap}, by key t0..t7 (hottest first)`, `p99 ${perKey.map((value) => value.toFixed(0)).join(' ')} ms; loads ${loadsByKey.join(' ')}`);
     results[`zipf_cap${cap}`] = { hottestP99Ms: p99(hot), allP99Ms: p99(all), p99MsByKey: perKey, loadsByKey };

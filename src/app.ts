@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { resolveInRepository } from './config/paths.ts';
 import type { GatewayConfig, ModelConfig, RemoteModelConfig } from './config/schema.ts';
@@ -28,7 +28,8 @@ import { applyModelState, LiveModels } from './routing/live-models.ts';
 import { RemoteModel, RemoteTarget } from './routing/remote-target.ts';
 import { RolloutDriver } from './routing/rollouts.ts';
 import { Router } from './routing/router.ts';
-import { readState } from './routing/state-file.ts';
+import { readState, type RouteState } from './routing/state-file.ts';
+import { RedisStore } from './store/redis-store.ts';
 import type { Target } from './routing/target.ts';
 
 export interface BuildOptions {
@@ -54,7 +55,12 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 
 export async function buildApp(config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   // What can fail comes first, before worker threads exist that would then need closing.
-  const state = config.stateFile === undefined ? undefined : await readState(config.stateFile);
+  const local = config.stateFile === undefined ? undefined : await readState(config.stateFile);
+  // With a shared store, the newest of its document and this replica's last copy: a replica
+  // restarted while Redis is down serves what it last knew.
+  const shared = config.store.redis === undefined ? undefined : new RedisStore(config.store.redis);
+  const stored = await readShared(shared);
+  const state = stored !== undefined && stored.counter > (local?.counter ?? 0) ? stored : local;
   const plugins = await loadPlugins(config.plugins);
   const app = Fastify({
     logger: options.logger ?? false,
@@ -78,7 +84,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   app.addSchema(InferRequestBody);
 
   // The registry and the router are created below; metrics read them only when scraped.
-  const metrics: Metrics = new Metrics(() => registry.status(), (key) => router.table().has(key));
+  const replica = config.server.replica ?? `${hostname()}:${config.server.port}`;
+  const metrics: Metrics = new Metrics(() => registry.status(), (key) => router.table().has(key), replica);
   const workers = config.executor.workers ?? Math.max(1, availableParallelism() - 1);
   const runner = options.executor ?? (workers === 0 ? new OnnxExecutor(config.modelRepository) : new WorkerExecutor(config.modelRepository, workers));
   const executor = new BatchingExecutor(runner, (model, rows, requests) => metrics.batch(model, rows, requests));
@@ -113,6 +120,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   }
   const router = new Router(modelTargets, config.routes, {
     stateFile: config.stateFile,
+    shared,
     state,
     log: (message, details) => app.log.info(details, message),
     plugins,
@@ -133,7 +141,11 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const live = new LiveModels({
     registry, router, repository: config.modelRepository, target: modelTarget, readSignature: readModelSignature,
     remotes, remote: remoteModel, remoteTarget: (key, remote) => new RemoteTarget(key, remote),
+    configured: { models: config.models, remotes: config.remotes }, log: (message, details) => app.log.info(details, message),
   });
+  router.adoptModelsWith((entries) => live.adopt(entries));
+  router.storedVersion(stored?.counter ?? 0);
+  if (shared !== undefined) metrics.watchShared(() => router.sharedState());
   const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data', 'classification', 'model_repository', 'statistics'] }, config.server.defaultTimeoutMicros);
 
   let adminToken = config.admin.token;
@@ -147,7 +159,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   app.decorate('adminToken', adminToken);
 
   await registerDocs(app, { version: VERSION }, () => router.table());
-  const drain = installObservability(app, metrics);
+  const drain = installObservability(app, metrics, replica);
   app.decorate('drain', drain);
   await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes, observe: (key, status, seconds) => metrics.request(key, status, seconds) });
   await app.register(adminRoutes, { token: adminToken, registry, router, live, maxModelBytes: config.admin.maxModelBytes });
@@ -160,6 +172,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     await router.verify();
     dataPlane.ready = true;
     rollouts.start();
+    // Hints (a change published, a reconnection, the poll) make the router read the shared document.
+    shared?.watch(() => void router.sync());
+    await router.sync();
   });
   app.addHook('preClose', async () => {
     rollouts.close();
@@ -167,8 +182,16 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     dataPlane.ready = false;
   });
   app.addHook('onClose', async () => {
+    await shared?.close();
     await Promise.all([...remotes.values()].map((remote) => remote.close()));
     await registry.close();
   });
   return app;
+}
+
+/** The shared store's document at start-up; undefined when there is none or the store does not answer in time. */
+async function readShared(store: RedisStore | undefined): Promise<RouteState | undefined> {
+  if (store === undefined) return undefined;
+  await store.connect();
+  return store.read().catch(() => undefined);
 }

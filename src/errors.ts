@@ -133,3 +133,11 @@ export const RemoteFailedError = createError<'MG_REMOTE_FAILED', 502, [string, s
 /** 503: calls to the remote serving a model are failing; they fail fast until a probe succeeds. Carries Retry-After. */
 export const RemoteUnavailableError = createError<'MG_REMOTE_UNAVAILABLE', 503, [string]>(
   'MG_REMOTE_UNAVAILABLE', "Model '%s' is served by a remote server that is not answering: failing fast until it recovers", 503);
+
+/** 503: live changes are shared through a store (Redis) that is not answering; nothing changed. Carries Retry-After. */
+export const StoreUnavailableError = createError<'MG_STORE_UNAVAILABLE', 503, [string]>(
+  'MG_STORE_UNAVAILABLE', 'The change was not applied: the shared configuration store is unavailable (%s); inference goes on with the last applied configuration, try the change again shortly', 503);
+
+/** 409: another replica kept changing the shared configuration while this change was being made; nothing changed. */
+export const ConcurrentChangeError = createError<'MG_CONCURRENT_CHANGE', 409, [string]>(
+  'MG_CONCURRENT_CHANGE', '%s', 409);

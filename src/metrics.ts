@@ -5,6 +5,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ModelStatus, RegistryEvents } from './registry/registry.ts';
+import type { SharedState } from './routing/router.ts';
 
 /** Seconds: from 100 µs (a tiny model in process) to 10 s. */
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -37,9 +38,12 @@ export class Metrics implements RouteObserver {
   /**
    * @param status the models' state now, read at each scrape.
    * @param isKey whether a key is served now, to keep the `key` label bounded.
+   * @param replica this replica's name, a label of every series.
    */
-  constructor(status: () => readonly ModelStatus[], isKey: (key: string) => boolean) {
+  constructor(status: () => readonly ModelStatus[], isKey: (key: string) => boolean, replica?: string) {
     this.#isKey = isKey;
+    // Every series says which replica it comes from: Prometheus sums a fleet by this label.
+    if (replica !== undefined) this.registry.setDefaultLabels({ replica });
     collectDefaultMetrics({ register: this.registry, prefix: 'modelgate_' });
     new Gauge({
       name: 'modelgate_model_resident', help: '1 while the model holds a session in the resident set.', labelNames: ['model'], registers: [this.registry],
@@ -48,6 +52,31 @@ export class Metrics implements RouteObserver {
     new Gauge({
       name: 'modelgate_model_in_flight', help: 'Requests using the model now.', labelNames: ['model'], registers: [this.registry],
       collect() { for (const model of status()) this.set({ model: model.name }, model.inFlight); },
+    });
+  }
+
+  /** Shows the shared store's state and the version of the document applied, read at each scrape. */
+  watchShared(state: () => SharedState | undefined): void {
+    new Gauge({
+      name: 'modelgate_store_up', help: '1 while the shared configuration store (Redis) answers; absent without one.', registers: [this.registry],
+      collect() {
+        const now = state();
+        if (now !== undefined) this.set(now.up ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'modelgate_store_document_version', help: 'Version of the shared configuration document this replica serves (0: none yet).', registers: [this.registry],
+      collect() {
+        const now = state();
+        if (now !== undefined) this.set(now.version);
+      },
+    });
+    new Gauge({
+      name: 'modelgate_store_document_age_seconds', help: 'Seconds since the document this replica serves was written: compare across replicas to see one that lags.', registers: [this.registry],
+      collect() {
+        const now = state();
+        if (now?.savedAt !== undefined) this.set((Date.now() - now.savedAt) / 1000);
+      },
     });
   }
 

@@ -30,6 +30,8 @@ t.test('every error has an MG_ code and the status its name promises', async (t)
     NoSpareCapacityError: ['MG_NO_SPARE_CAPACITY', 503],
     RemoteFailedError: ['MG_REMOTE_FAILED', 502],
     RemoteUnavailableError: ['MG_REMOTE_UNAVAILABLE', 503],
+    StoreUnavailableError: ['MG_STORE_UNAVAILABLE', 503],
+    ConcurrentChangeError: ['MG_CONCURRENT_CHANGE', 409],
   };
   const constructors = Object.entries(errors).filter(([name]) => name.endsWith('Error') && name !== 'ConfigError');
   t.same(constructors.map(([name]) => name).sort(), Object.keys(expected).sort(), 'every error is listed here');

@@ -87,6 +87,8 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   for (const issue of checkRoutes(raw.routes, modelKeys, pluginNames)) {
     issues.push(`routes[${issue.index}]${issue.path === '' ? '' : `.${issue.path}`}: ${issue.message}`);
   }
+  const redisUrl = raw.store.redis?.url;
+  if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) issues.push('store.redis.url: must be a redis:// or rediss:// URL');
   if (issues.length > 0) throw new ConfigError(issues);
 
   const token = raw.admin.token === undefined || raw.admin.token === '' ? undefined : raw.admin.token;
@@ -99,6 +101,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
     models,
     remotes,
     routes: raw.routes,
+    store: raw.store,
     stateFile: raw.stateFile === undefined ? stateFile : path.resolve(baseDir, raw.stateFile),
     plugins,
   });

@@ -19,6 +19,7 @@ export const ServerSchema = Type.Object({
   defaultTimeoutMicros: Type.Optional(Type.Integer({ minimum: 1, description: 'Deadline of a request that sets no timeout parameter, in µs (as Triton\'s timeout): one still waiting for its model then gets 504 and never runs. Absent: no deadline.' })),
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0, description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish (ms) before the process exits.' }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'Log level; the MODELGATE_LOG_LEVEL environment variable overrides it.' }),
+  replica: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'This replica\'s name: every response carries it as x-modelgate-replica, and every metric as the label replica. ${VAR} allowed (e.g. ${HOSTNAME}). Default: <hostname>:<port>.' })),
   accessLog: Type.Boolean({ default: true, description: 'One info line per request (method, url, key, status, ms, requestId), buffered and written in batches. false: only requests answered with a 5xx are logged.' }),
 }, { additionalProperties: false, default: {} });
 
@@ -152,6 +153,14 @@ export const ExecutorSchema = Type.Object({
   workers: Type.Optional(Type.Integer({ minimum: 0, maximum: 64, description: 'Idle worker threads kept ready for model loads (every model instance runs on a thread of its own, started when it loads; a thread freed by an unload is kept while fewer than this many are idle). 0: no worker threads, every model runs in the event loop\'s thread. Default: one less than the cores, at least 1.' })),
 }, { additionalProperties: false, default: {} });
 
+export const StoreSchema = Type.Object({
+  redis: Type.Optional(Type.Object({
+    url: Type.String({ minLength: 1, description: 'redis:// or rediss:// URL of the Redis every replica shares (${VAR} allowed, e.g. ${REDIS_URL}).' }),
+    key: Type.String({ default: 'modelgate', minLength: 1, maxLength: 200, description: 'The Redis key of the shared document (a hash); its change hints are published on <key>:changes. One key per fleet.' }),
+    pollMs: Type.Integer({ default: 2000, minimum: 100, maximum: 600_000, description: 'How often each replica reads the document\'s version whatever the hints say (ms): the most a change takes to arrive when a hint is lost.' }),
+  }, { additionalProperties: false })),
+}, { additionalProperties: false, default: {}, description: 'Where live changes (routes and models) are shared. Absent: the state file only, this process alone. With redis: every replica applies the same versioned document; the state file keeps this replica\'s last applied copy.' });
+
 export const GatewayConfigSchema = Type.Object({
   server: ServerSchema,
   executor: ExecutorSchema,
@@ -160,11 +169,13 @@ export const GatewayConfigSchema = Type.Object({
   registry: RegistrySchema,
   models: Type.Array(ModelSchema, { default: [] }),
   routes: Type.Array(RouteSchema, { default: [], description: 'Split and sequence routes, each behind its own key.' }),
+  store: StoreSchema,
   stateFile: Type.Optional(Type.String({ minLength: 1, description: 'Where live route changes are kept, relative to the config file. Default: <config name>.state.json beside it.' })),
   plugins: Type.Optional(Type.String({ minLength: 1, description: 'Directory of post-processing plugins (.js/.mjs modules), relative to the config file; loaded at start-up.' })),
 }, { additionalProperties: false });
 
 export type ServerConfig = Static<typeof ServerSchema>;
+export type StoreConfig = Static<typeof StoreSchema>;
 export type RegistryConfig = Static<typeof RegistrySchema>;
 export type SessionOptions = Static<typeof SessionOptionsSchema>;
 export type BatchingOptions = Static<typeof BatchingSchema>;
@@ -215,6 +226,8 @@ export interface GatewayConfig {
   /** Models other V2 servers serve. */
   readonly remotes: readonly RemoteModelConfig[];
   readonly routes: readonly RouteSpec[];
+  /** Where live changes are shared between replicas (none: the state file alone). */
+  readonly store: Readonly<StoreConfig>;
   /** Absolute path of the live-change state file, or undefined to keep live changes in memory only. */
   readonly stateFile: string | undefined;
   /** Absolute, real path of the plugins directory, if any. */

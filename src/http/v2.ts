@@ -2,7 +2,8 @@
  * The Open Inference Protocol's REST endpoints: thin adapters over the data plane.
  */
 import { Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import { InvalidInputError } from '../errors.ts';
 import { HEADER_LENGTH } from '../protocol/binary.ts';
 import { readInferBody } from '../protocol/body.ts';
 import { chooseEncoding, compress, COMPRESSION_THRESHOLD } from '../protocol/compression.ts';
@@ -19,6 +20,21 @@ export interface V2Options {
   bodyLimit: number;
   /** Told the key, status and seconds of every inference request answered, however it ended. */
   observe(key: string, status: number, seconds: number): void;
+}
+
+/**
+ * A mesh that hashes on the x-model-key header (Istio, Envoy) places a request by that header: one that
+ * names another key than the path would be served on a replica chosen for another model, so it is refused.
+ */
+function sameKey(request: FastifyRequest, _reply: unknown, done: HookHandlerDoneFunction): void {
+  const named = request.headers['x-model-key'];
+  const { key } = request.params as KeyParams;
+  if (named === undefined || named === key) {
+    done();
+    return;
+  }
+  const shown = Array.isArray(named) ? 'more than one value' : `'${named.length > 64 ? `${named.slice(0, 64)}…` : named}'`;
+  done(new InvalidInputError(`x-model-key: the header names ${shown}, the path the key '${key}': send the path's key, or no header`));
 }
 
 export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, bodyLimit, observe }) => {
@@ -56,6 +72,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
     const versioned = prefix.includes(':version') ? ' (Triton clients name a model version; every key serves version 1.)' : '';
 
     app.get<{ Params: KeyParams }>(prefix, {
+      onRequest: sameKey,
       schema: {
         tags: ['metadata'], summary: `Metadata of a key: its input and output tensors.${versioned}`, params,
         response: { 200: ModelMetadataResponse, ...errors(404, 503) },
@@ -63,6 +80,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
     }, async (request) => dataPlane.modelMetadata(request.params.key, request.params.version));
 
     app.get<{ Params: KeyParams }>(`${prefix}/ready`, {
+      onRequest: sameKey,
       schema: {
         tags: ['health'], summary: `Whether a key can serve now (a lazily loaded model counts as ready unless its last load failed).${versioned}`, params,
         response: { 200: ModelReadyResponse, ...errors(404, 503) },
@@ -74,6 +92,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
     });
 
     app.get<{ Params: KeyParams }>(`${prefix}/stats`, {
+      onRequest: sameKey,
       schema: {
         tags: ['metadata'], summary: `Statistics of a key (Triton's statistics extension).${versioned}`, params,
         response: { 200: StatisticsResponse, ...errors(404) },
@@ -81,6 +100,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
     }, async (request) => dataPlane.statistics(request.params.key, request.params.version));
 
     app.post<{ Params: KeyParams }>(`${prefix}/infer`, {
+      onRequest: sameKey,
       validatorCompiler: validatedInHandler,
       // A hook of this route only: nothing to look up per request, and other routes pay nothing.
       onResponse: (request, reply, done) => {

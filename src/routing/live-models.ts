@@ -14,7 +14,7 @@ import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoad
 import type { Signature } from '../protocol/types.ts';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
 import type { RemoteModel } from './remote-target.ts';
-import type { Router } from './router.ts';
+import type { AdoptedModels, Router } from './router.ts';
 import { ifMatchHolds, modelDigest, type ModelEntry, type ModelStateEntry } from './state-file.ts';
 import type { Target } from './target.ts';
 
@@ -49,6 +49,9 @@ export interface LiveModelsOptions {
   /** A client (pool, breaker) for a remote model. */
   readonly remote: (config: RemoteModelConfig) => RemoteModel;
   readonly remoteTarget: (key: string, remote: RemoteModel) => Target;
+  /** The models as the configuration file has them: what a shared document's changes apply over. */
+  readonly configured?: { readonly models: readonly ModelConfig[]; readonly remotes: readonly RemoteModelConfig[] };
+  readonly log?: (message: string, details: Record<string, unknown>) => void;
 }
 
 /** A remote model as the admin API shows it: never its headers. */
@@ -180,6 +183,48 @@ export class LiveModels {
         await remote.retire();
       }
     });
+  }
+
+  /**
+   * Takes on the live model changes of a shared document another replica wrote, as a restart
+   * would (`applyModelState`): files checked first (a document naming a file this replica's
+   * repository lacks is refused whole), changed models loaded beside their running version,
+   * new ones added to load on first use. What the document dropped is freed by `retire`,
+   * once the router has swapped in the targets this returns.
+   */
+  async adopt(entries: Readonly<Record<string, ModelStateEntry>>): Promise<AdoptedModels> {
+    const { registry, remotes, repository } = this.#options;
+    const configured = this.#options.configured ?? { models: [], remotes: [] };
+    const wanted = applyModelState(configured.models, configured.remotes, entries, repository, this.#options.log ?? (() => undefined));
+    for (const model of wanted.models) {
+      try {
+        await stat(model.file);
+      } catch {
+        throw new Error(`model '${model.name}': '${model.path}' is not a file in this replica's model repository`);
+      }
+    }
+    const targets = new Map<string, Target>();
+    for (const model of wanted.models) {
+      if (!registry.has(model.name)) registry.add(model);
+      else if (JSON.stringify(entryOf(registry.config(model.name))) !== JSON.stringify(entryOf(model))) await registry.replace(model);
+      for (const key of model.keys) targets.set(key, this.#options.target(key, model.name));
+    }
+    const nextRemotes = new Map<string, RemoteModel>();
+    for (const config of wanted.remotes) {
+      const current = remotes.get(config.name);
+      const same = current !== undefined && JSON.stringify(entryOfRemote(current.config)) === JSON.stringify(entryOfRemote(config));
+      const remote = same ? current : this.#options.remote(config);
+      nextRemotes.set(config.name, remote);
+      for (const key of config.keys) targets.set(key, this.#options.remoteTarget(key, remote));
+    }
+    const goneLocal = registry.status().map((model) => model.name).filter((name) => !wanted.models.some((model) => model.name === name));
+    const retire = async () => {
+      const retired = [...remotes.values()].filter((remote) => nextRemotes.get(remote.name) !== remote);
+      remotes.clear();
+      for (const [name, remote] of nextRemotes) remotes.set(name, remote);
+      await Promise.all([...goneLocal.map((name) => registry.remove(name)), ...retired.map((remote) => remote.retire())]);
+    };
+    return { targets, kept: wanted.kept, versions: wanted.versions, retire };
   }
 
   #exists(name: string): boolean {

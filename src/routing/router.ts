@@ -7,7 +7,8 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Type } from '@sinclair/typebox';
 import { displayPath } from '../config/pointer.ts';
 import { SequenceSchema, SplitSchema, type RolloutStatus, type RouteSpec, type SequenceSpec, type SplitSpec } from '../config/schema.ts';
-import { InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError, StateNotSavedError } from '../errors.ts';
+import { ConcurrentChangeError, InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError, StateNotSavedError, StoreUnavailableError, withRetryAfter } from '../errors.ts';
+import type { SharedStore } from '../store/redis-store.ts';
 import { checkRoutes, routeTargets } from './graph.ts';
 import { commonSignature } from './signature.ts';
 import type { RouteObserver } from '../metrics.ts';
@@ -45,6 +46,12 @@ export interface RouterOptions {
   readonly plugins?: ReadonlyMap<string, Plugin>;
   /** Told of every split decision and shadow copy, for metrics. */
   readonly observer?: RouteObserver;
+  /**
+   * Where live changes are shared with other replicas (Redis). With one, every write is a
+   * compare-and-swap of the whole document there, and the state file keeps this replica's
+   * last applied copy; without, the state file is the document.
+   */
+  readonly shared?: SharedStore | undefined;
   /** Live model changes kept in the state file, and every model's version (its ETag). */
   readonly models?: {
     readonly kept: ReadonlyMap<string, ModelStateEntry>;
@@ -52,6 +59,27 @@ export interface RouterOptions {
     /** Digests of the models as the configuration file has them, the base of live changes. */
     readonly digests: ReadonlyMap<string, string>;
   };
+}
+
+/** Models as a shared document has them, ready to swap in with its routes. */
+export interface AdoptedModels {
+  readonly targets: ReadonlyMap<string, Target>;
+  readonly kept: ReadonlyMap<string, ModelStateEntry>;
+  readonly versions: ReadonlyMap<string, number>;
+  /** Frees what the document dropped; called once the new table is in. */
+  readonly retire: () => Promise<void>;
+}
+
+/** The shared document moved on since this replica last read it: the write did not happen. */
+class StaleDocumentError extends Error {}
+
+/** What metrics show of the shared document. */
+export interface SharedState {
+  readonly up: boolean;
+  /** Version of the document this replica serves (0: none yet). */
+  readonly version: number;
+  /** When that version was written, ms since the epoch (undefined: not known). */
+  readonly savedAt: number | undefined;
 }
 
 export class Router {
@@ -72,11 +100,21 @@ export class Router {
   #table: TargetTable;
   /** Live changes run one at a time. */
   #lock: Promise<unknown> = Promise.resolve();
+  readonly #shared: SharedStore | undefined;
+  /** Version of the document this replica holds: the last it applied or wrote. */
+  #documentVersion: number;
+  #savedAt: number | undefined;
+  /** The version the shared store held when last read or written: what a write expects to replace. */
+  #storedVersion = 0;
+  #adoptModels: ((entries: Readonly<Record<string, ModelStateEntry>>) => Promise<AdoptedModels>) | undefined;
 
   constructor(models: ReadonlyMap<string, Target>, configured: readonly RouteSpec[], options: RouterOptions) {
     this.#models = models;
     this.#configured = new Map(configured.map((route) => [route.key, route]));
     this.#stateFile = options.stateFile;
+    this.#shared = options.shared;
+    this.#documentVersion = options.state?.counter ?? 0;
+    this.#savedAt = savedAtOf(options.state);
     this.#log = options.log ?? (() => undefined);
     this.#plugins = options.plugins ?? new Map();
     this.#observer = options.observer;
@@ -97,9 +135,42 @@ export class Router {
     this.#table = this.#build(this.#routes);
   }
 
-  /** Runs live changes (of routes and models) one at a time. */
+  /**
+   * Runs a live model change, one at a time with every other change. With a shared store, a
+   * change that loses the race to another replica is refused (409), not replayed: it has
+   * loaded files and models by then.
+   */
   serialized<T>(work: () => Promise<T>): Promise<T> {
-    return this.#exclusive(work);
+    return this.#writing(work, 0);
+  }
+
+  /** How to take on the models of a shared document written by another replica. */
+  adoptModelsWith(adopt: (entries: Readonly<Record<string, ModelStateEntry>>) => Promise<AdoptedModels>): void {
+    this.#adoptModels = adopt;
+  }
+
+  /** The shared document as this replica has it; undefined without a shared store. */
+  sharedState(): SharedState | undefined {
+    if (this.#shared === undefined) return undefined;
+    return { up: this.#shared.up, version: this.#documentVersion, savedAt: this.#savedAt };
+  }
+
+  /**
+   * Reads the shared document and applies it when it is newer than this replica's; stores this
+   * replica's when the store holds an older one or none (Redis restarted empty): the fleet
+   * re-seeds it from the newest document a replica holds. Never throws: a store that does not
+   * answer is tried again on the next hint or poll.
+   */
+  sync(): Promise<void> {
+    if (this.#shared === undefined) return Promise.resolve();
+    return this.#exclusive(() => this.#sync(false)).catch((error: unknown) => {
+      this.#log('shared configuration not read', { reason: (error as Error).message });
+    });
+  }
+
+  /** The version the store held at start-up, read before this router was built (0: none). */
+  storedVersion(version: number): void {
+    this.#storedVersion = version;
   }
 
   /** The routes that target any of `keys` directly. */
@@ -150,12 +221,105 @@ export class Router {
   }
 
   async #save(routes: ReadonlyMap<string, StateEntry>, models: ReadonlyMap<string, ModelStateEntry>, counter: number): Promise<void> {
+    const document = documentOf(routes, models, counter);
+    if (this.#shared !== undefined) {
+      let written: boolean;
+      try {
+        written = await this.#shared.write(document, this.#storedVersion);
+      } catch {
+        throw withRetryAfter(new StoreUnavailableError(this.#shared.reason), 2);
+      }
+      if (!written) throw new StaleDocumentError();
+      this.#storedVersion = counter;
+      this.#held(document);
+      return;
+    }
     if (this.#stateFile === undefined) return;
     try {
-      await writeState(this.#stateFile, { format: 1, counter, routes: Object.fromEntries(routes), ...(models.size === 0 ? {} : { models: Object.fromEntries(models) }) });
+      await writeState(this.#stateFile, document);
     } catch (error) {
       throw new StateNotSavedError((error as NodeJS.ErrnoException).code ?? 'error');
     }
+    this.#documentVersion = counter;
+    this.#savedAt = savedAtOf(document);
+  }
+
+  /** Records `document` as the one this replica holds, and keeps a copy beside the configuration for a restart while the store is down. */
+  #held(document: RouteState): void {
+    this.#documentVersion = document.counter;
+    this.#savedAt = savedAtOf(document);
+    if (this.#stateFile === undefined) return;
+    writeState(this.#stateFile, document).catch((error: unknown) => {
+      this.#log('local copy of the shared configuration not written', { reason: (error as NodeJS.ErrnoException).code ?? 'error' });
+    });
+  }
+
+  async #sync(strict: boolean): Promise<void> {
+    const shared = this.#shared as SharedStore;
+    let stored: RouteState | undefined;
+    try {
+      stored = await shared.read();
+    } catch (error) {
+      if (strict) throw withRetryAfter(new StoreUnavailableError(shared.reason), 2);
+      throw error;
+    }
+    this.#storedVersion = stored?.counter ?? 0;
+    if (stored !== undefined && stored.counter > this.#documentVersion) {
+      await this.#adopt(stored);
+      return;
+    }
+    if (this.#storedVersion < this.#documentVersion) {
+      const mine = documentOf(this.#kept, this.#keptModels, this.#documentVersion, this.#savedAt);
+      let written: boolean;
+      try {
+        written = await shared.write(mine, this.#storedVersion);
+      } catch (error) {
+        if (strict) throw withRetryAfter(new StoreUnavailableError(shared.reason), 2);
+        throw error;
+      }
+      if (written) {
+        this.#log('shared configuration re-seeded from this replica', { version: mine.counter, found: this.#storedVersion });
+        this.#storedVersion = mine.counter;
+      }
+    }
+  }
+
+  /**
+   * Applies a complete document written by another replica: its models (files checked, new
+   * versions loaded), then its routes, swapped in with one table. One that does not fit this
+   * replica (a file it lacks, routes its models cannot serve) is not applied at all.
+   */
+  async #adopt(document: RouteState): Promise<void> {
+    let adopted: AdoptedModels | undefined;
+    if (JSON.stringify(document.models ?? {}) !== JSON.stringify(Object.fromEntries(this.#keptModels)) && this.#adoptModels !== undefined) {
+      adopted = await this.#adoptModels(document.models ?? {});
+    }
+    const models = adopted?.targets ?? this.#models;
+    const applied = applyState([...this.#configured.values()], document);
+    const issues = checkRoutes(applied.routes, new Set(models.keys()), new Set(this.#plugins.keys()));
+    if (issues.length > 0) {
+      this.#log('shared configuration not applied: its routes do not fit this replica', { version: document.counter, issues: issues.map((issue) => `${issue.key}: ${issue.message}`) });
+      return;
+    }
+    const routes = new Map(applied.routes.map((route) => [route.key, resumeRollout(route)]));
+    const table = this.#build(routes, models);
+    for (const [key, route] of routes) {
+      if (JSON.stringify(this.#routes.get(key)) !== JSON.stringify(route)) this.#statsFor(key).reset();
+    }
+    for (const key of this.#routes.keys()) if (!routes.has(key)) this.#stats.delete(key);
+    this.#routes = routes;
+    this.#versions = applied.versions;
+    this.#kept = applied.kept;
+    if (adopted !== undefined) {
+      this.#models = adopted.targets;
+      this.#keptModels = adopted.kept;
+      this.#modelVersions = adopted.versions;
+    }
+    this.#counter = Math.max(this.#counter, document.counter);
+    this.#table = table;
+    this.#held(document);
+    this.#log('shared configuration applied', { version: document.counter });
+    await adopted?.retire();
   }
 
   /** The current snapshot. */
@@ -202,7 +366,7 @@ export class Router {
 
   /** Creates or replaces a route. */
   put(key: string, body: unknown, ifMatch: string | undefined): Promise<{ created: boolean; view: RouteView }> {
-    return this.#exclusive(async () => {
+    return this.#writing(async () => {
       this.#checkPrecondition(key, ifMatch);
       const created = !this.#routes.has(key);
       const route = startRollout({ key, ...(checkBody(routeBody, body) as Omit<RouteSpec, 'key'>) });
@@ -214,7 +378,7 @@ export class Router {
 
   /** Changes some fields of a route's definition (e.g. the split's variants and weights). */
   patch(key: string, body: unknown, ifMatch: string | undefined): Promise<RouteView> {
-    return this.#exclusive(async () => {
+    return this.#writing(async () => {
       const current = this.get(key).route;
       this.#checkPrecondition(key, ifMatch);
       const changes = checkBody(patchBody, body) as { split?: Partial<SplitSpec> };
@@ -231,7 +395,7 @@ export class Router {
   }
 
   remove(key: string, ifMatch: string | undefined): Promise<void> {
-    return this.#exclusive(async () => {
+    return this.#writing(async () => {
       this.get(key);
       this.#checkPrecondition(key, ifMatch);
       const routes = new Map(this.#routes);
@@ -248,7 +412,7 @@ export class Router {
    * statistics window, so each step is judged on its own requests.
    */
   updateRollout(key: string, next: (route: RouteSpec) => RolloutStatus | undefined): Promise<RolloutStatus | undefined> {
-    return this.#exclusive(async () => {
+    return this.#writing(async () => {
       const route = this.#routes.get(key);
       if (route?.split?.rollout === undefined) return undefined;
       const status = next(route);
@@ -265,6 +429,27 @@ export class Router {
     const run = this.#lock.then(work);
     this.#lock = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Runs a change: with a shared store, on the newest document (read first, so an If-Match
+   * is checked against what every replica sees), and again on the newer one, up to `retries`
+   * times, when another replica's write came between.
+   */
+  #writing<T>(work: () => Promise<T>, retries = 3): Promise<T> {
+    return this.#exclusive(async () => {
+      if (this.#shared === undefined) return work();
+      await this.#sync(true);
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          return await work();
+        } catch (error) {
+          if (!(error instanceof StaleDocumentError)) throw error;
+          if (attempt >= retries) throw new ConcurrentChangeError('another replica changed the configuration at the same moment; nothing changed here: try again');
+          await this.#sync(true);
+        }
+      }
+    });
   }
 
   #checkPrecondition(key: string, ifMatch: string | undefined): void {
@@ -367,6 +552,18 @@ export class Router {
 }
 
 type BuiltTable = Map<string, Target> & { routes: ReadonlyMap<string, RouteSpec> };
+
+function documentOf(routes: ReadonlyMap<string, StateEntry>, models: ReadonlyMap<string, ModelStateEntry>, counter: number, savedAt?: number): RouteState {
+  return {
+    format: 1, counter, savedAt: new Date(savedAt ?? Date.now()).toISOString(),
+    routes: Object.fromEntries(routes), ...(models.size === 0 ? {} : { models: Object.fromEntries(models) }),
+  };
+}
+
+function savedAtOf(document: RouteState | undefined): number | undefined {
+  const time = document?.savedAt === undefined ? Number.NaN : Date.parse(document.savedAt);
+  return Number.isNaN(time) ? undefined : time;
+}
 
 /** Whether route `from` calls `to`, directly or through other routes. */
 /** `versions` with `key` at `version`, or without it (undefined: deleted). */

@@ -37,6 +37,8 @@ export interface RouteState {
   readonly routes: Readonly<Record<string, StateEntry>>;
   /** Live model changes, by model name. */
   readonly models?: Readonly<Record<string, ModelStateEntry>>;
+  /** When this version was written (ISO 8601); absent in files from before it was recorded. */
+  readonly savedAt?: string;
 }
 
 /**

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { canBatch } from '../../src/executor/batching.ts';
 import { affineModel, identityModel } from '../../src/onnx/builder.ts';
-import { buildGateway, infer } from '../helpers/gateway.ts';
+import { buildGateway, infer, metricsOf } from '../helpers/gateway.ts';
 
 const W = [1, -2, 0.5, 3, -1, 0.25]; // [in=3][out=2]
 const B = [0.5, -0.5];
@@ -48,7 +48,7 @@ t.test('requests of different sizes arriving together share a run, and each gets
   const runs = (executor.runsStarted.get('lin') ?? 0) + (executor.runsStarted.get('lin2') ?? 0) - before;
   t.ok(runs < requests.length, `${requests.length} requests ran in ${runs} runs`);
   t.ok(runs >= 2, 'batches never mix models');
-  const metrics = (await app.inject({ url: '/metrics' })).body;
+  const metrics = await metricsOf(app);
   t.match(metrics, /^modelgate_batch_requests_sum\{model="lin"\} \d+$/m);
 });
 
@@ -59,7 +59,7 @@ t.test('maxBatchSize bounds the rows of a batch', async (t) => {
   responses.forEach((response, i) => close(t, response.json().outputs[0].data, expected(requests[i]!), `request ${i}`));
   const big = await infer(app, 'lin', body(rowsFor(3, 9)));
   close(t, big.json().outputs[0].data, expected(rowsFor(3, 9)), 'a request over maxBatchSize runs alone');
-  const metrics = (await app.inject({ url: '/metrics' })).body;
+  const metrics = await metricsOf(app);
   const count = Number(/^modelgate_batch_size_count\{model="lin"\} (\d+)$/m.exec(metrics)?.[1]);
   const upTo4 = Number(/^modelgate_batch_size_bucket\{le="4",model="lin"\} (\d+)$/m.exec(metrics)?.[1]);
   t.ok(count > 0);

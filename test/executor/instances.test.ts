@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { WorkerExecutor } from '../../src/executor/workers.ts';
-import { infer, makeRepository, scaleModel, slowLoadingModel, TOKEN, until } from '../helpers/gateway.ts';
+import { infer, makeRepository, metricsOf, scaleModel, slowLoadingModel, TOKEN, until } from '../helpers/gateway.ts';
 
 /** A gateway on real worker threads: every model instance on a thread of its own. */
 async function gateway(t: Test, files: Record<string, Uint8Array>, document: Record<string, unknown>) {
@@ -21,7 +21,7 @@ function rowsRequest(base: number, rows: number) {
 }
 
 async function metric(app: Awaited<ReturnType<typeof gateway>>['app'], pattern: RegExp): Promise<number> {
-  const text = (await app.inject({ url: '/metrics' })).body;
+  const text = await metricsOf(app);
   return [...text.matchAll(pattern)].reduce((sum, match) => sum + Number(match[1]), 0);
 }
 

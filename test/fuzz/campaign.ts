@@ -42,7 +42,7 @@ async function send(method: 'GET' | 'POST', url: string, body?: Buffer | string,
 
 async function residentBytes(): Promise<number> {
   const metrics = (await send('GET', '/metrics')).body.toString('utf8');
-  return Number(/^modelgate_process_resident_memory_bytes (\d+)/m.exec(metrics)?.[1]);
+  return Number(/^modelgate_process_resident_memory_bytes(?:\{[^}]*\})? (\d+)/m.exec(metrics)?.[1]);
 }
 
 async function controlHolds(): Promise<boolean> {

@@ -180,3 +180,12 @@ export function slowLoadingModel(n: number): Uint8Array {
     nodes: Array.from({ length: n }, (_, i) => ({ op: 'Add', inputs: [i === 0 ? 'x' : `h${i}`, 'one'], outputs: [i === n - 1 ? 'y' : `h${i + 1}`] })),
   });
 }
+
+/**
+ * The gateway's /metrics text with the `replica` label every series carries taken out, so
+ * tests can name series by their own labels (tests of the label itself read it raw).
+ */
+export async function metricsOf(app: FastifyInstance): Promise<string> {
+  const text = (await app.inject({ url: '/metrics' })).body;
+  return text.replace(/\{replica="[^"]*"\}/g, '').replace(/,replica="[^"]*"/g, '').replace(/\{replica="[^"]*",/g, '{');
+}

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { formatOpenApi, generateOpenApi } from '../../src/http/openapi-document.ts';
-import { AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN, until } from '../helpers/gateway.ts';
+import { AUTH, buildGateway, infer, makeRepository, metricsOf, scaleModel, scaleRequest, TOKEN, until } from '../helpers/gateway.ts';
 
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2) };
 const models = [{ name: 'one', path: 'one.onnx' }, { name: 'two', path: 'two.onnx', keys: ['two', 'deux'] }];
@@ -51,7 +52,7 @@ t.test('metrics: requests, latency, models and routes, with bounded labels', asy
   await infer(app, 'no-such-key', scaleRequest(1));
   for (let i = 0; i < 4; i++) await infer(app, 'ab', scaleRequest(1));
   await until(() => (app.router.stats('ab').sinceStart.shadow?.sent ?? 0) === 4);
-  const text = (await app.inject({ url: '/metrics' })).body;
+  const text = await metricsOf(app);
   /** A series' value; 0 when it has not been created (no such event yet). */
   const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
   t.equal(value('modelgate_requests_total{key="deux",code="200"}'), 3);
@@ -70,6 +71,34 @@ t.test('metrics: requests, latency, models and routes, with bounded labels', asy
   t.match(text, /^modelgate_nodejs_eventloop_lag_p99_seconds \S+$/m);
   t.match(text, /^modelgate_process_resident_memory_bytes \S+$/m);
   t.match(text, /^modelgate_nodejs_heap_size_used_bytes \S+$/m);
+});
+
+t.test('every answer names its replica, every series carries it; x-model-key must agree with the path', async (t) => {
+  const repository = makeRepository(t, files);
+  const named = await buildApp(validateConfig({ admin: { token: TOKEN }, modelRepository: repository, models, server: { replica: '${POD_NAME}-a' } }, repository, { POD_NAME: 'gw-7' }));
+  t.teardown(() => named.close());
+  const unnamed = await buildApp(validateConfig({ admin: { token: TOKEN }, modelRepository: repository, models, server: { port: 9123 } }, repository, {}));
+  t.teardown(() => unnamed.close());
+  for (const url of ['/v2/models/one/infer', '/v2/health/ready', '/no-such-page', '/admin/models']) {
+    const response = await named.inject({ method: url.endsWith('infer') ? 'POST' : 'GET', url, ...(url.endsWith('infer') ? { payload: scaleRequest(1) } : {}) });
+    t.equal(response.headers['x-modelgate-replica'], 'gw-7-a', url);
+  }
+  t.equal((await infer(unnamed, 'one', scaleRequest(1))).headers['x-modelgate-replica'], `${hostname()}:9123`, 'default: <hostname>:<port>');
+  const text = (await named.inject({ url: '/metrics' })).body;
+  t.match(text, /^modelgate_requests_total\{key="one",code="200",replica="gw-7-a"\} 1$/m);
+  t.match(text, /^modelgate_process_resident_memory_bytes\{replica="gw-7-a"\} \d+$/m);
+
+  // A mesh hashing on x-model-key placed the request by the header: it must name the path's key.
+  const agreeing = await infer(named, 'deux', scaleRequest(1), { 'x-model-key': 'deux' });
+  t.equal(agreeing.statusCode, 200);
+  for (const url of ['/v2/models/deux/infer', '/v2/models/deux', '/v2/models/deux/ready', '/v2/models/deux/versions/1/infer']) {
+    const response = await named.inject({ method: url.endsWith('infer') ? 'POST' : 'GET', url, headers: { 'x-model-key': 'one' }, ...(url.endsWith('infer') ? { payload: scaleRequest(1) } : {}) });
+    t.equal(response.statusCode, 400, url);
+    t.same(response.json(), { error: "x-model-key: the header names 'one', the path the key 'deux': send the path's key, or no header" });
+  }
+  const long = await infer(named, 'deux', scaleRequest(1), { 'x-model-key': 'k'.repeat(300) });
+  t.equal(long.statusCode, 400);
+  t.ok(long.json().error.length < 200, 'a long header is cut short in the message');
 });
 
 t.test('logs: one line per request with its id, no tensor data, no token', async (t) => {

@@ -14,7 +14,7 @@ import { ModelgateClient } from '../../src/client/index.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { addMulModel, identityModel } from '../../src/onnx/builder.ts';
-import { AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles } from '../helpers/gateway.ts';
+import { AUTH, buildGateway, infer, makeRepository, metricsOf, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles } from '../helpers/gateway.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -137,7 +137,7 @@ t.test('a remote killed under traffic fails fast, harms no local key, and is ser
   t.notMatch(open.body, remote.url);
   t.equal((await app.inject({ url: '/v2/models/r-three/ready' })).statusCode, 503, 'readiness of the key reports the remote');
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200, 'the gateway stays ready');
-  t.match((await app.inject({ url: '/metrics' })).body, /modelgate_remote_breaker_open\{model="r-three"\} 1/);
+  t.match(await metricsOf(app), /modelgate_remote_breaker_open\{model="r-three"\} 1/);
   t.same((await infer(app, 'two', scaleRequest(2))).json().outputs[0].data, [4], 'local keys unharmed');
   await startRemote(t, remote.port);
   let served = 0;

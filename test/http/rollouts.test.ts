@@ -10,7 +10,7 @@ import { unsupportedOpModel } from '../../src/onnx/builder.ts';
 import type { FastifyInstance } from 'fastify';
 import { bucketBounds } from '../../src/routing/split.ts';
 import { effectiveWeights } from '../../src/routing/rollouts.ts';
-import { AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN, until, startGateway } from '../helpers/gateway.ts';
+import { AUTH, buildGateway, infer, makeRepository, metricsOf, scaleModel, scaleRequest, startGateway, TOKEN, until } from '../helpers/gateway.ts';
 
 const JSON_AUTH = { ...AUTH, 'content-type': 'application/json' };
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'broken.onnx': unsupportedOpModel() };
@@ -49,7 +49,7 @@ t.test('a healthy candidate ramps through every step with zero failed requests a
   t.ok(load.seen.variants.get('ab=two') ?? 0 > 0);
   const after = await Promise.all(Array.from({ length: 30 }, () => infer(app, 'ab', scaleRequest(1))));
   t.same([...new Set(after.map((response) => response.headers['x-modelgate-variant']))], ['ab=two'], 'all traffic on the candidate');
-  const metrics = (await app.inject({ url: '/metrics' })).body;
+  const metrics = await metricsOf(app);
   t.match(metrics, /modelgate_rollout_transitions_total\{route="ab",to="progressing"\} 2/);
   t.match(metrics, /modelgate_rollout_transitions_total\{route="ab",to="completed"\} 1/);
 });

@@ -4,7 +4,7 @@
  * there is none.
  */
 import t from 'tap';
-import { AUTH, buildGateway, infer, scaleModel, scaleRequest, until } from '../helpers/gateway.ts';
+import { AUTH, buildGateway, infer, metricsOf, scaleModel, scaleRequest, until } from '../helpers/gateway.ts';
 
 const files = { 'p1.onnx': scaleModel(2), 'p2.onnx': scaleModel(3), 's.onnx': scaleModel(2) };
 const models = [{ name: 'p1', path: 'p1.onnx' }, { name: 'p2', path: 'p2.onnx' }, { name: 's', path: 's.onnx' }];
@@ -30,7 +30,7 @@ t.test('a 100% shadow to a cold model under a full cap: zero reloads of the prim
   t.ok((executor.loads.get('s') ?? 0) <= 1, 'the shadow model loaded at most once, into a slot that was free then');
   t.ok(stats.shadow.dropped >= 190, `${stats.shadow.dropped} copies dropped`);
   t.equal(stats.shadow.errors, 0, 'a dropped copy is not an error');
-  const metrics = (await app.inject({ url: '/metrics' })).body;
+  const metrics = await metricsOf(app);
   t.match(metrics, new RegExp(`modelgate_shadow_requests_total\\{route="ab",variant="s",outcome="dropped"\\} ${stats.shadow.dropped}`));
   t.same(app.registry.status().filter((model) => model.state === 'resident').map((model) => model.name).sort(), ['p1', 'p2']);
 });

@@ -12,7 +12,7 @@ import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { demoModels } from '../../src/demo/build-models.ts';
 import { addMulModel, affineModel, buildModel, identityModel, type ElemType } from '../../src/onnx/builder.ts';
 import { readSignature } from '../../src/onnx/signature.ts';
-import { buildGateway, makeRepository, scaleModel } from '../helpers/gateway.ts';
+import { buildGateway, makeRepository, metricsOf, scaleModel } from '../helpers/gateway.ts';
 
 const ELEMS: ElemType[] = ['bool', 'uint8', 'uint16', 'uint32', 'uint64', 'int8', 'int16', 'int32', 'int64', 'float16', 'float32', 'float64', 'string'];
 
@@ -78,7 +78,7 @@ t.test('ten models under a cap of 1: metadata, readiness, docs and validation wi
     models.push({ name: `m${i}`, path: `m${i}.onnx` });
   }
   const { app, executor } = await buildGateway(t, files, { models, registry: { maxResidentModels: 1 } });
-  const loads = async () => Number(/^modelgate_model_loads_total\{model="m3"\} (\d+)/m.exec((await app.inject({ url: '/metrics' })).body)?.[1] ?? 0);
+  const loads = async () => Number(/^modelgate_model_loads_total\{model="m3"\} (\d+)/m.exec(await metricsOf(app))?.[1] ?? 0);
   for (let i = 0; i < 10; i++) {
     t.same((await app.inject({ url: `/v2/models/m${i}` })).json().inputs, [{ name: 'x', datatype: 'FP32', shape: [-1, 1] }]);
     t.equal((await app.inject({ url: `/v2/models/m${i}/ready` })).statusCode, 200);

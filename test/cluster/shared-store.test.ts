@@ -1,0 +1,183 @@
+/**
+ * Live changes shared through a real redis-server: replicas (gateways in this
+ * process, each with its own state file, one model repository) converge on one
+ * document; If-Match holds across them; an outage keeps inference up and makes
+ * writes 503; a Redis restarted empty is re-seeded from the replicas.
+ */
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import t from 'tap';
+import { AUTH, infer, makeRepository, scaleModel, scaleRequest, startGateway, TOKEN } from '../helpers/gateway.ts';
+import { eventually, skipWithout, startRedis } from '../helpers/programs.ts';
+
+const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'three.onnx': scaleModel(3) };
+const models = ['one', 'two', 'three'].map((name) => ({ name, path: `${name}.onnx`, batching: false }));
+const routes = [{ key: 'ab', split: { variants: [{ target: 'one', weight: 50 }, { target: 'two', weight: 50 }] } }];
+
+function admin(method: 'GET' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = {}) {
+  return { method, url, headers: { ...AUTH, ...headers }, ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }) };
+}
+
+const weights = (first: number) => ({ split: { variants: [{ target: 'one', weight: first }, { target: 'two', weight: 100 - first }] } });
+
+async function weightsOf(app: FastifyInstance): Promise<number[]> {
+  const view = (await app.inject(admin('GET', '/admin/routes/ab'))).json();
+  return view.split.variants.map((variant: { weight: number }) => variant.weight);
+}
+
+interface Fleet {
+  replicas: FastifyInstance[];
+  stateFiles: string[];
+  repository: string;
+  start(stateFile?: string): Promise<FastifyInstance>;
+}
+
+interface TestContext {
+  testdir(): string;
+  teardown(fn: () => unknown): void;
+}
+
+async function fleet(t: TestContext, url: string, size: number, pollMs = 200): Promise<Fleet> {
+  const repository = makeRepository(t, files);
+  const start = async (stateFile = path.join(mkdtempSync(path.join(tmpdir(), 'modelgate-replica-')), 'state.json')) => {
+    const app = await startGateway({
+      admin: { token: TOKEN }, modelRepository: repository, models, routes, stateFile,
+      server: { replica: `r${replicas.length}` }, store: { redis: { url, key: 'fleet', pollMs } },
+    }, repository);
+    t.teardown(() => app.close());
+    replicas.push(app);
+    stateFiles.push(stateFile);
+    return app;
+  };
+  const replicas: FastifyInstance[] = [];
+  const stateFiles: string[] = [];
+  for (let i = 0; i < size; i++) await start();
+  return { replicas, stateFiles, repository, start };
+}
+
+
+const skip = skipWithout('redis-server');
+
+t.test('a change through one replica reaches every other; If-Match holds across them', { skip }, async (t) => {
+  const redis = await startRedis(t);
+  const { replicas: [a, b, c] } = await fleet(t, redis.url, 3);
+  if (a === undefined || b === undefined || c === undefined) throw new Error('three replicas');
+  const response = await a.inject(admin('PATCH', '/admin/routes/ab', weights(90)));
+  t.equal(response.statusCode, 200, response.body);
+  t.equal(response.headers['x-modelgate-replica'], 'r0');
+  const etag = response.headers.etag as string;
+  for (const replica of [b, c]) {
+    await eventually('the change arrives', async () => (await weightsOf(replica)).join() === '90,10', 5000);
+    t.equal((await replica.inject(admin('GET', '/admin/routes/ab'))).headers.etag, etag, 'same version everywhere');
+  }
+  // Two operators, one ETag, two replicas: the second gets 412 and changes nothing.
+  const first = await b.inject(admin('PATCH', '/admin/routes/ab', weights(70), { 'if-match': etag }));
+  t.equal(first.statusCode, 200, first.body);
+  const second = await c.inject(admin('PATCH', '/admin/routes/ab', weights(20), { 'if-match': etag }));
+  t.equal(second.statusCode, 412, second.body);
+  t.match(second.json().error, /is at version/);
+  await eventually('every replica at 70/30', async () => (await Promise.all([a, b, c].map(weightsOf))).every((w) => w.join() === '70,30'), 5000);
+
+  // Concurrent writes without If-Match on every replica: each lands once, versions never repeat.
+  const answers = await Promise.all([a, b, c].map((replica, i) => replica.inject(admin('PATCH', '/admin/routes/ab', weights(10 + i)))));
+  t.same(answers.map((answer) => answer.statusCode), [200, 200, 200], answers.map((answer) => answer.body).join('\n'));
+  const versions = answers.map((answer) => Number(JSON.parse(answer.headers.etag as string)));
+  t.equal(new Set(versions).size, 3, `three versions: ${versions.join(', ')}`);
+  const last = answers[versions.indexOf(Math.max(...versions))]?.json().split.variants[0].weight;
+  await eventually('every replica on the last write', async () => (await Promise.all([a, b, c].map(weightsOf))).every((w) => w[0] === last), 5000);
+
+  const metrics = (await c.inject({ method: 'GET', url: '/metrics' })).body;
+  t.match(metrics, /modelgate_store_up\{replica="r2"\} 1/);
+  t.match(metrics, new RegExp(`modelgate_store_document_version\\{replica="r2"\\} ${Math.max(...versions)}`));
+});
+
+t.test('live models are shared: one uploaded through a replica serves on the others', { skip }, async (t) => {
+  const redis = await startRedis(t);
+  const { replicas: [a, b] } = await fleet(t, redis.url, 2);
+  if (a === undefined || b === undefined) throw new Error('two replicas');
+  const put = await a.inject(admin('PUT', '/admin/models/tripler', { path: 'three.onnx', keys: ['triple'], batching: false }));
+  t.equal(put.statusCode, 201, put.body);
+  await eventually('the new key serves on the other replica', async () => (await infer(b, 'triple', scaleRequest(2))).statusCode === 200, 5000);
+  t.same((await infer(b, 'triple', scaleRequest(2))).json().outputs[0].data, [6]);
+  // A route over the new model, then the model's removal once the route is gone.
+  t.equal((await b.inject(admin('PUT', '/admin/routes/abc', { split: { variants: [{ target: 'one', weight: 1 }, { target: 'triple', weight: 1 }] } }))).statusCode, 201);
+  await eventually('the route reaches the first replica', async () => (await a.inject(admin('GET', '/admin/routes/abc'))).statusCode === 200, 5000);
+  t.equal((await a.inject(admin('DELETE', '/admin/routes/abc'))).statusCode, 204);
+  t.equal((await a.inject(admin('DELETE', '/admin/models/tripler'))).statusCode, 204);
+  await eventually('the model is gone everywhere', async () => (await infer(b, 'triple', scaleRequest(2))).statusCode === 404, 5000);
+  t.equal((await b.inject(admin('GET', '/admin/models/tripler'))).statusCode, 404);
+});
+
+t.test('Redis down: inference and readiness stay, writes 503; back empty: re-seeded, converged', { skip }, async (t) => {
+  const redis = await startRedis(t);
+  const fleetOf = await fleet(t, redis.url, 2);
+  const [a, b] = fleetOf.replicas;
+  if (a === undefined || b === undefined) throw new Error('two replicas');
+  t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(80)))).statusCode, 200);
+  await eventually('the change arrives', async () => (await weightsOf(b)).join() === '80,20', 5000);
+  const stateFile = path.join(mkdtempSync(path.join(tmpdir(), 'modelgate-replica-')), 'state.json');
+  copyFileSync(fleetOf.stateFiles[0] as string, stateFile);
+
+  await redis.child.stop();
+  const write = await b.inject(admin('PATCH', '/admin/routes/ab', weights(60)));
+  t.equal(write.statusCode, 503, write.body);
+  t.ok(Number(write.headers['retry-after']) >= 1, 'Retry-After');
+  t.match(write.json().error, /shared configuration store is unavailable/);
+  t.equal((await b.inject({ method: 'GET', url: '/v2/health/ready' })).statusCode, 200, 'still ready');
+  t.equal((await infer(b, 'ab', scaleRequest(1))).statusCode, 200, 'still serving');
+  t.same(await weightsOf(b), [80, 20], 'nothing changed');
+  await eventually('metrics show the store down', async () => /modelgate_store_up\{replica="r1"\} 0/.test((await b.inject({ method: 'GET', url: '/metrics' })).body), 5000);
+
+  // A replica restarted during the outage serves what it last knew.
+  const restarted = await fleetOf.start(stateFile);
+  t.same(await weightsOf(restarted), [80, 20], 'the restarted replica has the last document');
+
+  // Redis comes back with nothing in it: the replicas put their document back and go on.
+  await startRedis(t, redis.port);
+  const client = new Redis(redis.url);
+  t.teardown(() => client.disconnect());
+  await eventually('the store re-seeded', async () => (await client.hget('fleet', 'version')) !== null, 10_000);
+  const written = await b.inject(admin('PATCH', '/admin/routes/ab', weights(30)));
+  t.equal(written.statusCode, 200, written.body);
+  for (const replica of [a, restarted]) await eventually('the write after the outage arrives', async () => (await weightsOf(replica)).join() === '30,70', 5000);
+});
+
+t.test('a document written without a hint arrives by the poll', { skip }, async (t) => {
+  const redis = await startRedis(t);
+  const pollMs = 300;
+  const { replicas: [a] } = await fleet(t, redis.url, 1, pollMs);
+  if (a === undefined) throw new Error('one replica');
+  t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(40)))).statusCode, 200);
+  const client = new Redis(redis.url);
+  t.teardown(() => client.disconnect());
+  // Another replica's write whose PUBLISH was lost: the same document, one version on.
+  const [version, text] = await client.hmget('fleet', 'version', 'document');
+  const document = JSON.parse(text as string);
+  const next = Number(version) + 1;
+  document.counter = next;
+  document.routes.ab.version = next;
+  document.routes.ab.route.split.variants = [{ target: 'one', weight: 25 }, { target: 'two', weight: 75 }];
+  await client.hset('fleet', 'version', String(next), 'document', JSON.stringify(document));
+  const delay = await eventually('the poll finds it', async () => (await weightsOf(a)).join() === '25,75', 5000);
+  t.ok(delay <= pollMs + 250, `arrived after ${delay} ms (poll ${pollMs} ms)`);
+  t.equal((await a.inject(admin('GET', '/admin/routes/ab'))).headers.etag, `"${next}"`);
+});
+
+t.test('with hint connections killed, changes still arrive within the poll interval', { skip }, async (t) => {
+  const redis = await startRedis(t);
+  const pollMs = 300;
+  const { replicas: [a, b] } = await fleet(t, redis.url, 2, pollMs);
+  if (a === undefined || b === undefined) throw new Error('two replicas');
+  const client = new Redis(redis.url);
+  t.teardown(() => client.disconnect());
+  const delays: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(11 + i)))).statusCode, 200);
+    delays.push(await eventually('the change arrives', async () => (await weightsOf(b))[0] === 11 + i, 5000));
+  }
+  t.ok(Math.max(...delays) <= pollMs + 250, `delays ${delays.join(', ')} ms within the ${pollMs} ms poll (+ scheduling)`);
+});
