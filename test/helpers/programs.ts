@@ -60,20 +60,22 @@ export interface Child {
   readonly process: ChildProcess;
   /** Its output so far, for failure messages. */
   output(): string;
-  stop(): Promise<void>;
+  /** Sends `signal` (default: the one given at start) and resolves when the process has exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function startChild(t: { teardown(fn: () => unknown): void }, program: string, args: readonly string[]): Child {
-  const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/** `signal` ends it at the end of the test (nginx: SIGTERM, as SIGKILL would leave its workers running). */
+export function startChild(t: { teardown(fn: () => unknown): void }, program: string, args: readonly string[], env?: NodeJS.ProcessEnv, signal: NodeJS.Signals = 'SIGKILL'): Child {
+  const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env }) });
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-8192); });
   child.stderr?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-8192); });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  const stop = async (how: NodeJS.Signals = signal) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(how);
     await exited;
   };
-  t.teardown(stop);
+  t.teardown(() => stop());
   return { process: child, output: () => output, stop };
 }
 
