@@ -187,26 +187,25 @@ export class LiveModels {
 
   /**
    * Takes on the live model changes of a shared document another replica wrote, as a restart
-   * would (`applyModelState`): files checked first (a document naming a file this replica's
-   * repository lacks is refused whole), changed models loaded beside their running version,
-   * new ones added to load on first use. What the document dropped is freed by `retire`,
-   * once the router has swapped in the targets this returns.
+   * would (`applyModelState`): changed models loaded beside their running version, new ones
+   * added to load on first use. A file this replica's repository lacks is what a missing file
+   * is at start-up (the model answers 503 until it appears); a new version that does not load
+   * here leaves the running one serving, logged. What the document dropped is freed by
+   * `retire`, once the router has swapped in the targets this returns.
    */
   async adopt(entries: Readonly<Record<string, ModelStateEntry>>): Promise<AdoptedModels> {
     const { registry, remotes, repository } = this.#options;
+    const log = this.#options.log ?? (() => undefined);
     const configured = this.#options.configured ?? { models: [], remotes: [] };
-    const wanted = applyModelState(configured.models, configured.remotes, entries, repository, this.#options.log ?? (() => undefined));
-    for (const model of wanted.models) {
-      try {
-        await stat(model.file);
-      } catch {
-        throw new Error(`model '${model.name}': '${model.path}' is not a file in this replica's model repository`);
-      }
-    }
+    const wanted = applyModelState(configured.models, configured.remotes, entries, repository, log);
     const targets = new Map<string, Target>();
     for (const model of wanted.models) {
       if (!registry.has(model.name)) registry.add(model);
-      else if (JSON.stringify(entryOf(registry.config(model.name))) !== JSON.stringify(entryOf(model))) await registry.replace(model);
+      else if (JSON.stringify(entryOf(registry.config(model.name))) !== JSON.stringify(entryOf(model))) {
+        await registry.replace(model).catch((error: unknown) => {
+          log('model version from the shared configuration not loaded on this replica: the running one serves on', { model: model.name, reason: (error as Error).message });
+        });
+      }
       for (const key of model.keys) targets.set(key, this.#options.target(key, model.name));
     }
     const nextRemotes = new Map<string, RemoteModel>();

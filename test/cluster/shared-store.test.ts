@@ -4,13 +4,13 @@
  * document; If-Match holds across them; an outage keeps inference up and makes
  * writes 503; a Redis restarted empty is re-seeded from the replicas.
  */
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { AUTH, infer, makeRepository, scaleModel, scaleRequest, startGateway, TOKEN } from '../helpers/gateway.ts';
+import { AUTH, infer, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles } from '../helpers/gateway.ts';
 import { eventually, skipWithout, startRedis } from '../helpers/programs.ts';
 
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'three.onnx': scaleModel(3) };
@@ -40,9 +40,19 @@ interface TestContext {
   teardown(fn: () => unknown): void;
 }
 
-async function fleet(t: TestContext, url: string, size: number, pollMs = 200): Promise<Fleet> {
-  const repository = makeRepository(t, files);
-  const start = async (stateFile = path.join(mkdtempSync(path.join(tmpdir(), 'modelgate-replica-')), 'state.json')) => {
+async function fleet(t: TestContext, url: string, size: number, pollMs = 200, ownRepositories = false): Promise<Fleet> {
+  // t.testdir() empties its folder on every call: one call, the repository and state files inside.
+  const base = t.testdir();
+  const shared = path.join(base, 'models');
+  writeFiles(shared, files);
+  const start = async (stateFile = path.join(base, `replica-${replicas.length}.state.json`)) => {
+    let repository = shared;
+    if (ownRepositories) {
+      // t.testdir() is one folder per test: a repository of its own is made beside it.
+      repository = mkdtempSync(path.join(tmpdir(), 'modelgate-repository-'));
+      writeFiles(repository, files);
+      t.teardown(() => rmSync(repository, { recursive: true, force: true }));
+    }
     const app = await startGateway({
       admin: { token: TOKEN }, modelRepository: repository, models, routes, stateFile,
       server: { replica: `r${replicas.length}` }, store: { redis: { url, key: 'fleet', pollMs } },
@@ -55,7 +65,7 @@ async function fleet(t: TestContext, url: string, size: number, pollMs = 200): P
   const replicas: FastifyInstance[] = [];
   const stateFiles: string[] = [];
   for (let i = 0; i < size; i++) await start();
-  return { replicas, stateFiles, repository, start };
+  return { replicas, stateFiles, repository: shared, start };
 }
 
 
@@ -111,6 +121,25 @@ t.test('live models are shared: one uploaded through a replica serves on the oth
   t.equal((await b.inject(admin('GET', '/admin/models/tripler'))).statusCode, 404);
 });
 
+t.test('a model file one replica lacks: it answers 503 there, and later changes still arrive', { skip }, async (t) => {
+  const redis = await startRedis(t);
+  const { replicas: [a, b] } = await fleet(t, redis.url, 2, 200, true);
+  if (a === undefined || b === undefined) throw new Error('two replicas');
+  const upload = await a.inject({ method: 'PUT', url: '/admin/models/uploaded/file', headers: { ...AUTH, 'content-type': 'application/octet-stream' }, payload: Buffer.from(scaleModel(5)) });
+  t.equal(upload.statusCode, 201, upload.body);
+  t.same((await infer(a, 'uploaded', scaleRequest(2))).json().outputs[0].data, [10]);
+  await eventually('the model reaches the other replica', async () => (await b.inject(admin('GET', '/admin/models/uploaded'))).statusCode === 200, 5000);
+  const there = await infer(b, 'uploaded', scaleRequest(2));
+  t.equal(there.statusCode, 503, 'its file is only in the first replica\'s repository');
+  t.match(there.json().error, /failed to load/);
+  t.notMatch(there.body, /\/tmp|\.uploads/, 'no path in the answer');
+  // A new version of a model whose file this replica lacks: the running version serves on.
+  t.equal((await a.inject(admin('PUT', '/admin/models/one', { path: 'two.onnx', batching: false }))).statusCode, 200);
+  t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(35)))).statusCode, 200);
+  await eventually('later changes arrive all the same', async () => (await weightsOf(b)).join() === '35,65', 5000);
+  t.same((await infer(b, 'one', scaleRequest(3))).json().outputs[0].data, [6], 'the new version of one, whose file both have');
+});
+
 t.test('Redis down: inference and readiness stay, writes 503; back empty: re-seeded, converged', { skip }, async (t) => {
   const redis = await startRedis(t);
   const fleetOf = await fleet(t, redis.url, 2);
@@ -118,7 +147,7 @@ t.test('Redis down: inference and readiness stay, writes 503; back empty: re-see
   if (a === undefined || b === undefined) throw new Error('two replicas');
   t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(80)))).statusCode, 200);
   await eventually('the change arrives', async () => (await weightsOf(b)).join() === '80,20', 5000);
-  const stateFile = path.join(mkdtempSync(path.join(tmpdir(), 'modelgate-replica-')), 'state.json');
+  const stateFile = path.join(path.dirname(fleetOf.stateFiles[0] as string), 'restarted.state.json');
   copyFileSync(fleetOf.stateFiles[0] as string, stateFile);
 
   await redis.child.stop();
