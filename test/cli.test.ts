@@ -88,9 +88,10 @@ t.test('SIGTERM drains: an in-flight request finishes, later ones are turned awa
   const body = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, 512], data: new Array(rows * 512).fill(1) }] });
   const slow = request(`${address}/v2/models/slow/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   // SIGTERM only once the request is in the model's hands (as the metrics show), however loaded the machine is.
-  for (;;) {
+  for (const deadline = Date.now() + 60_000; ;) {
     const metrics = await (await request(`${address}/metrics`)).body.text();
-    if (/^modelgate_model_in_flight\{model="slow"\} 1$/m.test(metrics)) break;
+    if (/^modelgate_model_in_flight\{model="slow"[^}]*\} 1$/m.test(metrics)) break;
+    if (Date.now() > deadline) throw new Error('the request never reached its model');
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   // The later request goes on a socket opened now, to this server for sure: once it stops
