@@ -9,7 +9,9 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# Compiles to dist/ and builds the demo models, so the image serves the demo without mounts.
+COPY console ./console
+# Compiles to dist/ (the console's assets into dist/console) and builds the demo models,
+# so the image serves the demo without mounts.
 RUN npm run build && node dist/demo/build-models.js models
 
 FROM node:24-slim AS deps

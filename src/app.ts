@@ -13,6 +13,7 @@ import { OnnxExecutor } from './executor/onnx.ts';
 import { WorkerExecutor } from './executor/workers.ts';
 import type { Executor } from './executor/types.ts';
 import { adminRoutes } from './http/admin.ts';
+import { consoleRoutes } from './http/console.ts';
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from './http/error-handler.ts';
 import { registerDocs } from './http/docs.ts';
 import { installObservability, OneLinePerRequest, requestId, sameLogger, type Drain } from './http/observability.ts';
@@ -163,6 +164,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   app.decorate('drain', drain);
   await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes, observe: (key, status, seconds) => metrics.request(key, status, seconds) });
   await app.register(adminRoutes, { token: adminToken, registry, router, live, maxModelBytes: config.admin.maxModelBytes });
+  await app.register(consoleRoutes);
 
   app.addHook('onReady', async () => {
     // Remote metadata is fetched now or on first use; a remote that is down does not hold the start.

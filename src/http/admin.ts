@@ -42,7 +42,16 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { token
 
   app.get('/admin/models', {
     schema: { tags: ['admin'], summary: 'Every configured model with its state.', security, response: { 200: ModelListResponse, ...errors(401) } },
-  }, async () => ({ models: [...registry.status(), ...[...live.remotes()].map(remoteStatus)] }));
+  }, async () => ({
+    models: [
+      ...registry.status().map((model) => {
+        const reason = model.state === 'failed' ? registry.failureReason(model.name) : undefined;
+        return reason === undefined ? model : { ...model, reason };
+      }),
+      ...[...live.remotes()].map(remoteStatus),
+    ],
+    capacity: registry.capacity(),
+  }));
 
   app.post<{ Params: NameParams }>('/admin/models/:name/load', {
     schema: {

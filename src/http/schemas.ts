@@ -113,8 +113,17 @@ const ModelStatus = Type.Object({
   loads: Type.Integer({ description: 'Successful loads since start.' }),
   evictions: Type.Integer({ description: 'Times it was taken out of the resident set.' }),
   lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  reason: Type.Optional(Type.String({ description: 'Why the last load failed, while the model is failed.' })),
 });
 
 export const ModelStatusResponse = ModelStatus;
-export const ModelListResponse = Type.Object({ models: Type.Array(ModelStatus) });
+export const ModelListResponse = Type.Object({
+  models: Type.Array(ModelStatus),
+  capacity: Type.Object({
+    maxResidentModels: Type.Union([Type.Integer(), Type.Null()], { description: 'registry.maxResidentModels; null: no cap.' }),
+    residentModels: Type.Integer({ description: 'Models holding a place under the caps now (resident or loading).' }),
+    maxResidentBytes: Type.Union([Type.Integer(), Type.Null()], { description: 'registry.maxResidentBytes; null: no cap.' }),
+    residentBytes: Type.Integer({ description: 'Bytes those models count for (file size times instances).' }),
+  }, { description: "The resident set's caps and their use." }),
+});
 export const ModelName = Type.Object({ name: Type.String({ description: 'A model name from the configuration.' }) });

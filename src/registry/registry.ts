@@ -354,6 +354,17 @@ export class ModelRegistry {
     return [...this.#entries.values()].filter((entry) => entry.holdsSlot).length;
   }
 
+  /** The caps and what holds a place under them now (models, and their files' bytes times instances). */
+  capacity(): { maxResidentModels: number | null; residentModels: number; maxResidentBytes: number | null; residentBytes: number } {
+    const holding = [...this.#entries.values()].filter((entry) => entry.holdsSlot);
+    return {
+      maxResidentModels: this.#config.maxResidentModels ?? null,
+      residentModels: holding.length,
+      maxResidentBytes: this.#config.maxResidentBytes ?? null,
+      residentBytes: holding.reduce((sum, entry) => sum + entry.bytes, 0),
+    };
+  }
+
   /** Releases every session; waits for leases still held to end. */
   async close(): Promise<void> {
     await Promise.all([...this.#entries.values()].map(async (entry) => {

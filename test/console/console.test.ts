@@ -1,0 +1,237 @@
+/**
+ * The operator console in Debian's Chromium, driven by playwright-core, against a gateway
+ * on a real socket: sign-in, keys, load/unload, weights saved with If-Match and a 412 shown,
+ * statistics and the latency chart, a sequence, the one-request form; no request to another
+ * origin, no console error, the token in no URL and not in localStorage; the CSP header.
+ * CONSOLE_SCREENSHOTS=<dir> saves a screenshot of every page there.
+ */
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import t from 'tap';
+import { CONSOLE_CSP } from '../../src/http/console.ts';
+import { AUTH, buildGateway, infer, scaleModel, scaleRequest, TOKEN } from '../helpers/gateway.ts';
+import { findProgram, skipWithout } from '../helpers/programs.ts';
+
+const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'broken.onnx': 'not a model' };
+const models = [
+  { name: 'one', path: 'one.onnx', batching: false }, { name: 'two', path: 'two.onnx', batching: false },
+  { name: 'broken', path: 'broken.onnx' },
+];
+const routes = [
+  { key: 'ab', split: { variants: [{ target: 'one', weight: 50 }, { target: 'two', weight: 50 }], stickyHeader: 'x-user-id' } },
+  {
+    key: 'guarded',
+    split: { variants: [{ target: 'one', weight: 100 }, { target: 'two', weight: 0 }], rollout: { candidate: 'two', steps: [10, 50, 100], stepMs: 600_000, minRequests: 100, maxErrorRate: 0.05 } },
+  },
+  { key: 'chain', sequence: { steps: [{ name: 'first', target: 'one' }, { name: 'second', target: 'two', inputs: { x: 'first.y' } }] } },
+];
+const screenshots = process.env.CONSOLE_SCREENSHOTS;
+
+/** Polls `check` every 100 ms for up to 15 s. */
+async function until(check: () => Promise<boolean>): Promise<void> {
+  for (const deadline = Date.now() + 15_000; !(await check());) {
+    if (Date.now() > deadline) throw new Error('the page did not get there within 15 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+interface Session {
+  page: Page;
+  /** Every URL the page requested. */
+  requests: string[];
+  /** Console errors and uncaught exceptions. */
+  errors: string[];
+}
+
+t.test('the console in a browser', { skip: skipWithout('chromium') }, async (t) => {
+  const { app } = await buildGateway(t, files, { models, routes, registry: { maxResidentModels: 2, loadFailureBackoffMs: 0 } });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const origin = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  const browser: Browser = await chromium.launch({ executablePath: findProgram('chromium') as string, args: ['--no-sandbox'] });
+  t.teardown(() => browser.close());
+  const sessions: Session[] = [];
+  const open = async (where: string): Promise<Session> => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    const session: Session = { page, requests: [], errors: [] };
+    page.on('request', (request) => session.requests.push(request.url()));
+    page.on('console', (message) => { if (message.type() === 'error') session.errors.push(message.text()); });
+    page.on('pageerror', (error) => session.errors.push(error.message));
+    await page.goto(`${origin}${where}`);
+    sessions.push(session);
+    return session;
+  };
+  const shot = async (page: Page, name: string) => {
+    if (screenshots !== undefined) await page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true });
+  };
+  const signIn = async (page: Page, token = TOKEN) => {
+    await page.getByLabel('Admin token').fill(token);
+    await page.getByLabel('Admin token').press('Enter');
+  };
+  const route = async (key: string) => (await app.inject({ url: `/admin/routes/${key}`, headers: AUTH })).json();
+
+  await t.test('a wrong token shows the server\'s 401 message and no data', async (t) => {
+    const { page } = await open('/console');
+    await shot(page, 'sign-in');
+    await signIn(page, 'not-the-token');
+    await page.getByRole('alert').waitFor();
+    t.match(await page.getByRole('alert').textContent(), /Admin token is not valid/);
+    t.equal(await page.locator('table').count(), 0, 'no data shown');
+    t.equal(await page.evaluate(() => sessionStorage.length), 0, 'the wrong token is not kept');
+    await shot(page, 'sign-in-wrong-token');
+  });
+
+  await t.test('keys: every key with its kind and state; load and unload', async (t) => {
+    const { page } = await open('/console');
+    await signIn(page);
+    await page.getByRole('heading', { name: 'Keys' }).waitFor();
+    await page.getByRole('row', { name: /^ab split/ }).waitFor();
+    t.match(await page.getByRole('row', { name: /^chain/ }).textContent(), /sequence.*one → two/);
+    t.match(await page.getByRole('row', { name: /^one model/ }).textContent(), /not loaded/);
+    await page.getByRole('button', { name: 'Load one', exact: true }).click();
+    await page.getByRole('row', { name: /^one model/ }).getByText('resident').waitFor();
+    t.equal(app.registry.status().find((model) => model.name === 'one')?.state, 'resident', 'loaded through the console');
+    t.match(await page.locator('.capacity').textContent(), /Resident models: 1 of 2/);
+    await shot(page, 'keys-loaded');
+    await page.getByRole('button', { name: 'Unload one', exact: true }).click();
+    await page.getByRole('row', { name: /^one model/ }).getByText('not loaded').waitFor();
+    t.equal(app.registry.status().find((model) => model.name === 'one')?.state, 'unloaded');
+    await page.getByRole('button', { name: 'Load broken', exact: true }).click();
+    await page.getByRole('alert').waitFor();
+    t.match(await page.getByRole('alert').textContent(), /Load broken: Model 'broken' failed to load/);
+    await page.getByRole('row', { name: /^broken model/ }).getByText(/failed: /).waitFor();
+    await shot(page, 'keys-failed-load');
+  });
+
+  await t.test('a split: weights saved with If-Match, a conflict shown and nothing overwritten, statistics and chart', async (t) => {
+    // A deep link: the sign-in comes first and returns to it.
+    const { page } = await open('/console/keys/ab');
+    await signIn(page);
+    await page.getByRole('heading', { name: /^ab/ }).waitFor();
+    t.equal(new URL(page.url()).pathname, '/console/keys/ab');
+    await page.getByLabel('one').fill('80');
+    await page.getByLabel('two').fill('20');
+    // The keyboard alone: Enter in a weight saves.
+    await page.getByLabel('two').press('Enter');
+    await page.getByRole('status').waitFor();
+    t.match(await page.getByRole('status').textContent(), /Saved: version \d+/);
+    t.same((await route('ab')).split.variants.map((variant: { weight: number }) => variant.weight), [80, 20], 'the API shows the new weights');
+
+    // Someone else changes the route; this page still holds the old version.
+    const elsewhere = await app.inject({ method: 'PATCH', url: '/admin/routes/ab', headers: AUTH, payload: { split: { variants: [{ target: 'one', weight: 30 }, { target: 'two', weight: 70 }] } } });
+    t.equal(elsewhere.statusCode, 200);
+    await page.getByLabel('one').fill('55');
+    await page.getByLabel('two').fill('45');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('alert').waitFor();
+    t.match(await page.getByRole('alert').textContent(), /changed elsewhere.*nothing was saved/);
+    t.same((await route('ab')).split.variants.map((variant: { weight: number }) => variant.weight), [30, 70], 'nothing overwritten');
+    t.equal(await page.getByLabel('one').inputValue(), '30', 'the current weights are shown');
+    t.equal(await page.getByLabel('two').inputValue(), '70');
+    await shot(page, 'split-conflict');
+
+    for (let i = 0; i < 40; i++) t.equal((await infer(app, 'ab', scaleRequest(1), { 'x-user-id': `u${i}` })).statusCode, 200);
+    // Two refreshes give the chart two points per variant.
+    await page.locator('table.stats tbody tr').first().waitFor();
+    // Read from here, not evaluated in the page: its CSP forbids string evaluation, rightly.
+    await until(async () => (await page.locator('table.stats tbody tr td:nth-child(2)').allTextContents()).reduce((sum, cell) => sum + Number(cell), 0) === 40);
+    await until(async () => {
+      const lines = await page.locator('figure.chart polyline').evaluateAll((elements) => elements.map((line) => line.getAttribute('points') ?? ''));
+      return lines.length >= 2 && lines.every((points) => points.split(' ').length >= 2);
+    });
+    t.match(await page.locator('table.stats').textContent(), /not yet distinguishable from one; the interval includes zero/, 'the difference is said in words');
+    t.equal(await page.locator('svg.interval').count(), 2, 'an interval drawn per variant');
+    t.ok(await page.getByRole('img', { name: /one error rate 0\.00%, 95% interval/ }).isVisible());
+    await shot(page, 'split-stats');
+  });
+
+  await t.test('a rollout: its state and steps, paused, resumed and aborted from the page', async (t) => {
+    const { page } = await open('/console/keys/guarded');
+    await signIn(page);
+    await page.getByText(/Candidate two: progressing, step 1 of 3 \(10% of traffic\)/).waitFor();
+    t.match(await page.getByText(/^Steps:/).textContent(), /10% → 50% → 100%/);
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.getByText(/Candidate two: paused/).waitFor();
+    t.equal((await route('guarded')).split.rollout.status.state, 'paused');
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.getByText(/Candidate two: progressing/).waitFor();
+    await page.getByRole('button', { name: 'Abort' }).click();
+    await page.getByText(/Candidate two: rolled back.*: aborted/).waitFor();
+    t.same((await route('guarded')).split.rollout.status.state, 'rolled_back');
+    await shot(page, 'rollout');
+  });
+
+  await t.test('a sequence: its steps and their mapping', async (t) => {
+    const { page } = await open('/console/keys/chain');
+    await signIn(page);
+    await page.getByRole('list', { name: 'Steps in order' }).waitFor();
+    const text = await page.getByRole('list', { name: 'Steps in order' }).textContent();
+    t.match(text, /request.*first.*target one.*second.*target two.*x ← first\.y/s);
+    await shot(page, 'sequence');
+  });
+
+  await t.test('a model: inputs and outputs, one request sent from the form', async (t) => {
+    const { page } = await open('/console/keys/two');
+    await signIn(page);
+    await page.getByRole('heading', { name: 'Try a request' }).waitFor();
+    t.match(await page.locator('table').first().textContent(), /x.*FP32.*\[-1, 1\]/);
+    await page.getByLabel('Data of x').fill('[2.5]');
+    await page.getByRole('button', { name: 'Send request' }).click();
+    await page.getByLabel('Answer').waitFor();
+    const answer = JSON.parse(await page.getByLabel('Answer').textContent() as string);
+    t.same(answer.outputs[0].data, [5], 'y = 2 x');
+    await page.getByLabel('Data of x').fill('[1, 2');
+    await page.getByRole('button', { name: 'Send request' }).click();
+    await page.getByRole('alert').waitFor();
+    t.match(await page.getByRole('alert').textContent(), /x: shape and data must be JSON arrays/);
+    await shot(page, 'model');
+  });
+
+  await t.test('names from the address bar are shown as text, never as HTML', async (t) => {
+    const { page } = await open(`/console/keys/${encodeURIComponent('<img src=x onerror=alert(1)>')}`);
+    await signIn(page);
+    await page.getByRole('alert').waitFor();
+    t.match(await page.getByRole('alert').textContent(), /under the key '<img src=x onerror=alert\(1\)>'/);
+    t.equal(await page.locator('main img').count(), 0, 'no element made from the name');
+  });
+
+  await t.test('the session: no other origin, no console error, the token in no URL and not in localStorage', async (t) => {
+    for (const session of sessions) {
+      for (const url of session.requests) {
+        if (new URL(url).origin !== origin) t.fail(`a request to another origin: ${url}`);
+        if (url.includes(TOKEN)) t.fail(`the token in a URL: ${url}`);
+      }
+      t.same(session.errors.filter((error) => !/the server responded with a status of (401|404|412|503)/.test(error)), [], 'no console error but the failed calls the tests asked for');
+      t.equal(await session.page.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
+    }
+    t.ok(sessions.some((session) => session.requests.some((url) => url.endsWith('/admin/models'))), 'the admin API was called');
+  });
+
+  await t.test('security headers on console responses, none on the data plane', async (t) => {
+    for (const url of ['/console', '/console/keys/ab', '/console/assets/app.js', '/console/assets/style.css']) {
+      const response = await fetch(`${origin}${url}`);
+      t.equal(response.status, 200, url);
+      t.equal(response.headers.get('content-security-policy'), CONSOLE_CSP, url);
+      t.match(response.headers.get('content-security-policy'), /default-src 'self'.*frame-ancestors 'none'/);
+      t.notMatch(response.headers.get('content-security-policy'), /unsafe-inline|unsafe-eval/);
+      t.equal(response.headers.get('x-content-type-options'), 'nosniff');
+      t.equal(response.headers.get('referrer-policy'), 'no-referrer');
+    }
+    const page = await (await fetch(`${origin}/console`)).text();
+    t.notMatch(page, /<script(?![^>]*\ssrc=)[^>]*>/, 'no inline script');
+    t.notMatch(page, /style=/, 'no inline style');
+    const v2 = await fetch(`${origin}/v2/health/ready`);
+    t.equal(v2.headers.get('content-security-policy'), null, 'the data plane pays nothing');
+  });
+});
+
+t.test('console pages load without a token and hold no data', async (t) => {
+  const { app } = await buildGateway(t, files, { models, routes });
+  const page = await app.inject({ url: '/console/keys/ab' });
+  t.equal(page.statusCode, 200);
+  t.match(page.headers['content-type'], /^text\/html/);
+  t.notMatch(page.body, /weight|variants|one\.onnx/, 'no route or model data in the page');
+  t.equal((await app.inject({ url: '/console/assets/index.html' })).statusCode, 404);
+  t.equal((await app.inject({ url: '/console/assets/../../package.json' })).statusCode, 404);
+  t.equal((await app.inject({ url: '/console/assets/app.js' })).statusCode, 200);
+});
