@@ -29,8 +29,9 @@ import { applyModelState, LiveModels } from './routing/live-models.ts';
 import { RemoteModel, RemoteTarget } from './routing/remote-target.ts';
 import { RolloutDriver } from './routing/rollouts.ts';
 import { Router } from './routing/router.ts';
-import { readState, type RouteState } from './routing/state-file.ts';
+import type { RouteState } from './routing/state-file.ts';
 import { RedisStore } from './store/redis-store.ts';
+import { StateFileStore } from './store/store.ts';
 import type { Target } from './routing/target.ts';
 
 export interface BuildOptions {
@@ -56,7 +57,8 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 
 export async function buildApp(config: GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   // What can fail comes first, before worker threads exist that would then need closing.
-  const local = config.stateFile === undefined ? undefined : await readState(config.stateFile);
+  const file = config.stateFile === undefined ? undefined : new StateFileStore(config.stateFile);
+  const local = await file?.read();
   // With a shared store, the newest of its document and this replica's last copy: a replica
   // restarted while Redis is down serves what it last knew.
   const shared = config.store.redis === undefined ? undefined : new RedisStore(config.store.redis);
@@ -120,8 +122,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     for (const key of remote.config.keys) modelTargets.set(key, new RemoteTarget(key, remote));
   }
   const router = new Router(modelTargets, config.routes, {
-    stateFile: config.stateFile,
-    shared,
+    store: shared ?? file,
+    localCopy: shared === undefined ? undefined : file,
     state,
     log: (message, details) => app.log.info(details, message),
     plugins,

@@ -7,15 +7,15 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Type } from '@sinclair/typebox';
 import { displayPath } from '../config/pointer.ts';
 import { SequenceSchema, SplitSchema, type RolloutStatus, type RouteSpec, type SequenceSpec, type SplitSpec } from '../config/schema.ts';
-import { ConcurrentChangeError, InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError, StateNotSavedError, StoreUnavailableError, withRetryAfter } from '../errors.ts';
-import type { SharedStore } from '../store/redis-store.ts';
+import { ConcurrentChangeError, InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
+import type { ConfigStore } from '../store/store.ts';
 import { checkRoutes, routeTargets } from './graph.ts';
 import { commonSignature } from './signature.ts';
 import type { RouteObserver } from '../metrics.ts';
 import type { Plugin } from './postprocess.ts';
 import { SequenceTarget } from './sequence.ts';
 import { SplitTarget } from './split.ts';
-import { applyState, ifMatchHolds, routeDigest, writeState, type ModelStateEntry, type RouteState, type StateEntry } from './state-file.ts';
+import { applyState, ifMatchHolds, routeDigest, type ModelStateEntry, type RouteState, type StateEntry } from './state-file.ts';
 import { guardRollout, resumeRollout, startRollout, withStatus } from './rollouts.ts';
 import { RouteStats } from './stats.ts';
 import type { Target, TargetTable } from './target.ts';
@@ -37,8 +37,13 @@ const patchBody = TypeCompiler.Compile(Type.Object({
 }, { additionalProperties: false }));
 
 export interface RouterOptions {
-  /** Where live changes are kept; undefined keeps them in memory only. */
-  readonly stateFile: string | undefined;
+  /**
+   * Where live changes are kept: the state file, or Redis shared with other replicas (every
+   * write a compare-and-swap of the whole document there). Undefined: in memory only.
+   */
+  readonly store: ConfigStore | undefined;
+  /** With a shared store, where this replica keeps its last applied document, for a restart while the store is down. */
+  readonly localCopy?: ConfigStore | undefined;
   readonly state?: RouteState | undefined;
   /** Called for live-change events worth a log line. */
   readonly log?: (message: string, details: Record<string, unknown>) => void;
@@ -46,12 +51,6 @@ export interface RouterOptions {
   readonly plugins?: ReadonlyMap<string, Plugin>;
   /** Told of every split decision and shadow copy, for metrics. */
   readonly observer?: RouteObserver;
-  /**
-   * Where live changes are shared with other replicas (Redis). With one, every write is a
-   * compare-and-swap of the whole document there, and the state file keeps this replica's
-   * last applied copy; without, the state file is the document.
-   */
-  readonly shared?: SharedStore | undefined;
   /** Live model changes kept in the state file, and every model's version (its ETag). */
   readonly models?: {
     readonly kept: ReadonlyMap<string, ModelStateEntry>;
@@ -89,7 +88,8 @@ export class Router {
   readonly #modelDigests: ReadonlyMap<string, string>;
   readonly #configured: ReadonlyMap<string, RouteSpec>;
   readonly #stats = new Map<string, RouteStats>();
-  readonly #stateFile: string | undefined;
+  readonly #store: ConfigStore | undefined;
+  readonly #localCopy: ConfigStore | undefined;
   readonly #log: NonNullable<RouterOptions['log']>;
   readonly #plugins: ReadonlyMap<string, Plugin>;
   readonly #observer: RouteObserver | undefined;
@@ -100,7 +100,6 @@ export class Router {
   #table: TargetTable;
   /** Live changes run one at a time. */
   #lock: Promise<unknown> = Promise.resolve();
-  readonly #shared: SharedStore | undefined;
   /** Version of the document this replica holds: the last it applied or wrote. */
   #documentVersion: number;
   #savedAt: number | undefined;
@@ -111,8 +110,8 @@ export class Router {
   constructor(models: ReadonlyMap<string, Target>, configured: readonly RouteSpec[], options: RouterOptions) {
     this.#models = models;
     this.#configured = new Map(configured.map((route) => [route.key, route]));
-    this.#stateFile = options.stateFile;
-    this.#shared = options.shared;
+    this.#store = options.store;
+    this.#localCopy = options.localCopy;
     this.#documentVersion = options.state?.counter ?? 0;
     this.#savedAt = savedAtOf(options.state);
     this.#log = options.log ?? (() => undefined);
@@ -151,8 +150,8 @@ export class Router {
 
   /** The shared document as this replica has it; undefined without a shared store. */
   sharedState(): SharedState | undefined {
-    if (this.#shared === undefined) return undefined;
-    return { up: this.#shared.up, version: this.#documentVersion, savedAt: this.#savedAt };
+    if (this.#store?.shared !== true) return undefined;
+    return { up: this.#store.up, version: this.#documentVersion, savedAt: this.#savedAt };
   }
 
   /**
@@ -162,8 +161,8 @@ export class Router {
    * answer is tried again on the next hint or poll.
    */
   sync(): Promise<void> {
-    if (this.#shared === undefined) return Promise.resolve();
-    return this.#exclusive(() => this.#sync(false)).catch((error: unknown) => {
+    if (this.#store?.shared !== true) return Promise.resolve();
+    return this.#exclusive(() => this.#sync()).catch((error: unknown) => {
       this.#log('shared configuration not read', { reason: (error as Error).message });
     });
   }
@@ -222,47 +221,26 @@ export class Router {
 
   async #save(routes: ReadonlyMap<string, StateEntry>, models: ReadonlyMap<string, ModelStateEntry>, counter: number): Promise<void> {
     const document = documentOf(routes, models, counter);
-    if (this.#shared !== undefined) {
-      let written: boolean;
-      try {
-        written = await this.#shared.write(document, this.#storedVersion);
-      } catch {
-        throw withRetryAfter(new StoreUnavailableError(this.#shared.reason), 2);
-      }
-      if (!written) throw new StaleDocumentError();
+    if (this.#store !== undefined) {
+      if (!(await this.#store.write(document, this.#storedVersion))) throw new StaleDocumentError();
       this.#storedVersion = counter;
-      this.#held(document);
-      return;
     }
-    if (this.#stateFile === undefined) return;
-    try {
-      await writeState(this.#stateFile, document);
-    } catch (error) {
-      throw new StateNotSavedError((error as NodeJS.ErrnoException).code ?? 'error');
-    }
-    this.#documentVersion = counter;
-    this.#savedAt = savedAtOf(document);
+    this.#held(document);
   }
 
-  /** Records `document` as the one this replica holds, and keeps a copy beside the configuration for a restart while the store is down. */
+  /** Records `document` as the one this replica holds, and keeps a copy beside the configuration for a restart while the shared store is down. */
   #held(document: RouteState): void {
     this.#documentVersion = document.counter;
     this.#savedAt = savedAtOf(document);
-    if (this.#stateFile === undefined) return;
-    writeState(this.#stateFile, document).catch((error: unknown) => {
-      this.#log('local copy of the shared configuration not written', { reason: (error as NodeJS.ErrnoException).code ?? 'error' });
+    this.#localCopy?.write(document, 0).catch((error: unknown) => {
+      this.#log('local copy of the shared configuration not written', { reason: (error as Error).message });
     });
   }
 
-  async #sync(strict: boolean): Promise<void> {
-    const shared = this.#shared as SharedStore;
-    let stored: RouteState | undefined;
-    try {
-      stored = await shared.read();
-    } catch (error) {
-      if (strict) throw withRetryAfter(new StoreUnavailableError(shared.reason), 2);
-      throw error;
-    }
+  /** Reads the shared document; applies it when newer, re-seeds the store when it holds an older one or none. */
+  async #sync(): Promise<void> {
+    const store = this.#store as ConfigStore;
+    const stored = await store.read();
     this.#storedVersion = stored?.counter ?? 0;
     if (stored !== undefined && stored.counter > this.#documentVersion) {
       await this.#adopt(stored);
@@ -270,14 +248,7 @@ export class Router {
     }
     if (this.#storedVersion < this.#documentVersion) {
       const mine = documentOf(this.#kept, this.#keptModels, this.#documentVersion, this.#savedAt);
-      let written: boolean;
-      try {
-        written = await shared.write(mine, this.#storedVersion);
-      } catch (error) {
-        if (strict) throw withRetryAfter(new StoreUnavailableError(shared.reason), 2);
-        throw error;
-      }
-      if (written) {
+      if (await store.write(mine, this.#storedVersion)) {
         this.#log('shared configuration re-seeded from this replica', { version: mine.counter, found: this.#storedVersion });
         this.#storedVersion = mine.counter;
       }
@@ -412,6 +383,9 @@ export class Router {
    * statistics window, so each step is judged on its own requests.
    */
   updateRollout(key: string, next: (route: RouteSpec) => RolloutStatus | undefined): Promise<RolloutStatus | undefined> {
+    // Looked at often (every 100 ms per progressing rollout): a look that moves nothing costs no store round trip.
+    const now = this.#routes.get(key);
+    if (now?.split?.rollout === undefined || next(now) === undefined) return Promise.resolve(undefined);
     return this.#writing(async () => {
       const route = this.#routes.get(key);
       if (route?.split?.rollout === undefined) return undefined;
@@ -438,15 +412,15 @@ export class Router {
    */
   #writing<T>(work: () => Promise<T>, retries = 3): Promise<T> {
     return this.#exclusive(async () => {
-      if (this.#shared === undefined) return work();
-      await this.#sync(true);
+      if (this.#store?.shared !== true) return work();
+      await this.#sync();
       for (let attempt = 0; ; attempt += 1) {
         try {
           return await work();
         } catch (error) {
           if (!(error instanceof StaleDocumentError)) throw error;
           if (attempt >= retries) throw new ConcurrentChangeError('another replica changed the configuration at the same moment; nothing changed here: try again');
-          await this.#sync(true);
+          await this.#sync();
         }
       }
     });

@@ -8,7 +8,9 @@
  * order of writes: no membership, no placement.
  */
 import { Redis, type RedisOptions } from 'ioredis';
+import { StoreUnavailableError, withRetryAfter } from '../errors.ts';
 import type { RouteState } from '../routing/state-file.ts';
+import type { ConfigStore } from './store.ts';
 
 /** Version in `ARGV[1]` still current (0: no document): write `ARGV[2]`/`ARGV[3]`, publish, 1; else 0. */
 const COMPARE_AND_SWAP = `
@@ -25,22 +27,8 @@ export interface RedisStoreOptions {
   readonly pollMs: number;
 }
 
-/** Where live changes are shared between replicas. */
-export interface SharedStore {
-  /** Whether the last exchange with the store worked. */
-  readonly up: boolean;
-  /** A short description of why the store is not up, for errors and logs (never its address). */
-  readonly reason: string;
-  /** The stored document, undefined when there is none. Throws when the store does not answer. */
-  read(): Promise<RouteState | undefined>;
-  /** Stores `document` if the stored version is still `expected` (0: none); false when another write came first. */
-  write(document: RouteState, expected: number): Promise<boolean>;
-  /** Calls `hint` whenever a newer document may exist: a change published, a (re)connection, the poll. */
-  watch(hint: () => void): void;
-  close(): Promise<void>;
-}
-
-export class RedisStore implements SharedStore {
+export class RedisStore implements ConfigStore {
+  readonly shared = true;
   readonly #client: Redis;
   readonly #subscriber: Redis;
   readonly #key: string;
@@ -87,10 +75,6 @@ export class RedisStore implements SharedStore {
     return this.#up;
   }
 
-  get reason(): string {
-    return this.#reason;
-  }
-
   /** Connects both connections; resolves even when Redis is down (they keep trying). */
   async connect(timeoutMs = 2000): Promise<void> {
     const attempt = (redis: Redis) => redis.connect().catch(() => undefined);
@@ -105,8 +89,16 @@ export class RedisStore implements SharedStore {
   async read(): Promise<RouteState | undefined> {
     const [version = null, text = null] = await this.#call(() => this.#client.hmget(this.#key, 'version', 'document'));
     if (version === null || text === null) return undefined;
-    const document = JSON.parse(text) as RouteState;
-    if (document.format !== 1 || document.counter !== Number(version)) throw new Error(`the Redis key '${this.#key}' does not hold a modelgate document`);
+    let document: RouteState | undefined;
+    try {
+      document = JSON.parse(text) as RouteState;
+    } catch {
+      document = undefined;
+    }
+    if (document?.format !== 1 || document.counter !== Number(version)) {
+      this.#reason = `the Redis key '${this.#key}' does not hold a modelgate document`;
+      throw withRetryAfter(new StoreUnavailableError(this.#reason), 2);
+    }
     return document;
   }
 
@@ -129,6 +121,7 @@ export class RedisStore implements SharedStore {
     this.#subscriber.disconnect();
   }
 
+  /** Runs a command; a failure is the 503 an admin write answers while Redis is away. */
   async #call<T>(command: () => Promise<T>): Promise<T> {
     try {
       const result = await command();
@@ -136,7 +129,7 @@ export class RedisStore implements SharedStore {
       return result;
     } catch (error) {
       this.#down(error as Error);
-      throw error;
+      throw withRetryAfter(new StoreUnavailableError(this.#reason), 2);
     }
   }
 
