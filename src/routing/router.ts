@@ -105,6 +105,8 @@ export class Router {
   #savedAt: number | undefined;
   /** The version the shared store held when last read or written: what a write expects to replace. */
   #storedVersion = 0;
+  /** Since when the shared store has not answered a read (undefined: it answers). */
+  #unreadSince: number | undefined;
   #adoptModels: ((entries: Readonly<Record<string, ModelStateEntry>>) => Promise<AdoptedModels>) | undefined;
 
   constructor(models: ReadonlyMap<string, Target>, configured: readonly RouteSpec[], options: RouterOptions) {
@@ -162,8 +164,15 @@ export class Router {
    */
   sync(): Promise<void> {
     if (this.#store?.shared !== true) return Promise.resolve();
-    return this.#exclusive(() => this.#sync()).catch((error: unknown) => {
-      this.#log('shared configuration not read', { reason: (error as Error).message });
+    return this.#exclusive(() => this.#sync()).then(() => {
+      if (this.#unreadSince === undefined) return;
+      this.#log('shared configuration read again', { afterMs: Date.now() - this.#unreadSince });
+      this.#unreadSince = undefined;
+    }, (error: unknown) => {
+      // Once per outage: the poll tries again every few seconds.
+      if (this.#unreadSince !== undefined) return;
+      this.#unreadSince = Date.now();
+      this.#log('shared configuration not read: serving the last applied document', { reason: (error as Error).message });
     });
   }
 
