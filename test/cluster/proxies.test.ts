@@ -149,7 +149,10 @@ t.test('HAProxy: each key on one replica; as shipped (bounded load) nearly alway
 t.test('docker-compose.yml and the Kubernetes manifests agree with the tested configurations', async (t) => {
   const gateway = readFileSync(path.join(DEPLOY, 'gateway.yaml'), 'utf8');
   const env = { HOSTNAME: 'modelgate-1', MODELGATE_ADMIN_TOKEN: TOKEN };
-  const config = validateConfig(parse(gateway), path.join(DEPLOY, '../config'), env);
+  // As in the image: the file in /app/config, the models in /app/models.
+  const app = t.testdir({ config: {}, models: {} });
+  const config = validateConfig(parse(gateway), path.join(app, 'config'), env);
+  t.equal(config.modelRepository, path.join(app, 'models'));
   t.equal(config.store.redis?.url, 'redis://redis:6379');
   t.equal(config.server.replica, 'modelgate-1');
 
