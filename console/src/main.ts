@@ -267,8 +267,7 @@ function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (view: Rou
           <td>${variant.latencyMs.p99?.toFixed(2) ?? '–'}</td>
         </tr>`)}</tbody>
       </table>
-      ${current.shadow === undefined ? null : html`<p>Shadow ${current.shadow.target}: ${current.shadow.sent} sent, ${current.shadow.dropped} dropped, ${current.shadow.errors} errors;
-        agreement ${current.shadow.agreement === null ? 'not measured yet' : `${percent(current.shadow.agreement, 1)}${current.shadow.agreementInterval === null ? '' : ` (95% interval ${percent(current.shadow.agreementInterval.low95, 1)} to ${percent(current.shadow.agreementInterval.high95, 1)})`} of ${current.shadow.compared} compared`}.</p>`}
+      ${current.shadow === undefined ? null : html`<p>Shadow ${current.shadow.target}: ${current.shadow.sent} sent, ${current.shadow.dropped} dropped, ${current.shadow.errors} errors; agreement ${current.shadow.agreement === null ? 'not measured yet' : `${percent(current.shadow.agreement, 1)}${current.shadow.agreementInterval === null ? '' : ` (95% interval ${percent(current.shadow.agreementInterval.low95, 1)} to ${percent(current.shadow.agreementInterval.high95, 1)})`} of ${current.shadow.compared} compared`}.</p>`}
       <h2>Latency over time</h2>
       <${LineChart} series=${series} label=${`p95 latency in ms of each variant since the last change, sampled every ${REFRESH_MS / 1000} s`} />`}
   </section>`;

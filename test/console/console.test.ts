@@ -18,7 +18,7 @@ const models = [
   { name: 'broken', path: 'broken.onnx' },
 ];
 const routes = [
-  { key: 'ab', split: { variants: [{ target: 'one', weight: 50 }, { target: 'two', weight: 50 }], stickyHeader: 'x-user-id' } },
+  { key: 'ab', split: { variants: [{ target: 'one', weight: 50 }, { target: 'two', weight: 50 }], stickyHeader: 'x-user-id', shadow: { target: 'two', percent: 100 } } },
   {
     key: 'guarded',
     split: { variants: [{ target: 'one', weight: 100 }, { target: 'two', weight: 0 }], rollout: { candidate: 'two', steps: [10, 50, 100], stepMs: 600_000, minRequests: 100, maxErrorRate: 0.05 } },
@@ -141,6 +141,11 @@ t.test('the console in a browser', { skip: skipWithout('chromium') }, async (t) 
     });
     t.match(await page.locator('table.stats').textContent(), /not yet distinguishable from one; the interval includes zero/, 'the difference is said in words');
     t.equal(await page.locator('svg.interval').count(), 2, 'an interval drawn per variant');
+    // Every request is mirrored to two: it agrees with itself, never with one (y = x against y = 2x).
+    await until(async () => /Shadow two: 40 sent, 0 dropped, 0 errors; agreement \d+\.\d% \(95% interval \d+\.\d% to \d+\.\d%\) of 40 compared/.test(await page.locator('main').textContent() ?? ''));
+    const agreement = await app.inject({ url: '/admin/routes/ab/stats', headers: AUTH });
+    const { sinceChange } = agreement.json();
+    t.equal(sinceChange.shadow.agreement, sinceChange.variants[1].requests / 40, 'the agreement shown is the share two answered');
     t.ok(await page.getByRole('img', { name: /one error rate 0\.00%, 95% interval/ }).isVisible());
     await shot(page, 'split-stats');
   });
