@@ -136,5 +136,7 @@ export class RedisStore implements ConfigStore {
   #down(error: Error): void {
     this.#up = this.#client.status === 'ready' && !/closed|ECONNREFUSED|timed out|writeable/i.test(error.message);
     if (!this.#up) this.#reason = /timed out/i.test(error.message) ? 'Redis did not answer in time' : 'Redis is not reachable';
+    // Reachable, but the command failed (a key of another type, a read-only replica): say what Redis said.
+    else this.#reason = `Redis refused the command: ${error.message.slice(0, 200)}`;
   }
 }

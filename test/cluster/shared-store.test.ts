@@ -102,6 +102,8 @@ t.test('a change through one replica reaches every other; If-Match holds across 
   const metrics = (await c.inject({ method: 'GET', url: '/metrics' })).body;
   t.match(metrics, /modelgate_store_up\{replica="r2"\} 1/);
   t.match(metrics, new RegExp(`modelgate_store_document_version\\{replica="r2"\\} ${Math.max(...versions)}`));
+  const age = Number(/^modelgate_store_document_age_seconds\{replica="r2"\} (\S+)$/m.exec(metrics)?.[1]);
+  t.ok(age >= 0 && age < 30, `the applied document's age: ${age} s`);
 });
 
 t.test('live models are shared: one uploaded through a replica serves on the others', { skip }, async (t) => {
@@ -172,6 +174,25 @@ t.test('Redis down: inference and readiness stay, writes 503; back empty: re-see
   const written = await b.inject(admin('PATCH', '/admin/routes/ab', weights(30)));
   t.equal(written.statusCode, 200, written.body);
   for (const replica of [a, restarted]) await eventually('the write after the outage arrives', async () => (await weightsOf(replica)).join() === '30,70', 5000);
+});
+
+t.test('a Redis key that holds something else: writes refused with what Redis said, inference unharmed', { skip }, async (t) => {
+  const redis = await startRedis(t);
+  const client = new Redis(redis.url);
+  t.teardown(() => client.disconnect());
+  await client.set('fleet', 'not a hash');
+  const { replicas: [a] } = await fleet(t, redis.url, 1);
+  if (a === undefined) throw new Error('one replica');
+  const write = await a.inject(admin('PATCH', '/admin/routes/ab', weights(60)));
+  t.equal(write.statusCode, 503, write.body);
+  t.match(write.json().error, /Redis refused the command: WRONGTYPE/);
+  t.equal((await infer(a, 'ab', scaleRequest(1))).statusCode, 200);
+  await client.del('fleet');
+  t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(60)))).statusCode, 200, 'fine once the key is freed');
+  await client.hset('fleet', 'version', '999', 'document', '{"format":2}');
+  const foreign = await a.inject(admin('PATCH', '/admin/routes/ab', weights(61)));
+  t.equal(foreign.statusCode, 503);
+  t.match(foreign.json().error, /does not hold a modelgate document/);
 });
 
 t.test('a document written without a hint arrives by the poll', { skip }, async (t) => {
