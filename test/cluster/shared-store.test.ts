@@ -4,7 +4,7 @@
  * document; If-Match holds across them; an outage keeps inference up and makes
  * writes 503; a Redis restarted empty is re-seeded from the replicas.
  */
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -149,8 +149,18 @@ t.test('Redis down: inference and readiness stay, writes 503; back empty: re-see
   if (a === undefined || b === undefined) throw new Error('two replicas');
   t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(80)))).statusCode, 200);
   await eventually('the change arrives', async () => (await weightsOf(b)).join() === '80,20', 5000);
-  const stateFile = path.join(path.dirname(fleetOf.stateFiles[0] as string), 'restarted.state.json');
-  copyFileSync(fleetOf.stateFiles[0] as string, stateFile);
+  // Each replica keeps the document it applied beside its configuration (written after the answer).
+  const copy = fleetOf.stateFiles[1] as string;
+  const version = Number(JSON.parse((await b.inject(admin('GET', '/admin/routes/ab'))).headers.etag as string));
+  await eventually('the local copy is written', () => {
+    try {
+      return JSON.parse(readFileSync(copy, 'utf8')).counter === version;
+    } catch {
+      return false;
+    }
+  }, 5000);
+  const stateFile = path.join(path.dirname(copy), 'restarted.state.json');
+  copyFileSync(copy, stateFile);
 
   await redis.child.stop();
   const write = await b.inject(admin('PATCH', '/admin/routes/ab', weights(60)));
