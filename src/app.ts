@@ -87,8 +87,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   app.addSchema(InferRequestBody);
 
   // The registry and the router are created below; metrics read them only when scraped.
-  const replica = config.server.replica ?? `${hostname()}:${config.server.port}`;
-  const metrics: Metrics = new Metrics(() => registry.status(), (key) => router.table().has(key), replica);
+  const replica = { name: config.server.replica ?? `${hostname()}:${config.server.port}` };
+  const metrics: Metrics = new Metrics(() => registry.status(), (key) => router.table().has(key), replica.name);
   const workers = config.executor.workers ?? Math.max(1, availableParallelism() - 1);
   const runner = options.executor ?? (workers === 0 ? new OnnxExecutor(config.modelRepository) : new WorkerExecutor(config.modelRepository, workers));
   const executor = new BatchingExecutor(runner, (model, rows, requests) => metrics.batch(model, rows, requests));
@@ -163,6 +163,15 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
 
   await registerDocs(app, { version: VERSION }, () => router.table());
   const drain = installObservability(app, metrics, replica);
+  if (config.server.replica === undefined) {
+    // Port 0 picks a free port when listening: the default name takes the real one.
+    app.addHook('onListen', async () => {
+      const address = app.server.address();
+      if (address === null || typeof address === 'string') return;
+      replica.name = `${hostname()}:${address.port}`;
+      metrics.nameReplica(replica.name);
+    });
+  }
   app.decorate('drain', drain);
   await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes, observe: (key, status, seconds) => metrics.request(key, status, seconds) });
   await app.register(adminRoutes, { token: adminToken, registry, router, live, maxModelBytes: config.admin.maxModelBytes });

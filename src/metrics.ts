@@ -55,6 +55,11 @@ export class Metrics implements RouteObserver {
     });
   }
 
+  /** Renames this replica in every series (the default name learns its port once listening). */
+  nameReplica(replica: string): void {
+    this.registry.setDefaultLabels({ replica });
+  }
+
   /** Shows the shared store's state and the version of the document applied, read at each scrape. */
   watchShared(state: () => SharedState | undefined): void {
     new Gauge({

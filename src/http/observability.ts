@@ -61,13 +61,13 @@ export interface Drain {
 }
 
 /** Request ids, the metrics endpoint and the shutdown drain (per-request metrics are the infer routes' own hook). */
-export function installObservability(app: FastifyInstance, metrics: Metrics, replica: string): Drain {
+export function installObservability(app: FastifyInstance, metrics: Metrics, replica: { readonly name: string }): Drain {
   let draining = false;
   // Callback-style hooks: they run on every request, and async ones cost a promise each.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     // Behind a key-affinity proxy, which replica answered (placement is the proxy's; this makes it visible).
-    reply.header('x-modelgate-replica', replica);
+    reply.header('x-modelgate-replica', replica.name);
     if (draining && !ALWAYS_ANSWERED.has(request.url.split('?')[0] as string)) {
       reply.header('connection', 'close');
       done(withRetryAfter(new ShuttingDownError(), 1));

@@ -84,6 +84,14 @@ t.test('every answer names its replica, every series carries it; x-model-key mus
     t.equal(response.headers['x-modelgate-replica'], 'gw-7-a', url);
   }
   t.equal((await infer(unnamed, 'one', scaleRequest(1))).headers['x-modelgate-replica'], `${hostname()}:9123`, 'default: <hostname>:<port>');
+  // Port 0: the name is the port the server got.
+  const listening = await buildApp(validateConfig({ admin: { token: TOKEN }, modelRepository: repository, models, server: { port: 0 } }, repository, {}));
+  t.teardown(() => listening.close());
+  await listening.listen({ host: '127.0.0.1', port: 0 });
+  const port = (listening.server.address() as { port: number }).port;
+  const answer = await fetch(`http://127.0.0.1:${port}/v2/health/ready`);
+  t.equal(answer.headers.get('x-modelgate-replica'), `${hostname()}:${port}`);
+  t.match(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), new RegExp(`^modelgate_process_resident_memory_bytes\\{replica="${hostname()}:${port}"\\} \\d+$`, 'm'));
   const text = (await named.inject({ url: '/metrics' })).body;
   t.match(text, /^modelgate_requests_total\{key="one",code="200",replica="gw-7-a"\} 1$/m);
   t.match(text, /^modelgate_process_resident_memory_bytes\{replica="gw-7-a"\} \d+$/m);
