@@ -117,7 +117,7 @@ class BatchingModel implements LoadedModel {
   }
 
   #canSend(): boolean {
-    return this.#inFlight < ((this.#inner as { concurrency?: number }).concurrency ?? 1);
+    return this.#inFlight < (this.#inner.concurrency ?? 1);
   }
 
   #schedule(): void {

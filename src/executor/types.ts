@@ -16,6 +16,8 @@ export interface LoadedModel {
   release(): Promise<void>;
   /** Settles if the session is lost without a release (its worker thread stopped). */
   readonly lost?: Promise<void>;
+  /** How many batches are worth sending before the first answers (default 1). */
+  readonly concurrency?: number;
 }
 
 export interface Executor {

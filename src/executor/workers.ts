@@ -25,6 +25,9 @@ import type { WorkerAnswer, WorkerRequest } from './worker.ts';
 
 const SCRIPT = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
 
+/** How long a thread beyond the spares stays idle before it is stopped. */
+const IDLE_THREAD_MS = 60_000;
+
 /**
  * runIn auto: a model moves into the event loop's thread when a run there
  * would cost less than the hop to its worker does now. After WARMUP runs
@@ -35,9 +38,6 @@ const SCRIPT = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './work
  * (creating the session blocks the loop about 1 to 2.5 ms per MB, once), it
  * opens a session here and runs here from then on; its worker is freed.
  */
-/** How long a thread beyond the spares stays idle before it is stopped. */
-const IDLE_THREAD_MS = 60_000;
-
 export const ADAPTIVE = { WARMUP: 16, SAMPLES: 64, MAX_RUN_MICROS: 1000, MAX_FILE_BYTES: 1 << 20 };
 
 type Call = WorkerRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;

@@ -68,7 +68,6 @@ export class Entry {
   }
 }
 
-
 /** How fast past demand fades: a model busy a minute ago counts for little now. */
 export const DEMAND_DECAY_MS = 10_000;
 
