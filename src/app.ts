@@ -147,7 +147,6 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     configured: { models: config.models, remotes: config.remotes }, log: (message, details) => app.log.info(details, message),
   });
   router.adoptModelsWith((entries) => live.adopt(entries));
-  router.storedVersion(stored?.counter ?? 0);
   if (shared !== undefined) metrics.watchShared(() => router.sharedState());
   const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data', 'classification', 'model_repository', 'statistics'] }, config.server.defaultTimeoutMicros);
 

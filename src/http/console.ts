@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 
 /** Strict: nothing but this origin, no inline script or style, no eval, never framed. */
 export const CONSOLE_CSP = [
@@ -40,7 +40,7 @@ export const consoleRoutes: FastifyPluginAsync = async (app) => {
   });
   const directory = assetsDirectory();
   const page = directory === undefined ? undefined : readFileSync(`${directory}index.html`);
-  const servePage = async (_request: unknown, reply: { type(value: string): unknown; header(name: string, value: string): unknown; code(status: number): unknown }) => {
+  const servePage = async (_request: unknown, reply: FastifyReply) => {
     if (page === undefined) {
       reply.code(503);
       return { error: 'The console is not built: run npm run build' };

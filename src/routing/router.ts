@@ -103,7 +103,7 @@ export class Router {
   /** Version of the document this replica holds: the last it applied or wrote. */
   #documentVersion: number;
   #savedAt: number | undefined;
-  /** The version the shared store held when last read or written: what a write expects to replace. */
+  /** The version the shared store held when last read or written: what a write expects to replace (every write reads it first). */
   #storedVersion = 0;
   /** Since when the shared store has not answered a read (undefined: it answers). */
   #unreadSince: number | undefined;
@@ -174,11 +174,6 @@ export class Router {
       this.#unreadSince = Date.now();
       this.#log('shared configuration not read: serving the last applied document', { reason: (error as Error).message });
     });
-  }
-
-  /** The version the store held at start-up, read before this router was built (0: none). */
-  storedVersion(version: number): void {
-    this.#storedVersion = version;
   }
 
   /** The routes that target any of `keys` directly. */
