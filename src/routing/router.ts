@@ -229,14 +229,16 @@ export class Router {
       if (!(await this.#store.write(document, this.#storedVersion))) throw new StaleDocumentError();
       this.#storedVersion = counter;
     }
-    this.#held(document);
+    await this.#held(document);
   }
 
   /** Records `document` as the one this replica holds, and keeps a copy beside the configuration for a restart while the shared store is down. */
-  #held(document: RouteState): void {
+  async #held(document: RouteState): Promise<void> {
     this.#documentVersion = document.counter;
     this.#savedAt = savedAtOf(document);
-    this.#localCopy?.write(document, 0).catch((error: unknown) => {
+    // Awaited, under the change lock: copies written one at a time (they share a temporary file
+    // name), in version order, and done before a shutdown can close the process under them.
+    await this.#localCopy?.write(document, 0).catch((error: unknown) => {
       this.#log('local copy of the shared configuration not written', { reason: (error as Error).message });
     });
   }
@@ -292,9 +294,10 @@ export class Router {
     }
     this.#counter = Math.max(this.#counter, document.counter);
     this.#table = table;
-    this.#held(document);
     this.#log('shared configuration applied', { version: document.counter });
+    // What the document dropped goes first, with the swap, then the local copy is written.
     await adopted?.retire();
+    await this.#held(document);
   }
 
   /** The current snapshot. */

@@ -149,7 +149,7 @@ t.test('Redis down: inference and readiness stay, writes 503; back empty: re-see
   if (a === undefined || b === undefined) throw new Error('two replicas');
   t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(80)))).statusCode, 200);
   await eventually('the change arrives', async () => (await weightsOf(b)).join() === '80,20', 5000);
-  // Each replica keeps the document it applied beside its configuration (written after the answer).
+  // Each replica keeps the document it applied beside its configuration.
   const copy = fleetOf.stateFiles[1] as string;
   const version = Number(JSON.parse((await b.inject(admin('GET', '/admin/routes/ab'))).headers.etag as string));
   await eventually('the local copy is written', () => {
