@@ -11,10 +11,9 @@ import { parse, parseAllDocuments } from 'yaml';
 import { validateConfig } from '../../src/config/load.ts';
 import { buildDemoModels } from '../../src/demo/build-models.ts';
 import { DEPLOY, startHaproxy, startNginx, startReplica, type Replica } from '../helpers/cluster.ts';
-import { TOKEN } from '../helpers/gateway.ts';
+import { AUTH, TOKEN, type TestContext } from '../helpers/gateway.ts';
 import { eventually, skipWithout, startRedis } from '../helpers/programs.ts';
 
-const AUTH = { authorization: `Bearer ${TOKEN}` };
 const FLOWER = { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] };
 
 async function replicaOf(url: string, init: RequestInit = {}): Promise<string> {
@@ -23,7 +22,7 @@ async function replicaOf(url: string, init: RequestInit = {}): Promise<string> {
   return response.headers.get('x-modelgate-replica') as string;
 }
 
-async function fleet(t: { testdir(): string; teardown(fn: () => unknown): void }, size = 3) {
+async function fleet(t: TestContext, size = 3) {
   const redis = await startRedis(t);
   const directory = t.testdir();
   const repository = path.join(directory, 'models');

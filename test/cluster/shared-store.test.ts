@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { AUTH, infer, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles } from '../helpers/gateway.ts';
+import { AUTH, infer, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles, type TestContext } from '../helpers/gateway.ts';
 import { eventually, skipWithout, startRedis } from '../helpers/programs.ts';
 
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'three.onnx': scaleModel(3) };
@@ -33,11 +33,6 @@ interface Fleet {
   stateFiles: string[];
   repository: string;
   start(stateFile?: string): Promise<FastifyInstance>;
-}
-
-interface TestContext {
-  testdir(): string;
-  teardown(fn: () => unknown): void;
 }
 
 async function fleet(t: TestContext, url: string, size: number, pollMs = 200, ownRepositories = false): Promise<Fleet> {

@@ -10,7 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import t from 'tap';
 import { CONSOLE_CSP } from '../../src/http/console.ts';
 import { AUTH, buildGateway, infer, scaleModel, scaleRequest, TOKEN } from '../helpers/gateway.ts';
-import { findProgram, skipWithout } from '../helpers/programs.ts';
+import { eventually, findProgram, skipWithout } from '../helpers/programs.ts';
 
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'broken.onnx': 'not a model' };
 const models = [
@@ -26,14 +26,6 @@ const routes = [
   { key: 'chain', sequence: { steps: [{ name: 'first', target: 'one' }, { name: 'second', target: 'two', inputs: { x: 'first.y' } }] } },
 ];
 const screenshots = process.env.CONSOLE_SCREENSHOTS;
-
-/** Polls `check` every 100 ms for up to 15 s. */
-async function until(check: () => Promise<boolean>): Promise<void> {
-  for (const deadline = Date.now() + 15_000; !(await check());) {
-    if (Date.now() > deadline) throw new Error('the page did not get there within 15 s');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 interface Session {
   page: Page;
@@ -134,15 +126,15 @@ t.test('the console in a browser', { skip: skipWithout('chromium') }, async (t) 
     // Two refreshes give the chart two points per variant.
     await page.locator('table.stats tbody tr').first().waitFor();
     // Read from here, not evaluated in the page: its CSP forbids string evaluation, rightly.
-    await until(async () => (await page.locator('table.stats tbody tr td:nth-child(2)').allTextContents()).reduce((sum, cell) => sum + Number(cell), 0) === 40);
-    await until(async () => {
+    await eventually('the statistics count the 40 requests', async () => (await page.locator('table.stats tbody tr td:nth-child(2)').allTextContents()).reduce((sum, cell) => sum + Number(cell), 0) === 40, 15_000);
+    await eventually('the chart draws two lines of two points', async () => {
       const lines = await page.locator('figure.chart polyline').evaluateAll((elements) => elements.map((line) => line.getAttribute('points') ?? ''));
       return lines.length >= 2 && lines.every((points) => points.split(' ').length >= 2);
-    });
+    }, 15_000);
     t.match(await page.locator('table.stats').textContent(), /not yet distinguishable from one; the interval includes zero/, 'the difference is said in words');
     t.equal(await page.locator('svg.interval').count(), 2, 'an interval drawn per variant');
     // Every request is mirrored to two: it agrees with itself, never with one (y = x against y = 2x).
-    await until(async () => /Shadow two: 40 sent, 0 dropped, 0 errors; agreement \d+\.\d% \(95% interval \d+\.\d% to \d+\.\d%\) of 40 compared/.test(await page.locator('main').textContent() ?? ''));
+    await eventually('the shadow line shows 40 compared', async () => /Shadow two: 40 sent, 0 dropped, 0 errors; agreement \d+\.\d% \(95% interval \d+\.\d% to \d+\.\d%\) of 40 compared/.test(await page.locator('main').textContent() ?? ''), 15_000);
     const agreement = await app.inject({ url: '/admin/routes/ab/stats', headers: AUTH });
     const { sinceChange } = agreement.json();
     t.equal(sinceChange.shadow.agreement, sinceChange.variants[1].requests / 40, 'the agreement shown is the share two answered');

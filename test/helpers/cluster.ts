@@ -7,13 +7,11 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { findProgram, freePort, startChild, waitForPort, type Child } from './programs.ts';
+import { findProgram, freePort, startChild, waitForPort, type Child, type Teardown } from './programs.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = path.join(ROOT, 'src/cli.ts');
 export const DEPLOY = path.join(ROOT, 'deploy');
-
-interface Teardown { teardown(fn: () => unknown): void }
 
 export interface Replica {
   readonly name: string;

@@ -13,13 +13,13 @@ import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { affineModel, buildModel } from '../../src/onnx/builder.ts';
 import type { Executor, LoadedModel } from '../../src/executor/types.ts';
 import type { TensorMap } from '../../src/protocol/types.ts';
+import type { Teardown } from './programs.ts';
 
 export const TOKEN = 'test-admin-token-0123456789abcdef';
 export const AUTH = { authorization: `Bearer ${TOKEN}` };
 
-interface TestContext {
+export interface TestContext extends Teardown {
   testdir(fixture?: Record<string, string>): string;
-  teardown(fn: () => unknown): void;
 }
 
 /** Writes files (path inside `directory` -> content), creating folders as needed. */

@@ -6,8 +6,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import path from 'node:path';
+
+import { freePort } from '../../bench/ports.ts';
+
+export { freePort };
+
+/** What helpers that start something need of a tap test: a place to stop it. */
+export interface Teardown {
+  teardown(fn: () => unknown): void;
+}
 
 const FOLDERS = [...(process.env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin', '/sbin'];
 
@@ -26,18 +35,6 @@ export function findProgram(name: string): string | undefined {
 /** tap's skip option for tests that need `name`: false when it is installed. */
 export function skipWithout(name: string, debianPackage = name): string | false {
   return findProgram(name) === undefined ? `${name} is not installed (Debian package ${debianPackage}; .ci/run installs it)` : false;
-}
-
-/** A free loopback port (closed again at once). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Resolves once something accepts connections on the port; rejects after `timeoutMs`. */
@@ -65,7 +62,7 @@ export interface Child {
 }
 
 /** `signal` ends it at the end of the test (nginx: SIGTERM, as SIGKILL would leave its workers running). */
-export function startChild(t: { teardown(fn: () => unknown): void }, program: string, args: readonly string[], env?: NodeJS.ProcessEnv, signal: NodeJS.Signals = 'SIGKILL'): Child {
+export function startChild(t: Teardown, program: string, args: readonly string[], env?: NodeJS.ProcessEnv, signal: NodeJS.Signals = 'SIGKILL'): Child {
   const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env }) });
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => { output = (output + chunk.toString()).slice(-8192); });
@@ -80,7 +77,7 @@ export function startChild(t: { teardown(fn: () => unknown): void }, program: st
 }
 
 /** A redis-server on a free loopback port with no persistence: a restart comes back empty. */
-export async function startRedis(t: { teardown(fn: () => unknown): void }, port?: number): Promise<{ port: number; url: string; child: Child }> {
+export async function startRedis(t: Teardown, port?: number): Promise<{ port: number; url: string; child: Child }> {
   const chosen = port ?? await freePort();
   const child = startChild(t, findProgram('redis-server') as string, ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no']);
   await waitForPort(chosen);
