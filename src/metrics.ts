@@ -62,27 +62,18 @@ export class Metrics implements RouteObserver {
 
   /** Shows the shared store's state and the version of the document applied, read at each scrape. */
   watchShared(state: () => SharedState | undefined): void {
-    new Gauge({
-      name: 'modelgate_store_up', help: '1 while the shared configuration store (Redis) answers; absent without one.', registers: [this.registry],
+    const gauge = (name: string, help: string, value: (now: SharedState) => number | undefined) => new Gauge({
+      name, help, registers: [this.registry],
       collect() {
         const now = state();
-        if (now !== undefined) this.set(now.up ? 1 : 0);
+        const measured = now === undefined ? undefined : value(now);
+        if (measured !== undefined) this.set(measured);
       },
     });
-    new Gauge({
-      name: 'modelgate_store_document_version', help: 'Version of the shared configuration document this replica serves (0: none yet).', registers: [this.registry],
-      collect() {
-        const now = state();
-        if (now !== undefined) this.set(now.version);
-      },
-    });
-    new Gauge({
-      name: 'modelgate_store_document_age_seconds', help: 'Seconds since the document this replica serves was written: compare across replicas to see one that lags.', registers: [this.registry],
-      collect() {
-        const now = state();
-        if (now?.savedAt !== undefined) this.set((Date.now() - now.savedAt) / 1000);
-      },
-    });
+    gauge('modelgate_store_up', '1 while the shared configuration store (Redis) answers; absent without one.', (now) => (now.up ? 1 : 0));
+    gauge('modelgate_store_document_version', 'Version of the shared configuration document this replica serves (0: none yet).', (now) => now.version);
+    gauge('modelgate_store_document_age_seconds', 'Seconds since the document this replica serves was written: compare across replicas to see one that lags.',
+      (now) => (now.savedAt === undefined ? undefined : (Date.now() - now.savedAt) / 1000));
   }
 
   /** Registry events, for the model registry to report to. */
