@@ -50,7 +50,7 @@ export interface LiveModelsOptions {
   readonly remote: (config: RemoteModelConfig) => RemoteModel;
   readonly remoteTarget: (key: string, remote: RemoteModel) => Target;
   /** The models as the configuration file has them: what a shared document's changes apply over. */
-  readonly configured?: { readonly models: readonly ModelConfig[]; readonly remotes: readonly RemoteModelConfig[] };
+  readonly configured: { readonly models: readonly ModelConfig[]; readonly remotes: readonly RemoteModelConfig[] };
   readonly log?: (message: string, details: Record<string, unknown>) => void;
 }
 
@@ -194,9 +194,8 @@ export class LiveModels {
    * `retire`, once the router has swapped in the targets this returns.
    */
   async adopt(entries: Readonly<Record<string, ModelStateEntry>>): Promise<AdoptedModels> {
-    const { registry, remotes, repository } = this.#options;
+    const { registry, remotes, repository, configured } = this.#options;
     const log = this.#options.log ?? (() => undefined);
-    const configured = this.#options.configured ?? { models: [], remotes: [] };
     const wanted = applyModelState(configured.models, configured.remotes, entries, repository, log);
     const targets = new Map<string, Target>();
     for (const model of wanted.models) {
