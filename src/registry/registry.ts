@@ -492,12 +492,18 @@ export class ModelRegistry {
     let victim: Entry | undefined;
     entry.slotWaitSince = performance.now();
     try {
-      while (!this.#fits(entry)) {
-        if (entry.spareLoad) throw new NoSpareCapacityError(entry.config.name);
+      for (;;) {
+        const fits = this.#fits(entry);
+        if (entry.spareLoad) {
+          if (fits) break;
+          throw new NoSpareCapacityError(entry.config.name);
+        }
+        // A slot that comes free goes to the load next in line, not to whichever waiter wakes first.
         if (!this.#isNextInLine(entry)) {
           await this.#slotFreed.wait();
           continue;
         }
+        if (fits) break;
         victim = await this.#makeRoom(entry, victim);
       }
       entry.holdsSlot = true;

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { buildGateway, infer, scaleModel, scaleRequest } from '../helpers/gateway.ts';
+import { buildGateway, infer, scaleModel, scaleRequest, until, type Gateway } from '../helpers/gateway.ts';
 
 const MODELS = 6;
 const files = Object.fromEntries(Array.from({ length: MODELS }, (_, i) => [`m${i}.onnx`, scaleModel(i + 1)]));
@@ -35,4 +35,31 @@ t.test('grouped evicts the least demanded model, fifo the least recently used', 
     const resident = app.registry.status().filter((model) => model.state === 'resident').map((model) => model.name).sort();
     t.same(resident, scheduling === 'grouped' ? ['m0', 'm2'] : ['m1', 'm2'], `${scheduling}: ${resident.join(', ')} stay`);
   }
+});
+
+const stateOf = (app: Gateway['app'], name: string) => app.registry.status().find((model) => model.name === name)?.state;
+
+t.test('a slot that comes free goes to the load next in line (the model most requests wait for), not to the first waiter to wake', async (t) => {
+  const { app, executor } = await buildGateway(t, files, { registry: { maxResidentModels: 1 }, models });
+  await infer(app, 'm0', scaleRequest(1));
+  const open = executor.hold('m0');
+  const busy = infer(app, 'm0', scaleRequest(1));
+  await until(() => executor.runsStarted.get('m0') === 2, 'm0 running');
+  const order: string[] = [];
+  const answered = (name: string) => (response: Awaited<ReturnType<typeof infer>>) => {
+    order.push(name);
+    return response;
+  };
+  // m1 asks first and starts draining m0; then five requests for m2 wait.
+  const one = infer(app, 'm1', scaleRequest(1)).then(answered('m1'));
+  await until(() => stateOf(app, 'm0') === 'unloaded', 'm0 taken out for m1');
+  const five = Array.from({ length: 5 }, (_, i) => infer(app, 'm2', scaleRequest(i)).then(answered('m2')));
+  await until(() => stateOf(app, 'm2') === 'loading', 'm2 waiting for a slot');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  open();
+  await busy;
+  t.same((await one).json().outputs[0].data, [2]);
+  t.same((await Promise.all(five)).map((response) => response.json().outputs[0].data[0]), [0, 3, 6, 9, 12]);
+  t.same(order, ['m2', 'm2', 'm2', 'm2', 'm2', 'm1'], order.join(' '));
+  t.ok(executor.maxOpen <= 1, 'the cap held');
 });
