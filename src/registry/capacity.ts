@@ -32,6 +32,16 @@ export function fitsBeside(entries: Iterable<Entry>, config: Readonly<RegistryCo
     && (maxResidentBytes === undefined || total <= maxResidentBytes);
 }
 
+/** Whether the load has waited for a slot past the starvation bound. */
+function starving(entry: Entry, now: number): boolean {
+  return starvesIn(entry, now) < 0;
+}
+
+/** Milliseconds until the load waiting for a slot passes the starvation bound (negative once it has). */
+export function starvesIn(entry: Entry, now: number): number {
+  return (entry.slotWaitSince ?? now) + STARVATION_MS - now;
+}
+
 /**
  * Of the loads waiting for a slot, whose turn it is. grouped: the model most
  * requests wait for, unless a load has waited past the starvation bound
@@ -49,8 +59,8 @@ export function nextInLine(entries: Iterable<Entry>, scheduling: RegistryConfig[
 function before(a: Entry, b: Entry, scheduling: RegistryConfig['scheduling'], now: number): boolean {
   const aSince = a.slotWaitSince as number;
   const bSince = b.slotWaitSince as number;
-  const aStarving = now - aSince > STARVATION_MS;
-  const bStarving = now - bSince > STARVATION_MS;
+  const aStarving = starving(a, now);
+  const bStarving = starving(b, now);
   if (scheduling === 'fifo' || aStarving || bStarving) {
     return aStarving !== bStarving ? aStarving : aSince < bSince;
   }
@@ -72,6 +82,28 @@ export function evictionCandidates(entries: Iterable<Entry>, entry: Entry, sched
     .sort(scheduling === 'fifo' ? (a, b) => a.lastUsed - b.lastUsed : (a, b) => demandAt(a, now) - demandAt(b, now) || a.lastUsed - b.lastUsed);
   const expendable = all.filter((other) => other.expendable);
   return expendable.length > 0 ? expendable : all;
+}
+
+/** grouped: a model this many times more in demand than a load waiting for a slot is not evicted for it while another slot will come free. */
+const DEMAND_MARGIN = 2;
+
+/**
+ * grouped: which of the candidates a load may evict. Those whose demand is
+ * within DEMAND_MARGIN of the load's own (its decayed leases and waiting
+ * requests); if every one is far hotter, none while another slot is on its way
+ * to coming free (a model loading, draining, or just loaded for requests that
+ * wait for it) and the load is not starving, else the least demanded only.
+ * So a hot model between two batches is not evicted for a cold one: the cold
+ * ones take turns in the other slots, and a busy one drains in a few ms.
+ */
+export function fairCandidates(entries: Iterable<Entry>, entry: Entry, candidates: readonly Entry[], now: number): Entry[] {
+  const bound = (demandAt(entry, now) + entry.waiting) * DEMAND_MARGIN;
+  const open = candidates.filter((other) => demandAt(other, now) <= bound);
+  if (open.length > 0) return open;
+  const freeing = [...entries].some((other) => other !== entry && other.holdsSlot && !candidates.includes(other)
+    && (other.draining || other.state === 'loading' || other.waiting > 0 || other.inFlight > 0));
+  if (freeing && !starving(entry, now)) return [];
+  return candidates.slice(0, 1);
 }
 
 /**

@@ -15,7 +15,7 @@ import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelP
 import type { Executor, LoadedModel } from '../executor/types.ts';
 import { untilStopped, type Waiting } from '../executor/waiting.ts';
 import type { Signature } from '../protocol/types.ts';
-import { evictionCandidates, fitsBeside, mayFreeSlot, nextInLine } from './capacity.ts';
+import { evictionCandidates, fairCandidates, fitsBeside, mayFreeSlot, nextInLine, starvesIn } from './capacity.ts';
 import { demandAt, Entry, type Retired } from './entry.ts';
 import { Signal } from './signal.ts';
 
@@ -464,6 +464,8 @@ export class ModelRegistry {
       entry.state = 'resident';
       entry.loads += 1;
       entry.failure = undefined;
+      // A load waiting for this one to become evictable looks again.
+      this.#slotFreed.notify();
       this.#events.loaded?.(entry.config.name, performance.now() - started);
     } catch (error) {
       if (error instanceof NoSpareCapacityError) {
@@ -526,7 +528,9 @@ export class ModelRegistry {
       await shadowLoad.loading.catch(() => undefined);
       return victim;
     }
-    const candidates = evictionCandidates(this.#entries.values(), entry, this.#config.scheduling, performance.now());
+    const now = performance.now();
+    let candidates = evictionCandidates(this.#entries.values(), entry, this.#config.scheduling, now);
+    if (this.#config.scheduling === 'grouped') candidates = fairCandidates(this.#entries.values(), entry, candidates, now);
     const idle = candidates.find((other) => other.inFlight === 0);
     if (idle !== undefined) {
       await this.#evict(idle, 'capacity');
@@ -537,7 +541,10 @@ export class ModelRegistry {
       if (victim !== undefined) void this.#evict(victim, 'capacity');
       else if (!mayFreeSlot(this.#entries.values(), entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
     }
+    // Left to wait beside far hotter models: look again, at the latest, when this load starves.
+    const timer = victim === undefined ? setTimeout(() => this.#slotFreed.notify(), Math.max(0, starvesIn(entry, now)) + 1) : undefined;
     await this.#slotFreed.wait();
+    clearTimeout(timer);
     return victim;
   }
 

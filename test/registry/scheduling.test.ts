@@ -39,6 +39,24 @@ t.test('grouped evicts the least demanded model, fifo the least recently used', 
 
 const stateOf = (app: Gateway['app'], name: string) => app.registry.status().find((model) => model.name === name)?.state;
 
+t.test('a cold load does not evict a far busier model between two batches: the little used busy one drains instead', async (t) => {
+  const { app, executor } = await buildGateway(t, files, { registry: { maxResidentModels: 2 }, models });
+  for (let i = 0; i < 20; i++) await infer(app, 'm0', scaleRequest(i));
+  const open = executor.hold('m1');
+  const busy = infer(app, 'm1', scaleRequest(1));
+  await until(() => executor.runsStarted.get('m1') === 1, 'm1 running');
+  // m0 is idle between its requests but in twenty times m2's demand; m1 was asked once and is busy.
+  const cold = infer(app, 'm2', scaleRequest(3));
+  await until(() => stateOf(app, 'm1') === 'unloaded', 'm1 taken out to make room');
+  t.equal(stateOf(app, 'm0'), 'resident', 'm0 keeps its slot');
+  t.equal(executor.loads.get('m2'), undefined, 'm2 waits for m1 to finish its request');
+  open();
+  t.same((await busy).json().outputs[0].data, [2], 'm1 answers with its own session');
+  t.same((await cold).json().outputs[0].data, [9]);
+  t.same(app.registry.status().filter((model) => model.state === 'resident').map((model) => model.name).sort(), ['m0', 'm2']);
+  t.equal(executor.releases.get('m0'), undefined, 'm0 was never released');
+});
+
 t.test('a slot that comes free goes to the load next in line (the model most requests wait for), not to the first waiter to wake', async (t) => {
   const { app, executor } = await buildGateway(t, files, { registry: { maxResidentModels: 1 }, models });
   await infer(app, 'm0', scaleRequest(1));
