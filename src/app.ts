@@ -16,6 +16,7 @@ import { adminRoutes } from './http/admin.ts';
 import { consoleRoutes } from './http/console.ts';
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from './http/error-handler.ts';
 import { registerDocs } from './http/docs.ts';
+import { HealthThread } from './http/health-thread.ts';
 import { installObservability, OneLinePerRequest, requestId, sameLogger, type Drain } from './http/observability.ts';
 import { ErrorBody, InferRequestBody } from './http/schemas.ts';
 import { Metrics } from './metrics.ts';
@@ -50,6 +51,8 @@ declare module 'fastify' {
     readonly adminToken: string;
     /** Shutdown: after `begin`, new requests get 503 while in-flight ones finish. */
     readonly drain: Drain;
+    /** The health port's thread, with `server.healthPort`. */
+    readonly health: HealthThread | undefined;
   }
 }
 
@@ -176,7 +179,15 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   await app.register(adminRoutes, { token: adminToken, registry, router, live, maxModelBytes: config.admin.maxModelBytes });
   await app.register(consoleRoutes);
 
+  const health = config.server.healthPort === undefined ? undefined : new HealthThread();
+  if (health !== undefined) dataPlane.onReadyChange((ready) => { health.ready = ready; });
+  app.decorate('health', health);
   app.addHook('onReady', async () => {
+    // First, so probes of the health port see the start-up: live, not yet ready.
+    if (health !== undefined) {
+      const port = await health.start({ host: config.server.host, port: config.server.healthPort as number, stallMs: config.server.livenessStallMs });
+      app.log.info({ host: config.server.host, port }, 'health port listening');
+    }
     // Remote metadata is fetched now or on first use; a remote that is down does not hold the start.
     for (const remote of remotes.values()) void remote.signature().catch(() => undefined);
     await registry.readSignatures();
@@ -194,6 +205,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     dataPlane.ready = false;
   });
   app.addHook('onClose', async () => {
+    await health?.close();
     await shared?.close();
     await Promise.all([...remotes.values()].map((remote) => remote.close()));
     await registry.close();

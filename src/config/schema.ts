@@ -20,6 +20,8 @@ export const ServerSchema = Type.Object({
   shutdownGraceMs: Type.Integer({ default: 30_000, minimum: 0, description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish (ms) before the process exits.' }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'Log level; the MODELGATE_LOG_LEVEL environment variable overrides it.' }),
   replica: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'This replica\'s name: every response carries it as x-modelgate-replica, and every metric as the label replica. ${VAR} allowed (e.g. ${HOSTNAME}). Default: <hostname>:<port>.' })),
+  healthPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'A second port, on server.host, that answers only GET /v2/health/live and /v2/health/ready, from a thread of its own: probes are answered at once however busy the event loop is, instead of waiting behind the requests it is serving. 0 picks a free one. Absent: none (the main port answers both in any case).' })),
+  livenessStallMs: Type.Integer({ default: 10_000, minimum: 200, description: 'On server.healthPort: an event loop that has not turned for this long (ms) is answered not live (503), and not ready.' }),
   accessLog: Type.Boolean({ default: true, description: 'One info line per request (method, url, key, status, ms, requestId), buffered and written in batches. false: only requests answered with a 5xx are logged.' }),
 }, { additionalProperties: false, default: {} });
 

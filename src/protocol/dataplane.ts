@@ -54,6 +54,7 @@ export class DataPlane {
   readonly #targets: () => TargetTable;
   readonly #metadata: ServerMetadata;
   #ready = false;
+  #readyChanged: ((ready: boolean) => void) | undefined;
 
   readonly #defaultTimeoutMicros: number | undefined;
   readonly #statistics = new InferenceStatistics();
@@ -79,6 +80,12 @@ export class DataPlane {
 
   set ready(value: boolean) {
     this.#ready = value;
+    this.#readyChanged?.(value);
+  }
+
+  /** Tells `listener` every change of readiness (the health thread answers from it). */
+  onReadyChange(listener: (ready: boolean) => void): void {
+    this.#readyChanged = listener;
   }
 
   /** The target behind `key`; with `version` (a `/versions/{v}/` path), that version must be one the key serves. */

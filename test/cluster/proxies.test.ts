@@ -30,7 +30,9 @@ async function fleet(t: TestContext, size = 3) {
   const document = parse(readFileSync(path.join(DEPLOY, 'gateway.yaml'), 'utf8')) as Record<string, unknown>;
   const replicas: Replica[] = [];
   for (let i = 1; i <= size; i++) {
-    replicas.push(await startReplica(t, path.join(directory, `replica-${i}`), `modelgate-${i}`, { ...document, modelRepository: repository }, { REDIS_URL: redis.url, MODELGATE_ADMIN_TOKEN: TOKEN }));
+    // Side by side on one host: each replica's health port is a free one.
+    const server = { ...(document.server as Record<string, unknown>), healthPort: 0 };
+    replicas.push(await startReplica(t, path.join(directory, `replica-${i}`), `modelgate-${i}`, { ...document, server, modelRepository: repository }, { REDIS_URL: redis.url, MODELGATE_ADMIN_TOKEN: TOKEN }));
   }
   return { redis, directory, replicas };
 }
@@ -174,6 +176,8 @@ t.test('docker-compose.yml and the Kubernetes manifests agree with the tested co
   const container = manifests[2]?.spec.template.spec.containers[0];
   t.equal(container.readinessProbe.httpGet.path, '/v2/health/ready');
   t.equal(container.livenessProbe.httpGet.path, '/v2/health/live');
+  t.equal(container.livenessProbe.httpGet.port, 'health', 'liveness on the health port');
+  t.same(container.ports.find((port: { name: string }) => port.name === 'health')?.containerPort, config.server.healthPort, 'the container port is server.healthPort');
   t.ok(manifests[2]?.spec.template.spec.terminationGracePeriodSeconds * 1000 > 30_000 + 5000, 'the pod outlives the drain and the preStop pause');
   t.equal(manifests[4]?.spec.trafficPolicy.loadBalancer.consistentHash.httpHeaderName, 'x-model-key');
   t.same(manifests[5]?.spec.loadBalancer, { type: 'ConsistentHash', consistentHash: { type: 'Header', header: { name: 'x-model-key' } } });

@@ -19,7 +19,7 @@ t.test('defaults, keys defaulting to the name, and a frozen result', async (t) =
   const config = validateConfig({ modelRepository: '.', models: [{ name: 'a', path: 'a.onnx' }] }, repository, {});
   t.same(config.server, {
     host: '127.0.0.1', port: 8080, bodyLimitBytes: 64 * 1024 * 1024,
-    requestTimeoutMs: 120_000, keepAliveTimeoutMs: 72_000, shutdownGraceMs: 30_000, logLevel: 'info', accessLog: true,
+    requestTimeoutMs: 120_000, keepAliveTimeoutMs: 72_000, shutdownGraceMs: 30_000, logLevel: 'info', accessLog: true, livenessStallMs: 10_000,
   });
   t.same(config.registry, { scheduling: 'grouped', loadFailureBackoffMs: 30_000 });
   t.equal(config.admin.token, undefined);
