@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { buildGateway, infer, scaleModel, scaleRequest, until, type Gateway } from '../helpers/gateway.ts';
+import { buildGateway, infer, scaleModel, scaleRequest, slowLoadingModel, until, type Gateway } from '../helpers/gateway.ts';
 
 const MODELS = 6;
 const files = Object.fromEntries(Array.from({ length: MODELS }, (_, i) => [`m${i}.onnx`, scaleModel(i + 1)]));
@@ -80,4 +80,19 @@ t.test('a slot that comes free goes to the load next in line (the model most req
   t.same((await Promise.all(five)).map((response) => response.json().outputs[0].data[0]), [0, 3, 6, 9, 12]);
   t.same(order, ['m2', 'm2', 'm2', 'm2', 'm2', 'm1'], order.join(' '));
   t.ok(executor.maxOpen <= 1, 'the cap held');
+});
+
+t.test('a cold load waits for a slot on its way to coming free rather than evict a far hotter idle model', async (t) => {
+  const slow = { ...files, 'slow.onnx': slowLoadingModel(6000) };
+  const { app, executor } = await buildGateway(t, slow, { registry: { maxResidentModels: 2 }, models: [...models, { name: 'slow', path: 'slow.onnx', batching: false }] });
+  for (let i = 0; i < 20; i++) await infer(app, 'm0', scaleRequest(i));
+  // slow takes the other slot and spends about half a second loading; m2 asks meanwhile.
+  const loading = infer(app, 'slow', scaleRequest(1));
+  await until(() => stateOf(app, 'slow') === 'loading' && app.registry.residentCount === 2, 'slow loading in the second slot');
+  const cold = infer(app, 'm2', scaleRequest(5));
+  t.same((await loading).json().outputs[0].data, [6001]);
+  t.same((await cold).json().outputs[0].data, [15]);
+  t.equal(executor.releases.get('m0'), undefined, 'm0 kept its slot throughout');
+  t.equal(executor.releases.get('slow'), 1, 'slow made room once its request was answered');
+  t.same(app.registry.status().filter((model) => model.state === 'resident').map((model) => model.name).sort(), ['m0', 'm2']);
 });
