@@ -35,7 +35,7 @@ export const AdminSchema = Type.Object({
 export const RegistrySchema = Type.Object({
   maxResidentModels: Type.Optional(Type.Integer({ minimum: 1, description: 'Most models resident at once (like Beam\'s max_models_per_worker_hint). Absent: no cap.' })),
   maxResidentBytes: Type.Optional(Type.Integer({ minimum: 1, description: 'Most bytes of model files resident at once. Absent: no cap.' })),
-  scheduling: Type.Union([Type.Literal('grouped'), Type.Literal('fifo')], { default: 'grouped', description: 'grouped: when more models are wanted than fit, the next to load is the one most requests wait for (none waiting longer than about a second behind others), and a model with requests waiting is not evicted, so one load serves many requests. fifo: leases are granted in arrival order, loading and evicting as requests come (Beam without GroupByKey), for strict ordering or comparison.' }),
+  scheduling: Type.Union([Type.Literal('grouped'), Type.Literal('fifo')], { default: 'grouped', description: 'grouped: when more models are wanted than fit, the next to load is the one most requests wait for (none waiting longer than about a second behind others), a model with requests waiting is not evicted, nor one in more than twice the demand of the load while another slot is coming free, so one load serves many requests and hot models keep their slots. fifo: leases are granted in arrival order, loading and evicting as requests come (Beam without GroupByKey), for strict ordering or comparison.' }),
   loadFailureBackoffMs: Type.Integer({ default: 30_000, minimum: 0, description: 'After a failed load, requests get 503 with Retry-After for this long before the next attempt (ms). An admin load retries at once.' }),
 }, { additionalProperties: false, default: {} });
 

@@ -4,10 +4,11 @@
  * want it; at most `maxResidentModels` (and `maxResidentBytes`) hold a session
  * at any moment, loading and draining ones included, so the cap is honest.
  *
- * Requests hold a lease while they use a model. Eviction picks the least
- * recently used idle model; when every candidate is busy it takes the least
- * recently used one out of the resident set (no new leases) and releases its
- * session when its last lease ends, so no request loses its model.
+ * Requests hold a lease while they use a model. Eviction picks an idle model
+ * in the order the scheduling gives (capacity.ts: least demanded, or least
+ * recently used); when every candidate is busy it takes the first out of the
+ * resident set (no new leases) and releases its session when its last lease
+ * ends, so no request loses its model.
  */
 import { stat } from 'node:fs/promises';
 import type { ModelConfig, RegistryConfig } from '../config/schema.ts';
