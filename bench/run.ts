@@ -174,9 +174,9 @@ const children: ChildProcess[] = [];
 const started = async (promise: ReturnType<typeof start>) => { const server = await promise; children.push(server.child); return server.url; };
 const fixed = (value: number, digits = 0) => value.toFixed(digits);
 
-/** Probes liveness of the URLs from a process of its own while `during` runs; p50/p99 in ms. */
 interface Quantiles { p50: number; p99: number }
 
+/** Probes liveness of the URLs from a process of its own while `during` runs; p50/p99 in ms. */
 async function probing<T>(urls: string[], seconds: number, during: () => Promise<T>): Promise<{ outcome: T; probes: Quantiles[] }> {
   const child = spawn(process.execPath, [path.join(ROOT, 'bench/probe.ts'), String(seconds), ...urls], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
