@@ -86,10 +86,16 @@ t.test('a cold load waits for a slot on its way to coming free rather than evict
   const slow = { ...files, 'slow.onnx': slowLoadingModel(6000) };
   const { app, executor } = await buildGateway(t, slow, { registry: { maxResidentModels: 2 }, models: [...models, { name: 'slow', path: 'slow.onnx', batching: false }] });
   for (let i = 0; i < 20; i++) await infer(app, 'm0', scaleRequest(i));
-  // slow takes the other slot and spends about half a second loading; m2 asks meanwhile.
+  // slow takes the other slot and loads (its run then held), so m2 finds it loading or busy,
+  // whichever comes first here: in process, creating a session blocks this event loop.
+  const open = executor.hold('slow');
   const loading = infer(app, 'slow', scaleRequest(1));
-  await until(() => stateOf(app, 'slow') === 'loading' && app.registry.residentCount === 2, 'slow loading in the second slot');
+  await until(() => executor.attempts.get('slow') === 1, 'slow loading in the second slot');
   const cold = infer(app, 'm2', scaleRequest(5));
+  await until(() => executor.runsStarted.get('slow') === 1, 'slow running');
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  t.equal(executor.loads.get('m2'), undefined, 'm2 waits');
+  open();
   t.same((await loading).json().outputs[0].data, [6001]);
   t.same((await cold).json().outputs[0].data, [15]);
   t.equal(executor.releases.get('m0'), undefined, 'm0 kept its slot throughout');
