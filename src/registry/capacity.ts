@@ -100,18 +100,17 @@ export function fairCandidates(entries: Iterable<Entry>, entry: Entry, candidate
   const bound = (demandAt(entry, now) + entry.waiting) * DEMAND_MARGIN;
   const open = candidates.filter((other) => demandAt(other, now) <= bound);
   if (open.length > 0) return open;
-  const freeing = [...entries].some((other) => other !== entry && other.holdsSlot && !candidates.includes(other)
-    && (other.draining || other.state === 'loading' || other.waiting > 0 || other.inFlight > 0));
-  if (freeing && !starving(entry, now)) return [];
+  if (mayFreeSlot(entries, entry, candidates) && !starving(entry, now)) return [];
   return candidates.slice(0, 1);
 }
 
 /**
- * Whether a slot may still come free for `entry`: another model is loading or
- * draining, or is resident, unpinned and busy (evictable once its requests end).
+ * Whether a slot may still come free for `entry` other than by evicting one of
+ * `except`: another model is loading or draining, or is resident, unpinned and
+ * busy (evictable once its requests end).
  */
-export function mayFreeSlot(entries: Iterable<Entry>, entry: Entry): boolean {
-  return [...entries].some((other) => other !== entry && (
+export function mayFreeSlot(entries: Iterable<Entry>, entry: Entry, except: readonly Entry[] = []): boolean {
+  return [...entries].some((other) => other !== entry && !except.includes(other) && (
     (other.holdsSlot && (other.draining || other.state === 'loading'))
     || (other.state === 'resident' && !other.config.pinned && (other.inFlight > 0 || other.waiting > 0))));
 }

@@ -102,3 +102,25 @@ t.test('a cold load waits for a slot on its way to coming free rather than evict
   t.equal(executor.releases.get('slow'), 1, 'slow made room once its request was answered');
   t.same(app.registry.status().filter((model) => model.state === 'resident').map((model) => model.name).sort(), ['m0', 'm2']);
 });
+
+t.test('a busy pinned model is no slot on its way to coming free: a cold load evicts the far hotter model instead of failing', async (t) => {
+  const pinned = [...models, { name: 'p', path: 'm5.onnx', pinned: true, batching: false as const }];
+  const { app, executor } = await buildGateway(t, files, { registry: { maxResidentModels: 2 }, models: pinned });
+  for (let i = 0; i < 20; i++) await infer(app, 'm0', scaleRequest(i));
+  const open = executor.hold('p');
+  t.teardown(open);
+  const busy = infer(app, 'p', scaleRequest(1));
+  await until(() => executor.runsStarted.get('p') === 1, 'p running');
+  // m0 is far hotter than m2, but nothing else will free a slot (p is pinned): m0 goes at once.
+  // This failed the load ("does not fit beside the pinned models") when p counted as freeing.
+  const asked = performance.now();
+  const answer = await infer(app, 'm2', scaleRequest(5));
+  t.equal(answer.statusCode, 200, answer.body);
+  t.same(answer.json().outputs?.[0]?.data, [15]);
+  const waited = performance.now() - asked;
+  t.ok(waited < 900, `m2 answered in ${waited.toFixed(0)} ms, before the starvation bound (1 s)`);
+  t.equal(executor.runsStarted.get('p'), 1, 'p still busy throughout');
+  open();
+  t.same((await busy).json().outputs[0].data, [6]);
+  t.equal(executor.releases.get('p'), undefined, 'the pinned model stays');
+});
