@@ -5,6 +5,7 @@ import { buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN } 
 import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { HEARTBEAT_MS } from '../../src/http/health-thread.ts';
+import { eventually } from '../helpers/programs.ts';
 
 const files = { 'm.onnx': scaleModel(2) };
 const models = [{ name: 'm', path: 'm.onnx' }];
@@ -63,12 +64,8 @@ t.test('the health port answers while the event loop is busy, and says not live 
   t.match(JSON.parse(stalled.body), { live: false, error: /the event loop has not turned for \d+ ms/ });
   t.same(JSON.parse(probeBlocking(port, '/v2/health/ready').body), { ready: false });
   // Turning again: the next heartbeat makes it live.
-  let status = 0;
-  for (let tries = 0; tries < 50 && status !== 200; tries++) {
-    await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_MS));
-    status = (await probe(port, '/v2/health/live')).status;
-  }
-  t.equal(status, 200, 'live again');
+  await eventually('live again', async () => (await probe(port, '/v2/health/live')).status === 200, 50 * HEARTBEAT_MS);
+  t.equal((await probe(port, '/v2/health/live')).status, 200, 'live again');
   t.equal((await probe(port, '/v2/health/ready')).status, 200, 'ready again');
 });
 
