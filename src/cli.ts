@@ -10,7 +10,7 @@ import { buildApp } from './app.ts';
 import { loadConfigFile } from './config/load.ts';
 import type { GatewayConfig } from './config/schema.ts';
 import { ConfigError } from './errors.ts';
-import { LogStream } from './log-stream.ts';
+import { LogStream } from './telemetry/log-stream.ts';
 
 const USAGE = `Usage: modelgate serve [--config <file>] [--host <address>] [--port <number>]
 

@@ -15,14 +15,14 @@ import { constants } from 'node:buffer';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool, type Dispatcher } from 'undici';
 import { compress as compressBody, decompress, type Encoding } from '../protocol/compression.ts';
-import type { ModelMetadata, ServerMetadata } from '../protocol/dataplane.ts';
+import type { ModelMetadata, ServerMetadata } from '../inference/dataplane.ts';
 import { parseJson } from '../protocol/json.ts';
-import type { ModelStatistics } from '../protocol/statistics.ts';
+import type { ModelStatistics } from '../inference/statistics.ts';
 import { decodeResponse, encodeRequest, type InferResponse, type InputTensor, type RequestedOutput } from './tensors.ts';
 
 export type { Datatype, InferResponse, InputTensor, OutputTensor, RequestedOutput, TensorData } from './tensors.ts';
-export type { ModelMetadata, ServerMetadata } from '../protocol/dataplane.ts';
-export type { Duration, ModelStatistics } from '../protocol/statistics.ts';
+export type { ModelMetadata, ServerMetadata } from '../inference/dataplane.ts';
+export type { Duration, ModelStatistics } from '../inference/statistics.ts';
 export type { TensorSpec as TensorMetadata } from '../protocol/types.ts';
 
 export interface ClientOptions {

@@ -9,7 +9,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.ts';
-import { checkRoutes } from '../routing/graph.ts';
+import { checkRoutes } from './route-graph.ts';
 import { resolveInRepository } from './paths.ts';
 import { displayPath } from './pointer.ts';
 import { GatewayConfigSchema, ModelSchema, type GatewayConfig, type ModelConfig, type RemoteModelConfig } from './schema.ts';

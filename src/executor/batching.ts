@@ -16,7 +16,7 @@ import { allocate } from '../protocol/datatypes.ts';
 import type { Signature, Tensor, TensorData, TensorMap } from '../protocol/types.ts';
 import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
 import type { Executor, LoadedModel } from './types.ts';
-import type { Waiting } from './waiting.ts';
+import type { Waiting } from '../waiting.ts';
 import { preciseTimers } from './timer.ts';
 
 /** Whether every input and output of the signature has a dynamic first dimension to batch along. */

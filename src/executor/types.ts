@@ -5,7 +5,7 @@
  */
 import type { ModelConfig } from '../config/schema.ts';
 import type { Signature, TensorMap } from '../protocol/types.ts';
-import type { Waiting } from './waiting.ts';
+import type { Waiting } from '../waiting.ts';
 
 /** A model whose session is open. */
 export interface LoadedModel {

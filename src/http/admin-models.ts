@@ -6,7 +6,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { ModelSchema, SessionOptionsSchema } from '../config/schema.ts';
-import type { LiveModels, ModelView, RemoteView } from '../routing/live-models.ts';
+import type { LiveModels, ModelView, RemoteView } from '../live/live-models.ts';
 import { errors, validatedInHandler } from './schemas.ts';
 
 interface NameParams { name: string }

@@ -5,9 +5,9 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { SequenceSchema, SplitSchema } from '../config/schema.ts';
-import type { Router, RouteView } from '../routing/router.ts';
+import type { Router, RouteView } from '../live/router.ts';
 import { RouteConflictError } from '../errors.ts';
-import { command } from '../routing/rollouts.ts';
+import { command } from '../experiments/rollouts.ts';
 import { errors, validatedInHandler } from './schemas.ts';
 
 interface KeyParams { key: string }

@@ -7,7 +7,7 @@ import { InvalidInputError } from '../errors.ts';
 import { HEADER_LENGTH } from '../protocol/binary.ts';
 import { readInferBody } from '../protocol/body.ts';
 import { chooseEncoding, compress, COMPRESSION_THRESHOLD } from '../protocol/compression.ts';
-import type { DataPlane } from '../protocol/dataplane.ts';
+import type { DataPlane } from '../inference/dataplane.ts';
 import {
   errors, InferRequestBody, InferResponseBody, Key, KeyVersion, LiveResponse, ModelMetadataResponse,
   ModelReadyResponse, ReadyResponse, ServerMetadataResponse, StatisticsResponse, validatedInHandler,

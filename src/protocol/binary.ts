@@ -6,8 +6,7 @@
  * header length of 0 (or none) the whole body is the single input's data.
  */
 import { InvalidInputError } from '../errors.ts';
-import { allocate } from './datatypes.ts';
-import { NUL_IN_BYTES } from './decode.ts';
+import { allocate, NUL_IN_BYTES } from './datatypes.ts';
 import { parseJson } from './json.ts';
 import type { Datatype, Signature, Tensor, TensorData } from './types.ts';
 

@@ -7,7 +7,7 @@
  */
 import { InvalidInputError, UnsupportedMediaTypeError } from '../errors.ts';
 import { decompress } from './compression.ts';
-import type { InferPayload } from './dataplane.ts';
+import type { InferPayload } from './types.ts';
 import { parseJson, parseJsonExact } from './json.ts';
 
 /**

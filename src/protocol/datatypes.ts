@@ -5,6 +5,9 @@
 import { jsonText } from './json.ts';
 import type { Datatype, TensorData } from './types.ts';
 
+/** Why a BYTES element holding NUL is refused, rather than passed on cut short. */
+export const NUL_IN_BYTES = 'holds a NUL character: onnxruntime cuts strings at the first NUL, so it cannot reach the model intact';
+
 interface DatatypeInfo {
   /** onnxruntime's name for the element type. */
   readonly ort: string;

@@ -5,7 +5,7 @@
  */
 import { InvalidInputError } from '../errors.ts';
 import type { BinaryReader } from './binary.ts';
-import { allocate, convertElement, isDatatype } from './datatypes.ts';
+import { allocate, convertElement, isDatatype, NUL_IN_BYTES } from './datatypes.ts';
 import { jsonText } from './json.ts';
 import type { Datatype, InferRequest, Signature, Tensor, TensorData, TensorMap, TensorSpec } from './types.ts';
 
@@ -189,9 +189,6 @@ function fillNested(data: TensorData, datatype: Datatype, raw: unknown[], shape:
   };
   walk(raw, 0, '');
 }
-
-/** Why a BYTES element holding NUL is refused, rather than passed on cut short. */
-export const NUL_IN_BYTES = 'holds a NUL character: onnxruntime cuts strings at the first NUL, so it cannot reach the model intact';
 
 function store(data: TensorData, index: number, datatype: Datatype, value: unknown, where: string): void {
   const converted = convertElement(datatype, value);

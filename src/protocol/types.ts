@@ -60,3 +60,12 @@ export interface InferResult {
   readonly modelName: string;
   readonly outputs: TensorMap;
 }
+
+/**
+ * A request body as it arrived: parsed JSON (with `exact`, which reads its
+ * text again with 64-bit integers exact, if it came as text), or the bytes of
+ * a binary-extension request.
+ */
+export type InferPayload =
+  | { readonly json: unknown; readonly exact?: () => unknown }
+  | { readonly binary: Buffer; readonly headerLength: string | undefined };

@@ -6,8 +6,10 @@
 import type { ModelConfig } from '../config/schema.ts';
 import type { LoadedModel } from '../executor/types.ts';
 import type { Signature } from '../protocol/types.ts';
-import type { ModelState } from './registry.ts';
 import { Signal } from './signal.ts';
+
+/** What the admin API shows of a model's state. */
+export type ModelState = 'unloaded' | 'loading' | 'resident' | 'failed' | 'remote';
 
 /** A session of an earlier version, still finishing the requests that leased it before a swap. */
 export interface Retired {

@@ -14,14 +14,13 @@ import { stat } from 'node:fs/promises';
 import type { ModelConfig, RegistryConfig } from '../config/schema.ts';
 import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, NoSpareCapacityError, QueueFullError, withRetryAfter } from '../errors.ts';
 import type { Executor, LoadedModel } from '../executor/types.ts';
-import { untilStopped, type Waiting } from '../executor/waiting.ts';
+import { untilStopped, type Waiting } from '../waiting.ts';
 import type { Signature } from '../protocol/types.ts';
 import { evictionCandidates, fairCandidates, fitsBeside, mayFreeSlot, nextInLine, starvesIn } from './capacity.ts';
-import { demandAt, Entry, type Retired } from './entry.ts';
+import { demandAt, Entry, type ModelState, type Retired } from './entry.ts';
 import { Signal } from './signal.ts';
 
-/** What the admin API shows of a model's state. */
-export type ModelState = 'unloaded' | 'loading' | 'resident' | 'failed' | 'remote';
+export type { ModelState } from './entry.ts';
 
 export interface ModelStatus {
   readonly name: string;

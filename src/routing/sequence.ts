@@ -5,19 +5,15 @@
  * only while it runs, so a chain longer than the resident cap still completes.
  */
 import type { PostprocessSpec, SequenceSpec, StepSpec } from '../config/schema.ts';
+import { stepName } from '../config/route-graph.ts';
 import { checkTensor } from '../protocol/decode.ts';
 import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '../protocol/types.ts';
-import { applyOps, describeOps, type Plugin } from './postprocess.ts';
+import { applyOps, describeOps, type Plugin } from '../ops/postprocess.ts';
 import type { InferContext, Target } from './target.ts';
 
 /** A step's post-processing; each op was checked against its own schema when the route was set (graph.ts). */
 function opsOf(step: StepSpec): readonly PostprocessSpec[] {
   return (step.postprocess ?? []) as PostprocessSpec[];
-}
-
-/** The name a step's outputs go by: `<name>.<output>`. */
-export function stepName(step: StepSpec): string {
-  return step.name ?? step.target;
 }
 
 interface Plan {

@@ -6,10 +6,9 @@
 import { createHash } from 'node:crypto';
 import type { SplitSpec } from '../config/schema.ts';
 import type { InferRequest, InferResult, Signature, TensorMap } from '../protocol/types.ts';
-import { effectiveWeights } from './rollouts.ts';
+import { effectiveWeights } from '../experiments/rollouts.ts';
 import { commonSignature } from './signature.ts';
-import type { RouteObserver } from '../metrics.ts';
-import type { RouteStats } from './stats.ts';
+import type { RouteStats } from '../experiments/stats.ts';
 import type { InferContext, Target } from './target.ts';
 
 /** Sticky users hash into this many buckets, laid out over the variants in order. */
@@ -36,6 +35,12 @@ export function bucketBounds(weights: readonly number[]): number[] {
 /** The bucket of a user on a route: stable across restarts and weight changes. */
 export function stickyBucket(route: string, user: string): number {
   return createHash('sha256').update(route).update('\0').update(user).digest().readUInt32BE(0) % BUCKETS;
+}
+
+/** What a split reports per request and per shadow copy. */
+export interface RouteObserver {
+  variant(route: string, variant: string, seconds: number, failed: boolean): void;
+  shadow(route: string, target: string, outcome: 'dropped' | 'error' | 'agreed' | 'disagreed' | 'answered'): void;
 }
 
 export class SplitTarget implements Target {

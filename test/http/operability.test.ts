@@ -5,7 +5,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
-import { formatOpenApi, generateOpenApi } from '../../src/http/openapi-document.ts';
+import { formatOpenApi, generateOpenApi } from '../../src/openapi-document.ts';
 import { AUTH, buildGateway, infer, makeRepository, metricsOf, scaleModel, scaleRequest, TOKEN, until } from '../helpers/gateway.ts';
 
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2) };

@@ -9,7 +9,7 @@ import t from 'tap';
 import { unsupportedOpModel } from '../../src/onnx/builder.ts';
 import type { FastifyInstance } from 'fastify';
 import { bucketBounds } from '../../src/routing/split.ts';
-import { effectiveWeights } from '../../src/routing/rollouts.ts';
+import { effectiveWeights } from '../../src/experiments/rollouts.ts';
 import { AUTH, buildGateway, infer, makeRepository, metricsOf, scaleModel, scaleRequest, startGateway, TOKEN, until } from '../helpers/gateway.ts';
 
 const JSON_AUTH = { ...AUTH, 'content-type': 'application/json' };

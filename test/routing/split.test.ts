@@ -1,7 +1,7 @@
 import t from 'tap';
 import { BUCKETS, bucketBounds, outputsAgree, stickyBucket } from '../../src/routing/split.ts';
 import { commonSignature } from '../../src/routing/signature.ts';
-import { LatencyHistogram } from '../../src/routing/stats.ts';
+import { LatencyHistogram } from '../../src/experiments/stats.ts';
 import type { Tensor } from '../../src/protocol/types.ts';
 
 function variantOf(bounds: readonly number[], bucket: number): number {

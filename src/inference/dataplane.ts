@@ -5,14 +5,14 @@
  */
 import { InvalidInputError, KeyNotFoundError, VersionNotFoundError } from '../errors.ts';
 import type { InferContext, RunTiming, Target, TargetTable } from '../routing/target.ts';
-import { untilStopped } from '../executor/waiting.ts';
-import { decodeRawBody, splitBody } from './binary.ts';
+import { untilStopped } from '../waiting.ts';
+import { decodeRawBody, splitBody } from '../protocol/binary.ts';
 import { classify } from './classification.ts';
-import { decodeInferRequest } from './decode.ts';
-import { encodeInferResponse } from './encode.ts';
-import { parseJsonExact } from './json.ts';
+import { decodeInferRequest } from '../protocol/decode.ts';
+import { encodeInferResponse } from '../protocol/encode.ts';
+import { parseJsonExact } from '../protocol/json.ts';
 import { InferenceStatistics, type ModelStatistics } from './statistics.ts';
-import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from './types.ts';
+import type { InferPayload, InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '../protocol/types.ts';
 
 /** The one version every key serves, as Triton numbers them. */
 export const VERSION = '1';
@@ -31,15 +31,6 @@ export interface ServerMetadata {
   readonly version: string;
   readonly extensions: readonly string[];
 }
-
-/**
- * A request body as it arrived: parsed JSON (with `exact`, which reads its
- * text again with 64-bit integers exact, if it came as text), or the bytes of
- * a binary-extension request.
- */
-export type InferPayload =
-  | { readonly json: unknown; readonly exact?: () => unknown }
-  | { readonly binary: Buffer; readonly headerLength: string | undefined };
 
 /** An encoded response, with what the HTTP layer reports beside it. */
 export interface InferReply {

@@ -9,16 +9,16 @@ import { displayPath } from '../config/pointer.ts';
 import { SequenceSchema, SplitSchema, type RolloutStatus, type RouteSpec, type SequenceSpec, type SplitSpec } from '../config/schema.ts';
 import { ConcurrentChangeError, InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
 import type { ConfigStore } from '../store/store.ts';
-import { checkRoutes, routeTargets } from './graph.ts';
-import { commonSignature } from './signature.ts';
-import type { RouteObserver } from '../metrics.ts';
-import type { Plugin } from './postprocess.ts';
-import { SequenceTarget } from './sequence.ts';
-import { SplitTarget } from './split.ts';
-import { applyState, ifMatchHolds, routeDigest, type ModelStateEntry, type RouteState, type StateEntry } from './state-file.ts';
-import { guardRollout, resumeRollout, startRollout, withStatus } from './rollouts.ts';
-import { RouteStats } from './stats.ts';
-import type { Target, TargetTable } from './target.ts';
+import { checkRoutes, routeTargets } from '../config/route-graph.ts';
+import { commonSignature } from '../routing/signature.ts';
+import type { RouteObserver } from '../routing/split.ts';
+import type { Plugin } from '../ops/postprocess.ts';
+import { SequenceTarget } from '../routing/sequence.ts';
+import { SplitTarget } from '../routing/split.ts';
+import { applyState, ifMatchHolds, routeDigest, type ModelStateEntry, type RouteState, type StateEntry } from '../store/state-file.ts';
+import { guardRollout, resumeRollout, startRollout, withStatus } from '../experiments/rollouts.ts';
+import { RouteStats } from '../experiments/stats.ts';
+import type { Target, TargetTable } from '../routing/target.ts';
 
 /** A route as the admin API shows it. */
 export interface RouteView {

@@ -4,17 +4,12 @@
  * request data (an unknown key counts as key="").
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { ModelStatus, RegistryEvents } from './registry/registry.ts';
-import type { SharedState } from './routing/router.ts';
+import type { ModelStatus, RegistryEvents } from '../registry/registry.ts';
+import type { RouteObserver } from '../routing/split.ts';
+import type { SharedState } from '../live/router.ts';
 
 /** Seconds: from 100 µs (a tiny model in process) to 10 s. */
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-
-/** What a split reports per request and per shadow copy. */
-export interface RouteObserver {
-  variant(route: string, variant: string, seconds: number, failed: boolean): void;
-  shadow(route: string, target: string, outcome: 'dropped' | 'error' | 'agreed' | 'disagreed' | 'answered'): void;
-}
 
 export class Metrics implements RouteObserver {
   readonly registry = new Registry();

@@ -13,10 +13,10 @@ import { NAME_PATTERN, type ModelConfig, type RemoteModelConfig } from '../confi
 import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, PreconditionFailedError, RepositoryNotWritableError } from '../errors.ts';
 import type { Signature } from '../protocol/types.ts';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
-import type { RemoteModel } from './remote-target.ts';
+import type { RemoteModel } from '../remote/remote-target.ts';
 import type { AdoptedModels, Router } from './router.ts';
-import { ifMatchHolds, modelDigest, type ModelEntry, type ModelStateEntry } from './state-file.ts';
-import type { Target } from './target.ts';
+import { ifMatchHolds, modelDigest, type ModelEntry, type ModelStateEntry } from '../store/state-file.ts';
+import type { Target } from '../routing/target.ts';
 
 /** The configuration's name pattern: an upload names its model in the URL, unchecked by any schema. */
 const MODEL_NAME = new RegExp(NAME_PATTERN);

@@ -4,9 +4,13 @@
  * route reaches itself, and nesting stays shallow.
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { POSTPROCESS_OPS, type RouteSpec, type SequenceSpec } from '../config/schema.ts';
-import { displayPath } from '../config/pointer.ts';
-import { stepName } from './sequence.ts';
+import { POSTPROCESS_OPS, type RouteSpec, type SequenceSpec, type StepSpec } from './schema.ts';
+import { displayPath } from './pointer.ts';
+
+/** The name a step's outputs go by: `<name>.<output>`. */
+export function stepName(step: StepSpec): string {
+  return step.name ?? step.target;
+}
 
 /** Deepest chain of routes inside routes (a split whose variant is a sequence whose step is a split...). */
 export const MAX_ROUTE_DEPTH = 8;

@@ -10,8 +10,8 @@ import type { RemoteModelConfig } from '../config/schema.ts';
 import { DeadlineExceededError, NoSpareCapacityError, RemoteFailedError, RemoteUnavailableError, RequestAbortedError, withRetryAfter } from '../errors.ts';
 import { isDatatype } from '../protocol/datatypes.ts';
 import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '../protocol/types.ts';
-import type { RunObserver } from './model-target.ts';
-import type { InferContext, Target } from './target.ts';
+import type { RunObserver } from '../routing/model-target.ts';
+import type { InferContext, Target } from '../routing/target.ts';
 
 /** Consecutive failures that open the breaker. */
 const FAILURES_TO_OPEN = 5;

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import type { PostprocessSpec } from '../../src/config/schema.ts';
 import type { Tensor, TensorMap, TensorSpec } from '../../src/protocol/types.ts';
-import { applyOps, describeOps, type Plugin } from '../../src/routing/postprocess.ts';
+import { applyOps, describeOps, type Plugin } from '../../src/ops/postprocess.ts';
 
 const f32 = (data: number[], shape: number[]): Tensor => ({ datatype: 'FP32', shape, data: new Float32Array(data) });
 const noPlugins = new Map<string, Plugin>();

@@ -2,7 +2,7 @@
  * Work that waits (for a model's load, a slot, a batch) stops waiting when the
  * request's deadline passes or its client goes away: it then never runs.
  */
-import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
+import { DeadlineExceededError, RequestAbortedError } from './errors.ts';
 
 /** When queued work stops being wanted. */
 export interface Waiting {

@@ -4,9 +4,9 @@
  * its last axis, each a BYTES element "value:index", largest first.
  */
 import { InvalidInputError } from '../errors.ts';
-import { topk } from '../routing/postprocess.ts';
-import { halfToFloat } from './datatypes.ts';
-import type { Tensor } from './types.ts';
+import { topk } from '../ops/postprocess.ts';
+import { halfToFloat } from '../protocol/datatypes.ts';
+import type { Tensor } from '../protocol/types.ts';
 
 export function classify(tensor: Tensor, count: number, name: string): Tensor {
   const axis = tensor.shape.length - 1;

@@ -1,7 +1,7 @@
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { LogStream } from '../src/log-stream.ts';
+import { LogStream } from '../../src/telemetry/log-stream.ts';
 
 function file(t: Test) {
   const name = path.join(t.testdir(), 'log');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { difference, wilson } from '../../src/routing/intervals.ts';
+import { difference, wilson } from '../../src/experiments/intervals.ts';
 
 /** Wilson's bounds as the roots of (p̂ - p)² = z² p (1 - p) / n, solved here by the quadratic formula. */
 function roots(events: number, trials: number): [number, number] {

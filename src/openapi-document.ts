@@ -3,13 +3,13 @@
  * per-key entries belong to a running gateway). `npm run openapi` writes it
  * to openapi/openapi.json; a test fails when the committed file drifts.
  *
- *   node dist/http/openapi-document.js [file]
+ *   node dist/openapi-document.js [file]
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { buildApp } from '../app.ts';
-import { validateConfig } from '../config/load.ts';
+import { buildApp } from './app.ts';
+import { validateConfig } from './config/load.ts';
 
 export async function generateOpenApi(): Promise<Record<string, unknown>> {
   const repository = await mkdtemp(path.join(tmpdir(), 'modelgate-openapi-'));
