@@ -141,3 +141,60 @@ export const StoreUnavailableError = createError<'MG_STORE_UNAVAILABLE', 503, [s
 /** 409: another replica kept changing the shared configuration while this change was being made; nothing changed. */
 export const ConcurrentChangeError = createError<'MG_CONCURRENT_CHANGE', 409, [string]>(
   'MG_CONCURRENT_CHANGE', '%s', 409);
+
+/** 500: a post-processing plugin threw, or returned something that is not a tensor. */
+export const PluginFailedError = createError<'MG_PLUGIN_FAILED', 500, [string]>(
+  'MG_PLUGIN_FAILED', '%s', 500);
+
+/** 500: a sequence step's input names an output an earlier step did not produce (its signature promised it). */
+export const StepOutputMissingError = createError<'MG_STEP_OUTPUT_MISSING', 500, [string, string]>(
+  'MG_STEP_OUTPUT_MISSING', "input '%s': '%s' was not produced", 500);
+
+/**
+ * A sequence step failed: the step's own error with the step named. Its status, Retry-After
+ * and `cause` are the step's, so a 503 of a step is a 503 of the chain.
+ */
+export class StepFailedError extends Error {
+  readonly code = 'MG_STEP_FAILED';
+  readonly statusCode: number;
+  readonly retryAfterSeconds: number | undefined;
+  constructor(step: string, cause: unknown) {
+    const failure = cause as Error & { statusCode?: number; retryAfterSeconds?: number };
+    super(`step '${step}': ${failure.message}`, { cause });
+    this.name = 'StepFailedError';
+    this.statusCode = failure.statusCode ?? 500;
+    this.retryAfterSeconds = failure.retryAfterSeconds;
+  }
+}
+
+/** A remote V2 server refused the request (a 4xx): its status and message pass through. */
+export class RemoteRejectedError extends Error {
+  readonly code = 'MG_REMOTE_REJECTED';
+  readonly statusCode: number;
+  constructor(message: string, status: number) {
+    super(message);
+    this.name = 'RemoteRejectedError';
+    this.statusCode = status;
+  }
+}
+
+/** Whether `error`, or an error it was caused by (a failed step's), is an instance of `kind`. */
+export function causedBy(error: unknown, kind: abstract new (...args: never[]) => Error): boolean {
+  let current: unknown = error;
+  while (current instanceof Error) {
+    if (current instanceof kind) return true;
+    current = (current as Error).cause;
+  }
+  return false;
+}
+
+/**
+ * An error that crossed a thread (a model's worker), rebuilt with the message it had: a run's
+ * failure (it has a code) as InferenceFailedError, a load's reason (none) as a plain Error.
+ */
+export function errorFromWorker(failure: { readonly message: string; readonly code?: string | undefined }): Error {
+  if (failure.code === undefined) return new Error(failure.message);
+  const error = new InferenceFailedError('', '');
+  error.message = failure.message;
+  return error;
+}

@@ -32,18 +32,50 @@ t.test('every error has an MG_ code and the status its name promises', async (t)
     RemoteUnavailableError: ['MG_REMOTE_UNAVAILABLE', 503],
     StoreUnavailableError: ['MG_STORE_UNAVAILABLE', 503],
     ConcurrentChangeError: ['MG_CONCURRENT_CHANGE', 409],
+    PluginFailedError: ['MG_PLUGIN_FAILED', 500],
+    StepOutputMissingError: ['MG_STEP_OUTPUT_MISSING', 500],
+    // Their status is the cause's (a step's error, a remote's 4xx): built below with one of 503 and 422.
+    StepFailedError: ['MG_STEP_FAILED', 503],
+    RemoteRejectedError: ['MG_REMOTE_REJECTED', 422],
+  };
+  const cause = Object.assign(new Error('busy'), { statusCode: 503 });
+  const made: Record<string, (make: new (...args: never[]) => Error) => Error> = {
+    StepFailedError: (make) => new (make as typeof errors.StepFailedError)('a', cause),
+    RemoteRejectedError: (make) => new (make as typeof errors.RemoteRejectedError)('refused', 422),
   };
   const constructors = Object.entries(errors).filter(([name]) => name.endsWith('Error') && name !== 'ConfigError');
   t.same(constructors.map(([name]) => name).sort(), Object.keys(expected).sort(), 'every error is listed here');
   for (const [name, make] of constructors) {
-    const error = new (make as new (...args: string[]) => Error & { code: string; statusCode: number })('a', 'b');
+    const build = made[name] ?? ((make) => new (make as unknown as new (...args: string[]) => Error)('a', 'b'));
+    const error = build(make as new (...args: never[]) => Error) as Error & { code: string; statusCode: number };
     t.same([error.code, error.statusCode], expected[name], name);
-    t.ok(error instanceof Error);
+    // The code says the name: FooBarError is MG_FOO_BAR.
+    t.equal(error.code, `MG_${name.replace(/Error$/, '').replace(/(?<=[a-z])(?=[A-Z])/g, '_').toUpperCase()}`, `${name}: its code spells its name`);
     t.notMatch(error.message, /%s/, `${name}: its message is filled in`);
   }
   const config = new errors.ConfigError(['a: bad', 'b: worse']);
   t.equal(config.code, 'MG_CONFIG_INVALID');
   t.equal(config.message, 'Invalid configuration:\n  a: bad\n  b: worse');
+});
+
+t.test('a failed step keeps its cause: status, Retry-After, and the class causedBy finds', async (t) => {
+  const cause = errors.withRetryAfter(new errors.NoSpareCapacityError('m'), 2);
+  const step = new errors.StepFailedError('first', new errors.StepFailedError('inner', cause));
+  t.equal(step.message, "step 'first': step 'inner': Model 'm' is not resident and no slot is free: a shadow copy does not evict");
+  t.equal(step.statusCode, 503);
+  t.equal(step.retryAfterSeconds, 2);
+  t.ok(errors.causedBy(step, errors.NoSpareCapacityError), 'found two causes down');
+  t.notOk(errors.causedBy(step, errors.QueueFullError));
+  t.notOk(errors.causedBy('not an error', errors.QueueFullError));
+});
+
+t.test('an error from a worker thread comes back as its class', async (t) => {
+  const run = errors.errorFromWorker({ message: "Inference failed in model 'm': bad shape", code: 'MG_INFERENCE_FAILED' });
+  t.ok(run instanceof errors.InferenceFailedError);
+  t.equal(run.message, "Inference failed in model 'm': bad shape");
+  const load = errors.errorFromWorker({ message: 'its file is not in the model repository' });
+  t.notOk(load instanceof errors.InferenceFailedError);
+  t.equal(load.message, 'its file is not in the model repository');
 });
 
 t.test('Retry-After is whole seconds, at least one', async (t) => {

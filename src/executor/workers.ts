@@ -17,7 +17,7 @@ import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import type { ModelConfig } from '../config/schema.ts';
 import { resolveInRepository } from '../config/paths.ts';
-import { WorkerLostError, withRetryAfter } from '../errors.ts';
+import { InferenceFailedError, errorFromWorker, WorkerLostError, withRetryAfter } from '../errors.ts';
 import type { Signature, Tensor, TensorMap } from '../protocol/types.ts';
 import { OnnxExecutor } from './onnx.ts';
 import type { Executor, LoadedModel } from './types.ts';
@@ -61,7 +61,7 @@ class PoolWorker {
       const pending = this.#pending.get(answer.id);
       this.#pending.delete(answer.id);
       if (answer.ok) pending?.resolve(answer.value);
-      else pending?.reject(Object.assign(new Error(answer.message), { statusCode: answer.statusCode, code: answer.code }));
+      else pending?.reject(errorFromWorker(answer));
     });
     const die = () => {
       if (this.dead) return;
@@ -168,8 +168,7 @@ class WorkerModel implements LoadedModel {
       return new Map(answer.outputs);
     } catch (error) {
       if (error instanceof WorkerDied) throw withRetryAfter(new WorkerLostError(this.#config.name), 1);
-      const failure = error as Error & { statusCode?: number; code?: string };
-      throw Object.assign(new Error(failure.message), { statusCode: failure.statusCode ?? 500, code: failure.code ?? 'MG_INFERENCE_FAILED' });
+      throw error instanceof InferenceFailedError ? error : new InferenceFailedError(this.#config.name, (error as Error).message);
     }
   }
 

@@ -4,7 +4,7 @@
  * sequence's signature (and its checks) are known before a request runs.
  */
 import type { PostprocessSpec } from '../config/schema.ts';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError, PluginFailedError } from '../errors.ts';
 import { allocate } from '../protocol/datatypes.ts';
 import type { Datatype, Tensor, TensorData, TensorMap, TensorSpec } from '../protocol/types.ts';
 
@@ -134,13 +134,13 @@ async function runPlugin(plugin: Plugin, tensors: TensorMap, at: string): Promis
   try {
     result = await plugin.transform(tensors);
   } catch (error) {
-    throw Object.assign(new Error(`${at}: the plugin failed: ${(error as Error).message}`), { statusCode: 500, code: 'MG_PLUGIN_FAILED' });
+    throw new PluginFailedError(`${at}: the plugin failed: ${(error as Error).message}`);
   }
   const entries = result instanceof Map ? [...result] : Object.entries(result ?? {});
   for (const [name, tensor] of entries) {
     const count = (tensor?.shape ?? []).reduce((product: number, dim: number) => product * dim, 1);
     if (tensor === undefined || !Array.isArray(tensor.shape) || tensor.data?.length !== count) {
-      throw Object.assign(new Error(`${at}: the plugin returned '${name}', which is not a tensor whose data fits its shape`), { statusCode: 500, code: 'MG_PLUGIN_FAILED' });
+      throw new PluginFailedError(`${at}: the plugin returned '${name}', which is not a tensor whose data fits its shape`);
     }
   }
   return new Map(entries);

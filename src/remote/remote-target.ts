@@ -7,7 +7,7 @@
  */
 import { ModelgateClient, ModelgateError, type InputTensor } from '../client/index.ts';
 import type { RemoteModelConfig } from '../config/schema.ts';
-import { DeadlineExceededError, NoSpareCapacityError, RemoteFailedError, RemoteUnavailableError, RequestAbortedError, withRetryAfter } from '../errors.ts';
+import { DeadlineExceededError, NoSpareCapacityError, RemoteFailedError, RemoteRejectedError, RemoteUnavailableError, RequestAbortedError, withRetryAfter } from '../errors.ts';
 import { isDatatype } from '../protocol/datatypes.ts';
 import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '../protocol/types.ts';
 import type { RunObserver } from '../routing/model-target.ts';
@@ -130,7 +130,7 @@ export class RemoteModel {
   /** A remote 4xx passes through with the remote's message; a 5xx or no answer counts towards the breaker and is 502. */
   #failure(error: unknown): Error {
     if (error instanceof ModelgateError && error.status >= 400 && error.status < 500) {
-      return Object.assign(new Error(error.message), { statusCode: error.status, code: 'MG_REMOTE_REJECTED' });
+      return new RemoteRejectedError(error.message, error.status);
     }
     this.#failures += 1;
     if (this.#failures >= FAILURES_TO_OPEN) this.#trip();

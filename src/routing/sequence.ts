@@ -6,6 +6,7 @@
  */
 import type { PostprocessSpec, SequenceSpec, StepSpec } from '../config/schema.ts';
 import { stepName } from '../config/route-graph.ts';
+import { StepFailedError, StepOutputMissingError } from '../errors.ts';
 import { checkTensor } from '../protocol/decode.ts';
 import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '../protocol/types.ts';
 import { applyOps, describeOps, type Plugin } from '../ops/postprocess.ts';
@@ -21,16 +22,6 @@ interface Plan {
   /** Per step: input name -> source (`request.<input>` or `<step>.<output>`). */
   readonly bindings: ReadonlyArray<ReadonlyMap<string, string>>;
   readonly inputs: ReadonlyArray<readonly TensorSpec[]>;
-}
-
-/** An error inside a step: the step's status, with the step named. */
-function inStep(step: string, error: unknown): Error {
-  const cause = error as Error & { statusCode?: number; code?: string; retryAfterSeconds?: number };
-  return Object.assign(new Error(`step '${step}': ${cause.message}`), {
-    statusCode: cause.statusCode ?? 500,
-    code: cause.code ?? 'MG_STEP_FAILED',
-    ...(cause.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: cause.retryAfterSeconds }),
-  });
 }
 
 export class SequenceTarget implements Target {
@@ -75,14 +66,14 @@ export class SequenceTarget implements Target {
         const specs = plan.inputs[index] as readonly TensorSpec[];
         for (const [input, source] of plan.bindings[index] as ReadonlyMap<string, string>) {
           const tensor = tensors.get(source);
-          if (tensor === undefined) throw Object.assign(new Error(`input '${input}': '${source}' was not produced`), { statusCode: 500 });
+          if (tensor === undefined) throw new StepOutputMissingError(input, source);
           checkTensor(tensor, specs.find((spec) => spec.name === input) as TensorSpec, `input '${input}' (from ${source})`);
           inputs.set(input, tensor);
         }
         const result = await (this.#steps[index] as Target).infer({ inputs }, context);
         last = await applyOps(result.outputs, opsOf(step), this.#plugins, 'outputs');
       } catch (error) {
-        throw inStep(name, error);
+        throw new StepFailedError(name, error);
       }
       for (const [output, tensor] of last) tensors.set(`${name}.${output}`, tensor);
     }

@@ -3,6 +3,7 @@
  * when a header names one; a share is mirrored to a shadow target whose
  * answers are compared and discarded.
  */
+import { causedBy, NoSpareCapacityError } from '../errors.ts';
 import { createHash } from 'node:crypto';
 import type { SplitSpec } from '../config/schema.ts';
 import type { InferRequest, InferResult, Signature, TensorMap } from '../protocol/types.ts';
@@ -141,7 +142,7 @@ export class SplitTarget implements Target {
       this.#observer?.shadow(this.key, shadow.key, agreed === undefined ? 'answered' : agreed ? 'agreed' : 'disagreed');
     } catch (error) {
       // No spare capacity for the copy: dropped, as past maxInFlight, never a cost to primary traffic.
-      if ((error as { code?: string }).code === 'MG_NO_SPARE_CAPACITY') {
+      if (causedBy(error, NoSpareCapacityError)) {
         this.#stats.recordShadow(shadow.key, { dropped: true });
         this.#observer?.shadow(this.key, shadow.key, 'dropped');
         return;
