@@ -151,6 +151,17 @@ export const RouteSchema = Type.Object({
   sequence: Type.Optional(SequenceSchema),
 }, { additionalProperties: false });
 
+/** The body of `PUT /admin/routes/{key}`: a route without its key (exactly one of split or sequence). */
+export const RouteBodySchema = Type.Object({
+  split: Type.Optional(SplitSchema),
+  sequence: Type.Optional(SequenceSchema),
+}, { additionalProperties: false, description: 'Exactly one of split or sequence.' });
+
+/** The body of `PATCH /admin/routes/{key}`: some fields of a split. */
+export const RoutePatchSchema = Type.Object({
+  split: Type.Optional(Type.Partial(SplitSchema)),
+}, { additionalProperties: false, description: "Fields of the split to change (e.g. its variants' weights); the others stay." });
+
 export const ExecutorSchema = Type.Object({
   workers: Type.Optional(Type.Integer({ minimum: 0, maximum: 64, description: 'Idle worker threads kept ready for model loads (every model instance runs on a thread of its own, started when it loads; a thread freed by an unload is kept while fewer than this many are idle). 0: no worker threads, every model runs in the event loop\'s thread. Default: one less than the cores, at least 1.' })),
 }, { additionalProperties: false, default: {} });

@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { SequenceSchema, SplitSchema } from '../config/schema.ts';
+import { RouteBodySchema, RoutePatchSchema, SequenceSchema, SplitSchema } from '../config/schema.ts';
 import type { Router, RouteView } from '../live/router.ts';
 import { RouteConflictError } from '../errors.ts';
 import { command } from '../experiments/rollouts.ts';
@@ -15,10 +15,7 @@ interface KeyParams { key: string }
 const security = [{ bearerAuth: [] }];
 const Key = Type.Object({ key: Type.String({ description: 'The route key.' }) });
 const IfMatch = Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'Change only if the route is at this version (its ETag); else 412.' })) });
-const RouteBody = Type.Object({
-  split: Type.Optional(SplitSchema),
-  sequence: Type.Optional(SequenceSchema),
-}, { description: 'Exactly one of split or sequence.', examples: [{ split: { variants: [{ target: 'iris-v1', weight: 90 }, { target: 'iris-v2', weight: 10 }], stickyHeader: 'x-user-id' } }] });
+const RouteBody = { ...RouteBodySchema, examples: [{ split: { variants: [{ target: 'iris-v1', weight: 90 }, { target: 'iris-v2', weight: 10 }], stickyHeader: 'x-user-id' } }] };
 const RouteResponse = Type.Object({
   key: Type.String(),
   kind: Type.Union([Type.Literal('split'), Type.Literal('sequence')]),
@@ -80,7 +77,7 @@ export const routeAdmin: FastifyPluginAsync<{ router: Router }> = async (app, { 
     validatorCompiler: validatedInHandler,
     schema: {
       tags: ['admin'], summary: "Change some fields of a split (e.g. its variants' weights); the rest stay.",
-      security, params: Key, headers: IfMatch, body: Type.Object({ split: Type.Optional(Type.Partial(SplitSchema)) }),
+      security, params: Key, headers: IfMatch, body: RoutePatchSchema,
       response: { 200: RouteResponse, ...errors(400, 401, 404, 409, 412) },
     },
   }, async (request, reply) => withEtag(reply, await router.patch(request.params.key, request.body, request.headers['if-match'])));

@@ -6,16 +6,19 @@
  * table at once, so a key is always served by the old model or the new one.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { validateModel } from '../config/load.ts';
+import { applyModelState, entryOf, entryOfRemote } from './model-state.ts';
 import { NAME_PATTERN, type ModelConfig, type RemoteModelConfig } from '../config/schema.ts';
-import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, PreconditionFailedError, RepositoryNotWritableError } from '../errors.ts';
+import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, RepositoryNotWritableError } from '../errors.ts';
 import type { Signature } from '../protocol/types.ts';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
 import type { RemoteModel } from '../remote/remote-target.ts';
 import type { AdoptedModels, Router } from './router.ts';
-import { ifMatchHolds, modelDigest, type ModelEntry, type ModelStateEntry } from '../store/state-file.ts';
+import { sameContent, type ModelStateEntry } from '../store/document.ts';
+import { writeAtomically } from '../store/state-file.ts';
+import { checkIfMatch } from './precondition.ts';
 import type { Target } from '../routing/target.ts';
 
 /** The configuration's name pattern: an upload names its model in the URL, unchecked by any schema. */
@@ -63,18 +66,9 @@ export interface RemoteView {
   readonly version: number;
 }
 
-export function entryOfRemote(model: RemoteModelConfig): ModelEntry {
-  return { name: model.name, keys: [...model.keys], remote: model.remote };
-}
-
 /** What GET /admin/models lists for a remote model, in the shape of local ones. */
 export function remoteStatus(remote: RemoteModel): ModelStatus {
   return { name: remote.name, keys: remote.config.keys, state: remote.open ? 'failed' : 'remote', inFlight: 0, loads: 0, evictions: 0, lastUsedAt: null };
-}
-
-/** A model's definition as a configuration file entry: what is persisted and digested. */
-export function entryOf(model: ModelConfig): ModelEntry {
-  return { name: model.name, path: model.path, keys: [...model.keys], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize, instances: model.instances, runIn: model.runIn };
 }
 
 /**
@@ -82,7 +76,7 @@ export function entryOf(model: ModelConfig): ModelEntry {
  * one's while routes (`users`) depend on the model, unless forced.
  */
 function refuseSignatureChange(name: string, current: Signature | undefined, next: Signature, users: readonly string[], force: boolean): void {
-  if (force || current === undefined || users.length === 0 || JSON.stringify(current) === JSON.stringify(next)) return;
+  if (force || current === undefined || users.length === 0 || sameContent(current, next)) return;
   throw new ModelConflictError(`model '${name}': the new version's inputs or outputs differ, and route ${users.map((key) => `'${key}'`).join(', ')} depends on them (force: true applies it anyway)`);
 }
 
@@ -132,7 +126,9 @@ export class LiveModels {
       if (this.#options.remotes.has(name)) throw new ModelConflictError(`model '${name}' is served by a remote server: it has no file`);
       const relative = `${UPLOADS}/${name}/${Date.now()}-${randomBytes(6).toString('hex')}.onnx`;
       try {
-        await writeAtomically(path.join(this.#options.repository, relative), bytes);
+        const file = path.join(this.#options.repository, relative);
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeAtomically(file, bytes);
       } catch (error) {
         throw new RepositoryNotWritableError((error as NodeJS.ErrnoException).code ?? 'error');
       }
@@ -200,7 +196,7 @@ export class LiveModels {
     const targets = new Map<string, Target>();
     for (const model of wanted.models) {
       if (!registry.has(model.name)) registry.add(model);
-      else if (JSON.stringify(entryOf(registry.config(model.name))) !== JSON.stringify(entryOf(model))) {
+      else if (!sameContent(entryOf(registry.config(model.name)), entryOf(model))) {
         await registry.replace(model).catch((error: unknown) => {
           log('model version from the shared configuration not loaded on this replica: the running one serves on', { model: model.name, reason: (error as Error).message });
         });
@@ -210,7 +206,7 @@ export class LiveModels {
     const nextRemotes = new Map<string, RemoteModel>();
     for (const config of wanted.remotes) {
       const current = remotes.get(config.name);
-      const same = current !== undefined && JSON.stringify(entryOfRemote(current.config)) === JSON.stringify(entryOfRemote(config));
+      const same = current !== undefined && sameContent(entryOfRemote(current.config), entryOfRemote(config));
       const remote = same ? current : this.#options.remote(config);
       nextRemotes.set(config.name, remote);
       for (const key of config.keys) targets.set(key, this.#options.remoteTarget(key, remote));
@@ -283,11 +279,7 @@ export class LiveModels {
   }
 
   #checkPrecondition(name: string, ifMatch: string | undefined): void {
-    if (ifMatch === undefined) return;
-    const version = this.#exists(name) ? this.#options.router.modelVersion(name) ?? 0 : undefined;
-    if (!ifMatchHolds(ifMatch, version)) {
-      throw new PreconditionFailedError(version !== undefined ? `model '${name}' is at version "${version}", not ${ifMatch}` : `model '${name}' does not exist, so If-Match ${ifMatch} cannot match`);
-    }
+    checkIfMatch(`model '${name}'`, this.#exists(name) ? this.#options.router.modelVersion(name) ?? 0 : undefined, ifMatch);
   }
 
   /** Refuses (409) a new version whose inputs or outputs differ while a route depends on the model, unless forced. */
@@ -328,71 +320,4 @@ export class LiveModels {
     await router.changeModels(targets, model.name, entryOf(model), this.#base(model.name));
     return { created, view: this.get(model.name) as ModelView };
   }
-}
-
-async function writeAtomically(file: string, bytes: Buffer): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  const temporary = `${file}.${process.pid}.tmp`;
-  const handle = await open(temporary, 'w', 0o600);
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temporary, file);
-}
-
-/**
- * Applies the state file's live model changes over the configured models at
- * start-up, as route changes are applied: an entry counts only while the file
- * still has the version of the model it replaced; a deleted model stays deleted.
- */
-export function applyModelState(configured: readonly ModelConfig[], configuredRemotes: readonly RemoteModelConfig[], state: Readonly<Record<string, ModelStateEntry>> | undefined, repository: string, log: (message: string, details: Record<string, unknown>) => void): { models: ModelConfig[]; remotes: RemoteModelConfig[]; kept: Map<string, ModelStateEntry>; versions: Map<string, number>; digests: Map<string, string> } {
-  const local = new Map(configured.map((model) => [model.name, model]));
-  const remote = new Map(configuredRemotes.map((model) => [model.name, model]));
-  const digests = new Map([
-    ...configured.map((model): [string, string] => [model.name, modelDigest(entryOf(model)) as string]),
-    ...configuredRemotes.map((model): [string, string] => [model.name, modelDigest(entryOfRemote(model)) as string]),
-  ]);
-  const versions = new Map([...digests.keys()].map((name) => [name, 0]));
-  const kept = new Map<string, ModelStateEntry>();
-  for (const [name, entry] of Object.entries(state ?? {})) {
-    if ((digests.get(name) ?? null) !== entry.base) {
-      log('live model change dropped: the configuration file changed this model since', { model: name });
-      continue;
-    }
-    local.delete(name);
-    remote.delete(name);
-    if (entry.model === null) {
-      versions.delete(name);
-      kept.set(name, entry);
-      continue;
-    }
-    const checked = validateModel(entry.model, repository);
-    if (checked.issues !== undefined) {
-      log('live model change dropped: it no longer validates', { model: name, issues: checked.issues });
-      const original = configured.find((model) => model.name === name);
-      const originalRemote = configuredRemotes.find((model) => model.name === name);
-      if (original !== undefined) local.set(name, original);
-      if (originalRemote !== undefined) remote.set(name, originalRemote);
-      continue;
-    }
-    if (checked.remote !== undefined) remote.set(name, checked.remote);
-    else local.set(name, checked.model);
-    versions.set(name, entry.version);
-    kept.set(name, entry);
-  }
-  const all = [...local.values(), ...remote.values()];
-  const owners = new Map<string, string>();
-  const clash = all.some((model) => model.keys.some((key) => {
-    const owner = owners.get(key);
-    owners.set(key, model.name);
-    return owner !== undefined && owner !== model.name;
-  }));
-  if (clash) {
-    log('state file models ignored: their keys clash with the configuration', {});
-    return { models: [...configured], remotes: [...configuredRemotes], kept: new Map(), versions: new Map([...digests.keys()].map((name) => [name, 0])), digests };
-  }
-  return { models: [...local.values()], remotes: [...remote.values()], kept, versions, digests };
 }

@@ -1,85 +1,32 @@
 /**
- * The route table and its live changes. A table is an immutable snapshot of
- * targets by key; a change builds a new one, loads its new targets, persists
- * it, then swaps it in at once. A request keeps the snapshot it started with.
+ * Live route changes over the route table. A change is checked (the route graph, then the
+ * signatures of everything that reaches it), its new targets loaded, the document persisted,
+ * and only then the new table swapped in, so a change that cannot serve changes nothing.
+ * Changes run one at a time; with a shared store each runs on the newest document, and the
+ * documents other replicas write are applied whole (routes and models in one new table).
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { Type } from '@sinclair/typebox';
 import { displayPath } from '../config/pointer.ts';
-import { SequenceSchema, SplitSchema, type RolloutStatus, type RouteSpec, type SequenceSpec, type SplitSpec } from '../config/schema.ts';
-import { ConcurrentChangeError, InvalidRouteError, PreconditionFailedError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
-import type { ConfigStore } from '../store/store.ts';
 import { checkRoutes, routeTargets } from '../config/route-graph.ts';
-import { commonSignature } from '../routing/signature.ts';
-import type { RouteObserver } from '../routing/split.ts';
-import type { Plugin } from '../ops/postprocess.ts';
-import { SequenceTarget } from '../routing/sequence.ts';
-import { SplitTarget } from '../routing/split.ts';
-import { applyState, ifMatchHolds, routeDigest, type ModelStateEntry, type RouteState, type StateEntry } from '../store/state-file.ts';
+import { RouteBodySchema, RoutePatchSchema, type RolloutStatus, type RouteSpec, type SplitSpec } from '../config/schema.ts';
+import { ConcurrentChangeError, InvalidRouteError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
 import { guardRollout, resumeRollout, startRollout, withStatus } from '../experiments/rollouts.ts';
 import { RouteStats } from '../experiments/stats.ts';
+import type { Plugin } from '../ops/postprocess.ts';
+import { commonSignature } from '../routing/signature.ts';
+import type { RouteObserver } from '../routing/split.ts';
+import { buildTable, reaches, usersOf, type RouteTable } from '../routing/table.ts';
 import type { Target, TargetTable } from '../routing/target.ts';
+import { applyState, documentOf, entryDigest, sameContent, type ModelStateEntry, type RouteState, type StateEntry } from '../store/document.ts';
+import { DocumentKeeper, StaleDocumentError, type Log, type SharedState } from './keeper.ts';
+import { checkIfMatch } from './precondition.ts';
+import type { AdoptedModels, RouterOptions, RouteView } from './types.ts';
 
-/** A route as the admin API shows it. */
-export interface RouteView {
-  readonly key: string;
-  readonly kind: 'split' | 'sequence';
-  readonly version: number;
-  readonly route: RouteSpec;
-}
+export type { SharedState } from './keeper.ts';
+export type { AdoptedModels, RouterOptions, RouteView } from './types.ts';
 
-const routeBody = TypeCompiler.Compile(Type.Object({
-  split: Type.Optional(SplitSchema),
-  sequence: Type.Optional(SequenceSchema),
-}, { additionalProperties: false }));
-const patchBody = TypeCompiler.Compile(Type.Object({
-  split: Type.Optional(Type.Partial(SplitSchema)),
-}, { additionalProperties: false }));
-
-export interface RouterOptions {
-  /**
-   * Where live changes are kept: the state file, or Redis shared with other replicas (every
-   * write a compare-and-swap of the whole document there). Undefined: in memory only.
-   */
-  readonly store: ConfigStore | undefined;
-  /** With a shared store, where this replica keeps its last applied document, for a restart while the store is down. */
-  readonly localCopy?: ConfigStore | undefined;
-  readonly state?: RouteState | undefined;
-  /** Called for live-change events worth a log line. */
-  readonly log?: (message: string, details: Record<string, unknown>) => void;
-  /** Post-processing plugins, loaded at start-up. */
-  readonly plugins?: ReadonlyMap<string, Plugin>;
-  /** Told of every split decision and shadow copy, for metrics. */
-  readonly observer?: RouteObserver;
-  /** Live model changes kept in the state file, and every model's version (its ETag). */
-  readonly models?: {
-    readonly kept: ReadonlyMap<string, ModelStateEntry>;
-    readonly versions: ReadonlyMap<string, number>;
-    /** Digests of the models as the configuration file has them, the base of live changes. */
-    readonly digests: ReadonlyMap<string, string>;
-  };
-}
-
-/** Models as a shared document has them, ready to swap in with its routes. */
-export interface AdoptedModels {
-  readonly targets: ReadonlyMap<string, Target>;
-  readonly kept: ReadonlyMap<string, ModelStateEntry>;
-  readonly versions: ReadonlyMap<string, number>;
-  /** Frees what the document dropped; called once the new table is in. */
-  readonly retire: () => Promise<void>;
-}
-
-/** The shared document moved on since this replica last read it: the write did not happen. */
-class StaleDocumentError extends Error {}
-
-/** What metrics show of the shared document. */
-export interface SharedState {
-  readonly up: boolean;
-  /** Version of the document this replica serves (0: none yet). */
-  readonly version: number;
-  /** When that version was written, ms since the epoch (undefined: not known). */
-  readonly savedAt: number | undefined;
-}
+const routeBody = TypeCompiler.Compile(RouteBodySchema);
+const patchBody = TypeCompiler.Compile(RoutePatchSchema);
 
 export class Router {
   #models: ReadonlyMap<string, Target>;
@@ -88,35 +35,23 @@ export class Router {
   readonly #modelDigests: ReadonlyMap<string, string>;
   readonly #configured: ReadonlyMap<string, RouteSpec>;
   readonly #stats = new Map<string, RouteStats>();
-  readonly #store: ConfigStore | undefined;
-  readonly #localCopy: ConfigStore | undefined;
-  readonly #log: NonNullable<RouterOptions['log']>;
+  readonly #keeper: DocumentKeeper;
+  readonly #log: Log;
   readonly #plugins: ReadonlyMap<string, Plugin>;
   readonly #observer: RouteObserver | undefined;
-  #routes: ReadonlyMap<string, RouteSpec>;
+  #current: RouteTable;
   #versions: ReadonlyMap<string, number>;
   #kept: ReadonlyMap<string, StateEntry>;
   #counter: number;
-  #table: TargetTable;
   /** Live changes run one at a time. */
   #lock: Promise<unknown> = Promise.resolve();
-  /** Version of the document this replica holds: the last it applied or wrote. */
-  #documentVersion: number;
-  #savedAt: number | undefined;
-  /** The version the shared store held when last read or written: what a write expects to replace (every write reads it first). */
-  #storedVersion = 0;
-  /** Since when the shared store has not answered a read (undefined: it answers). */
-  #unreadSince: number | undefined;
   #adoptModels: ((entries: Readonly<Record<string, ModelStateEntry>>) => Promise<AdoptedModels>) | undefined;
 
   constructor(models: ReadonlyMap<string, Target>, configured: readonly RouteSpec[], options: RouterOptions) {
     this.#models = models;
     this.#configured = new Map(configured.map((route) => [route.key, route]));
-    this.#store = options.store;
-    this.#localCopy = options.localCopy;
-    this.#documentVersion = options.state?.counter ?? 0;
-    this.#savedAt = savedAtOf(options.state);
     this.#log = options.log ?? (() => undefined);
+    this.#keeper = new DocumentKeeper(options.store, options.localCopy, options.state, this.#log);
     this.#plugins = options.plugins ?? new Map();
     this.#observer = options.observer;
     let applied = applyState(configured, options.state);
@@ -126,14 +61,13 @@ export class Router {
       this.#log('state file ignored: its routes no longer fit the configuration', { issues: issues.map((issue) => `${issue.key}: ${issue.message}`) });
       applied = applyState(configured, undefined);
     }
-    this.#routes = new Map(applied.routes.map((route) => [route.key, resumeRollout(route)]));
     this.#versions = applied.versions;
     this.#kept = applied.kept;
     this.#keptModels = options.models?.kept ?? new Map();
     this.#modelVersions = options.models?.versions ?? new Map();
     this.#modelDigests = options.models?.digests ?? new Map();
     this.#counter = Math.max(applied.counter, ...this.#modelVersions.values());
-    this.#table = this.#build(this.#routes);
+    this.#current = this.#build(new Map(applied.routes.map((route) => [route.key, resumeRollout(route)])));
   }
 
   /**
@@ -152,33 +86,22 @@ export class Router {
 
   /** The shared document as this replica has it; undefined without a shared store. */
   sharedState(): SharedState | undefined {
-    if (this.#store?.shared !== true) return undefined;
-    return { up: this.#store.up, version: this.#documentVersion, savedAt: this.#savedAt };
+    return this.#keeper.state();
   }
 
   /**
-   * Reads the shared document and applies it when it is newer than this replica's; stores this
-   * replica's when the store holds an older one or none (Redis restarted empty): the fleet
-   * re-seeds it from the newest document a replica holds. Never throws: a store that does not
-   * answer is tried again on the next hint or poll.
+   * Reads the shared document and applies it when it is newer than this replica's, or re-seeds
+   * the store with this replica's. Never throws: a store that does not answer is tried again
+   * on the next hint or poll.
    */
   sync(): Promise<void> {
-    if (this.#store?.shared !== true) return Promise.resolve();
-    return this.#exclusive(() => this.#sync()).then(() => {
-      if (this.#unreadSince === undefined) return;
-      this.#log('shared configuration read again', { afterMs: Date.now() - this.#unreadSince });
-      this.#unreadSince = undefined;
-    }, (error: unknown) => {
-      // Once per outage: the poll tries again every few seconds.
-      if (this.#unreadSince !== undefined) return;
-      this.#unreadSince = Date.now();
-      this.#log('shared configuration not read: serving the last applied document', { reason: (error as Error).message });
-    });
+    if (!this.#keeper.shared) return Promise.resolve();
+    return this.#keeper.reported(this.#exclusive(() => this.#read()));
   }
 
   /** The routes that target any of `keys` directly. */
   usersOf(keys: readonly string[]): string[] {
-    return [...this.#routes.values()].filter((route) => routeTargets(route).some(({ target }) => keys.includes(target))).map((route) => route.key);
+    return usersOf(this.#current.routes, keys);
   }
 
   /** The model targets by key, as the current table has them. */
@@ -191,7 +114,7 @@ export class Router {
   }
 
   hasRoute(key: string): boolean {
-    return this.#routes.has(key);
+    return this.#current.routes.has(key);
   }
 
   /** A model's version, its ETag: moves with every live change of the model. */
@@ -207,58 +130,25 @@ export class Router {
    * table at once. Run inside `serialized`.
    */
   async changeModels(models: ReadonlyMap<string, Target>, name: string, model: ModelStateEntry['model'], base: string | null): Promise<number> {
-    const lost = checkRoutes([...this.#routes.values()], new Set(models.keys()), new Set(this.#plugins.keys()));
+    const lost = checkRoutes([...this.#current.routes.values()], new Set(models.keys()), new Set(this.#plugins.keys()));
     if (lost.length > 0) throw new RouteConflictError(`model '${name}': route '${lost[0]?.key}' depends on it (${lost[0]?.message})`);
-    const table = this.#build(this.#routes, models);
+    const table = this.#build(this.#current.routes, models);
     const version = this.#counter + 1;
     const kept = new Map(this.#keptModels);
     kept.set(name, { base, model, version });
-    await this.#save(this.#kept, kept, version);
+    await this.#keeper.save(documentOf(this.#kept, kept, version));
     this.#counter = version;
     this.#keptModels = kept;
     this.#modelVersions = withVersion(this.#modelVersions, name, model === null ? undefined : version);
     this.#models = models;
-    this.#table = table;
+    this.#current = table;
     this.#log(model === null ? 'model deleted' : 'model changed', { model: name, version });
     return version;
   }
 
-  async #save(routes: ReadonlyMap<string, StateEntry>, models: ReadonlyMap<string, ModelStateEntry>, counter: number): Promise<void> {
-    const document = documentOf(routes, models, counter);
-    if (this.#store !== undefined) {
-      if (!(await this.#store.write(document, this.#storedVersion))) throw new StaleDocumentError();
-      this.#storedVersion = counter;
-    }
-    await this.#held(document);
-  }
-
-  /** Records `document` as the one this replica holds, and keeps a copy beside the configuration for a restart while the shared store is down. */
-  async #held(document: RouteState): Promise<void> {
-    this.#documentVersion = document.counter;
-    this.#savedAt = savedAtOf(document);
-    // Awaited, under the change lock: copies written one at a time (they share a temporary file
-    // name), in version order, and done before a shutdown can close the process under them.
-    await this.#localCopy?.write(document, 0).catch((error: unknown) => {
-      this.#log('local copy of the shared configuration not written', { reason: (error as Error).message });
-    });
-  }
-
   /** Reads the shared document; applies it when newer, re-seeds the store when it holds an older one or none. */
-  async #sync(): Promise<void> {
-    const store = this.#store as ConfigStore;
-    const stored = await store.read();
-    this.#storedVersion = stored?.counter ?? 0;
-    if (stored !== undefined && stored.counter > this.#documentVersion) {
-      await this.#adopt(stored);
-      return;
-    }
-    if (this.#storedVersion < this.#documentVersion) {
-      const mine = documentOf(this.#kept, this.#keptModels, this.#documentVersion, this.#savedAt);
-      if (await store.write(mine, this.#storedVersion)) {
-        this.#log('shared configuration re-seeded from this replica', { version: mine.counter, found: this.#storedVersion });
-        this.#storedVersion = mine.counter;
-      }
-    }
+  #read(): Promise<void> {
+    return this.#keeper.read((document) => this.#adopt(document), () => documentOf(this.#kept, this.#keptModels, this.#keeper.version, this.#keeper.savedAt));
   }
 
   /**
@@ -268,7 +158,7 @@ export class Router {
    */
   async #adopt(document: RouteState): Promise<void> {
     let adopted: AdoptedModels | undefined;
-    if (JSON.stringify(document.models ?? {}) !== JSON.stringify(Object.fromEntries(this.#keptModels)) && this.#adoptModels !== undefined) {
+    if (!sameContent(document.models ?? {}, Object.fromEntries(this.#keptModels)) && this.#adoptModels !== undefined) {
       adopted = await this.#adoptModels(document.models ?? {});
     }
     const models = adopted?.targets ?? this.#models;
@@ -281,10 +171,9 @@ export class Router {
     const routes = new Map(applied.routes.map((route) => [route.key, resumeRollout(route)]));
     const table = this.#build(routes, models);
     for (const [key, route] of routes) {
-      if (JSON.stringify(this.#routes.get(key)) !== JSON.stringify(route)) this.#statsFor(key).reset();
+      if (!sameContent(this.#current.routes.get(key), route)) this.#statsFor(key).reset();
     }
-    for (const key of this.#routes.keys()) if (!routes.has(key)) this.#stats.delete(key);
-    this.#routes = routes;
+    for (const key of this.#current.routes.keys()) if (!routes.has(key)) this.#stats.delete(key);
     this.#versions = applied.versions;
     this.#kept = applied.kept;
     if (adopted !== undefined) {
@@ -293,16 +182,16 @@ export class Router {
       this.#modelVersions = adopted.versions;
     }
     this.#counter = Math.max(this.#counter, document.counter);
-    this.#table = table;
+    this.#current = table;
     this.#log('shared configuration applied', { version: document.counter });
     // What the document dropped goes first, with the swap, then the local copy is written.
     await adopted?.retire();
-    await this.#held(document);
+    await this.#keeper.held(document);
   }
 
   /** The current snapshot. */
   table(): TargetTable {
-    return this.#table;
+    return this.#current.targets;
   }
 
   /**
@@ -310,9 +199,9 @@ export class Router {
    * (a remote server down) does not stop the start: requests will say why.
    */
   async verify(): Promise<void> {
-    for (const key of this.#routes.keys()) {
+    for (const key of this.#current.routes.keys()) {
       try {
-        await this.#verify(this.#table, [key]);
+        await this.#verify(this.#current, [key]);
       } catch (error) {
         if (!(error instanceof RouteConflictError)) throw error;
         this.#log('route not verified at start-up: a target is unavailable', { route: key, reason: error.message });
@@ -321,11 +210,11 @@ export class Router {
   }
 
   list(): RouteView[] {
-    return [...this.#routes.keys()].map((key) => this.get(key));
+    return [...this.#current.routes.keys()].map((key) => this.get(key));
   }
 
   get(key: string): RouteView {
-    const route = this.#routes.get(key);
+    const route = this.#current.routes.get(key);
     if (route === undefined) throw new RouteNotFoundError(key);
     return { key, kind: route.split !== undefined ? 'split' : 'sequence', version: this.#versions.get(key) as number, route };
   }
@@ -346,9 +235,9 @@ export class Router {
   put(key: string, body: unknown, ifMatch: string | undefined): Promise<{ created: boolean; view: RouteView }> {
     return this.#writing(async () => {
       this.#checkPrecondition(key, ifMatch);
-      const created = !this.#routes.has(key);
+      const created = !this.#current.routes.has(key);
       const route = startRollout({ key, ...(checkBody(routeBody, body) as Omit<RouteSpec, 'key'>) });
-      guardRollout(this.#routes.get(key), route);
+      guardRollout(this.#current.routes.get(key), route);
       const view = await this.#change(key, route);
       return { created, view };
     });
@@ -376,7 +265,7 @@ export class Router {
     return this.#writing(async () => {
       this.get(key);
       this.#checkPrecondition(key, ifMatch);
-      const routes = new Map(this.#routes);
+      const routes = new Map(this.#current.routes);
       routes.delete(key);
       const users = [...routes.values()].filter((route) => routeTargets(route).some(({ target }) => target === key));
       if (users.length > 0) throw new RouteConflictError(`route '${key}' is a target of ${users.map((route) => `'${route.key}'`).join(', ')}`);
@@ -391,14 +280,14 @@ export class Router {
    */
   updateRollout(key: string, next: (route: RouteSpec) => RolloutStatus | undefined): Promise<RolloutStatus | undefined> {
     // Looked at often (every 100 ms per progressing rollout): a look that moves nothing costs no store round trip.
-    const now = this.#routes.get(key);
+    const now = this.#current.routes.get(key);
     if (now?.split?.rollout === undefined || next(now) === undefined) return Promise.resolve(undefined);
     return this.#writing(async () => {
-      const route = this.#routes.get(key);
+      const route = this.#current.routes.get(key);
       if (route?.split?.rollout === undefined) return undefined;
       const status = next(route);
       if (status === undefined) return undefined;
-      const routes = new Map(this.#routes);
+      const routes = new Map(this.#current.routes);
       const changed = withStatus(route, status);
       routes.set(key, changed);
       await this.#commit(key, routes, changed);
@@ -419,32 +308,26 @@ export class Router {
    */
   #writing<T>(work: () => Promise<T>, retries = 3): Promise<T> {
     return this.#exclusive(async () => {
-      if (this.#store?.shared !== true) return work();
-      await this.#sync();
+      if (!this.#keeper.shared) return work();
+      await this.#read();
       for (let attempt = 0; ; attempt += 1) {
         try {
           return await work();
         } catch (error) {
           if (!(error instanceof StaleDocumentError)) throw error;
           if (attempt >= retries) throw new ConcurrentChangeError('another replica changed the configuration at the same moment; nothing changed here: try again');
-          await this.#sync();
+          await this.#read();
         }
       }
     });
   }
 
   #checkPrecondition(key: string, ifMatch: string | undefined): void {
-    if (ifMatch === undefined) return;
-    const version = this.#versions.get(key);
-    if (!ifMatchHolds(ifMatch, version)) {
-      throw new PreconditionFailedError(version === undefined
-        ? `route '${key}' does not exist, so If-Match ${ifMatch} cannot match`
-        : `route '${key}' is at version "${version}", not ${ifMatch}`);
-    }
+    checkIfMatch(`route '${key}'`, this.#versions.get(key), ifMatch);
   }
 
   async #change(key: string, route: RouteSpec): Promise<RouteView> {
-    const routes = new Map(this.#routes);
+    const routes = new Map(this.#current.routes);
     routes.set(key, route);
     const issues = checkRoutes([...routes.values()], new Set(this.#models.keys()), new Set(this.#plugins.keys()));
     if (issues.length > 0) {
@@ -460,15 +343,14 @@ export class Router {
   /** Persists, then swaps the new table in. */
   async #commit(key: string, routes: Map<string, RouteSpec>, route: RouteSpec | null, table = this.#build(routes)): Promise<void> {
     const version = this.#counter + 1;
-    const entry: StateEntry = { base: routeDigest(this.#configured.get(key)), route, version };
+    const entry: StateEntry = { base: entryDigest(this.#configured.get(key)), route, version };
     const kept = new Map(this.#kept);
     kept.set(key, entry);
-    await this.#save(kept, this.#keptModels, version);
+    await this.#keeper.save(documentOf(kept, this.#keptModels, version));
     this.#counter = version;
     this.#kept = kept;
-    this.#routes = routes;
     this.#versions = withVersion(this.#versions, key, route === null ? undefined : version);
-    this.#table = table;
+    this.#current = table;
     if (route === null) this.#stats.delete(key);
     else this.#statsFor(key).reset();
     this.#log(route === null ? 'route deleted' : 'route changed', { route: key, version });
@@ -479,16 +361,16 @@ export class Router {
    * can be read, without loads) and loads the targets of the `changed` route; a
    * failure changes nothing.
    */
-  async #verify(table: TargetTable, keys: readonly string[], changed?: string): Promise<void> {
+  async #verify(table: RouteTable, keys: readonly string[], changed?: string): Promise<void> {
     for (const key of keys) {
-      const target = table.get(key) as Target;
-      const spec = this.#routesIn(table).get(key);
+      const target = table.targets.get(key) as Target;
+      const spec = table.routes.get(key);
       try {
         if (key === changed) await target.prepare();
         const signature = await target.signature();
         const shadow = spec?.split?.shadow;
         if (shadow !== undefined) {
-          commonSignature([signature, await (table.get(shadow.target) as Target).signature()], [key, shadow.target]);
+          commonSignature([signature, await (table.targets.get(shadow.target) as Target).signature()], [key, shadow.target]);
         }
       } catch (error) {
         const status = (error as { statusCode?: number }).statusCode;
@@ -500,26 +382,8 @@ export class Router {
     }
   }
 
-  #routesIn(table: TargetTable): ReadonlyMap<string, RouteSpec> {
-    return (table as BuiltTable).routes;
-  }
-
-  #build(routes: ReadonlyMap<string, RouteSpec>, models = this.#models): TargetTable {
-    const table = new Map<string, Target>(models) as BuiltTable;
-    const build = (key: string): Target => {
-      const existing = table.get(key);
-      if (existing !== undefined) return existing;
-      const { split, sequence } = routes.get(key) as RouteSpec;
-      const target = split !== undefined
-        ? new SplitTarget(key, split, split.variants.map((variant) => build(variant.target)),
-          split.shadow === undefined ? undefined : build(split.shadow.target), this.#statsFor(key), this.#observer)
-        : new SequenceTarget(key, sequence as SequenceSpec, (sequence as SequenceSpec).steps.map((step) => build(step.target)), this.#plugins);
-      table.set(key, target);
-      return target;
-    };
-    for (const key of routes.keys()) build(key);
-    table.routes = routes;
-    return table;
+  #build(routes: ReadonlyMap<string, RouteSpec>, models = this.#models): RouteTable {
+    return buildTable(routes, models, { stats: (key) => this.#statsFor(key), plugins: this.#plugins, observer: this.#observer });
   }
 
   #statsFor(key: string): RouteStats {
@@ -532,33 +396,12 @@ export class Router {
   }
 }
 
-type BuiltTable = Map<string, Target> & { routes: ReadonlyMap<string, RouteSpec> };
-
-function documentOf(routes: ReadonlyMap<string, StateEntry>, models: ReadonlyMap<string, ModelStateEntry>, counter: number, savedAt?: number): RouteState {
-  return {
-    format: 1, counter, savedAt: new Date(savedAt ?? Date.now()).toISOString(),
-    routes: Object.fromEntries(routes), ...(models.size === 0 ? {} : { models: Object.fromEntries(models) }),
-  };
-}
-
-function savedAtOf(document: RouteState | undefined): number | undefined {
-  const time = document?.savedAt === undefined ? Number.NaN : Date.parse(document.savedAt);
-  return Number.isNaN(time) ? undefined : time;
-}
-
-/** Whether route `from` calls `to`, directly or through other routes. */
 /** `versions` with `key` at `version`, or without it (undefined: deleted). */
 function withVersion(versions: ReadonlyMap<string, number>, key: string, version: number | undefined): Map<string, number> {
   const next = new Map(versions);
   if (version === undefined) next.delete(key);
   else next.set(key, version);
   return next;
-}
-
-function reaches(routes: ReadonlyMap<string, RouteSpec>, from: string, to: string): boolean {
-  if (from === to) return true;
-  const route = routes.get(from);
-  return route !== undefined && routeTargets(route).some(({ target }) => reaches(routes, target, to));
 }
 
 function checkBody(checker: { Errors(value: unknown): Iterable<{ path: string; message: string }> }, body: unknown): unknown {

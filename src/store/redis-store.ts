@@ -9,7 +9,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { StoreUnavailableError, withRetryAfter } from '../errors.ts';
-import type { RouteState } from './state-file.ts';
+import type { RouteState } from './document.ts';
 import type { ConfigStore } from './store.ts';
 
 /** Version in `ARGV[1]` still current (0: no document): write `ARGV[2]`/`ARGV[3]`, publish, 1; else 0. */

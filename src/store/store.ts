@@ -5,7 +5,8 @@
  * every replica).
  */
 import { StateNotSavedError } from '../errors.ts';
-import { readState, writeState, type RouteState } from './state-file.ts';
+import type { RouteState } from './document.ts';
+import { readState, writeState } from './state-file.ts';
 
 export interface ConfigStore {
   /** Whether other replicas write to it too: their documents arrive, and a write can lose a race. */
