@@ -10,17 +10,18 @@
  * resident set (no new leases) and releases its session when its last lease
  * ends, so no request loses its model.
  */
-import { stat } from 'node:fs/promises';
 import type { ModelConfig, RegistryConfig } from '../config/schema.ts';
 import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, NoSpareCapacityError, QueueFullError, withRetryAfter } from '../errors.ts';
 import type { Executor, LoadedModel } from '../executor/types.ts';
 import { untilStopped, type Waiting } from '../waiting.ts';
 import type { Signature } from '../protocol/types.ts';
-import { evictionCandidates, fairCandidates, fitsBeside, mayFreeSlot, nextInLine, starvesIn } from './capacity.ts';
 import { demandAt, Entry, type ModelState, type Retired } from './entry.ts';
-import { Signal } from './signal.ts';
+import { startLoad, type LoadParts } from './loading.ts';
+import { Slots, type RegistryEvents } from './slots.ts';
+import { swapVersion } from './swap.ts';
 
 export type { ModelState } from './entry.ts';
+export type { RegistryEvents } from './slots.ts';
 
 export interface ModelStatus {
   readonly name: string;
@@ -40,21 +41,12 @@ export interface Lease {
   release(): void;
 }
 
-/** Observes registry events, for logs and metrics. */
-export interface RegistryEvents {
-  loaded?(name: string, milliseconds: number): void;
-  loadFailed?(name: string, reason: string): void;
-  evicted?(name: string, reason: 'capacity' | 'unload' | 'lost'): void;
-}
-
-
 export class ModelRegistry {
   readonly #entries = new Map<string, Entry>();
   readonly #executor: Executor;
   readonly #config: Readonly<RegistryConfig>;
-  readonly #events: RegistryEvents;
-  /** Signalled whenever a slot may have come free, or the line of loads waiting for one changed. */
-  readonly #slotFreed = new Signal();
+  readonly #slots: Slots;
+  readonly #parts: LoadParts;
   #clock = 0;
   /** fifo scheduling: each acquisition waits for the one before it. */
   #arrivals: Promise<unknown> = Promise.resolve();
@@ -69,7 +61,8 @@ export class ModelRegistry {
     for (const model of models) this.#entries.set(model.name, new Entry(model));
     this.#config = config;
     this.#executor = executor;
-    this.#events = events;
+    this.#slots = new Slots(this.#entries, config, events);
+    this.#parts = { executor, slots: this.#slots, events, config };
     this.#readSignature = readSignature;
   }
 
@@ -114,10 +107,10 @@ export class ModelRegistry {
     this.assertServable(name);
     if (entry.loading === undefined) {
       const idle = entry.swapping === undefined && !entry.draining;
-      if (!idle || !this.#fits(entry) || [...this.#entries.values()].some((other) => other.slotWaitSince !== undefined)) throw new NoSpareCapacityError(name);
+      if (!idle || !this.#slots.fits(entry) || this.#slots.contended) throw new NoSpareCapacityError(name);
       entry.spareLoad = true;
       entry.expendable = true;
-      this.#startLoad(entry);
+      startLoad(entry, this.#parts);
     }
     // A load under way (a shadow's, or primary traffic's) costs nothing more to wait for.
     await entry.loading;
@@ -160,7 +153,7 @@ export class ModelRegistry {
       if (entry.state === 'resident' && !entry.draining) return this.#lease(entry);
       if (entry.draining) await entry.drained.wait();
       else if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
-      else this.#startLoad(entry);
+      else startLoad(entry, this.#parts);
       if (entry.state === 'failed') this.#throwFailure(entry);
     }
   }
@@ -206,7 +199,7 @@ export class ModelRegistry {
       entry.state = 'unloaded';
       entry.failure = undefined;
     }
-    if (entry.state === 'resident' && !entry.draining) await this.#evict(entry, 'unload');
+    if (entry.state === 'resident' && !entry.draining) await this.#slots.evict(entry, 'unload');
     if (entry.draining) await entry.drained.wait();
     return this.#status(entry);
   }
@@ -218,100 +211,14 @@ export class ModelRegistry {
   }
 
   /**
-   * Puts a new version of a model (its file or options) in place, loaded:
-   * the new session loads beside the current one, under the caps (idle models
-   * are evicted to make room), takes every request from then on, and the old
-   * one is released when the requests holding it finish, so none fails and no
-   * batch mixes versions. Where nothing else can make room (a cap of 1), the
-   * current version drains first and requests wait for the new one. A version
-   * that does not load changes nothing: this rejects with the reason, and the
-   * current version serves on.
+   * Puts a new version of a model (its file or options) in place, loaded, as swap.ts
+   * says: no request fails and no batch mixes versions. A version that does not load
+   * changes nothing: this rejects with the reason, and the current version serves on.
    */
-  async replace(config: ModelConfig): Promise<void> {
-    const entry = this.#entry(config.name);
-    if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
-    const bytes = await residentBytes(config);
-    const { maxResidentBytes } = this.#config;
-    if (maxResidentBytes !== undefined && bytes > maxResidentBytes) throw tooLarge(config, bytes);
-    if (!(await this.#reserveBeside(entry, bytes))) {
-      await this.#swapDrainingFirst(entry, config);
-      return;
-    }
-    const started = performance.now();
-    let model: LoadedModel;
-    try {
-      model = await this.#executor.load(config);
-    } catch (error) {
-      throw new Error(loadFailureReason(error));
-    } finally {
-      entry.stagingBytes = undefined;
-      this.#slotFreed.notify();
-    }
-    while (entry.draining) await entry.drained.wait();
-    this.#install(entry, config, model, bytes);
-    this.#events.loaded?.(config.name, performance.now() - started);
+  replace(config: ModelConfig): Promise<void> {
+    return swapVersion(this.#entry(config.name), config, this.#parts);
   }
 
-  /** Holds a place under the caps for a new version beside the entry's sessions, evicting idle models; false if only draining this model could make room. */
-  async #reserveBeside(entry: Entry, bytes: number): Promise<boolean> {
-    for (;;) {
-      if (this.#fitsBeside(bytes)) {
-        entry.stagingBytes = bytes;
-        return true;
-      }
-      const idle = [...this.#entries.values()]
-        .filter((other) => other !== entry && other.state === 'resident' && !other.draining && !other.config.pinned && other.waiting === 0 && other.inFlight === 0)
-        .sort((a, b) => a.lastUsed - b.lastUsed)[0];
-      if (idle === undefined) return false;
-      await this.#evict(idle, 'capacity');
-    }
-  }
-
-  /** The new version becomes current; the current session is released now if idle, else when its leases end. */
-  #install(entry: Entry, config: ModelConfig, model: LoadedModel, bytes: number): void {
-    const old = entry.model;
-    if (old !== undefined) {
-      if (entry.inFlight === 0) void old.release();
-      else entry.retired.set(entry.generation, { model: old, bytes: entry.bytes, inFlight: entry.inFlight });
-    }
-    entry.generation += 1;
-    entry.inFlight = 0;
-    entry.model = model;
-    void model.lost?.then(() => this.#lose(entry, model));
-    entry.config = config;
-    entry.bytes = bytes;
-    entry.signature = model.signature;
-    entry.reading = undefined;
-    entry.state = 'resident';
-    entry.holdsSlot = true;
-    entry.failure = undefined;
-    entry.loads += 1;
-  }
-
-  /** No room beside: drain the current version, load the new one in its place; if it fails, the old configuration loads again for the waiting requests. */
-  async #swapDrainingFirst(entry: Entry, config: ModelConfig): Promise<void> {
-    const previous = entry.config;
-    const swap = (async () => {
-      if (entry.state === 'resident' && !entry.draining) await this.#evict(entry, 'unload');
-      while (entry.draining) await entry.drained.wait();
-      entry.config = config;
-      entry.signature = undefined;
-      entry.reading = undefined;
-      entry.state = 'unloaded';
-      entry.failure = undefined;
-      this.#startLoad(entry);
-      await entry.loading;
-      if ((entry.state as ModelState) === 'failed') {
-        const reason = (entry.failure as { reason: string } | undefined)?.reason ?? 'unknown error';
-        entry.config = previous;
-        entry.state = 'unloaded';
-        entry.failure = undefined;
-        throw new Error(reason);
-      }
-    })();
-    entry.swapping = swap.finally(() => { entry.swapping = undefined; });
-    await swap;
-  }
 
   /** Removes a model once the requests that hold or wait for it have finished, releasing its sessions. New leases are refused at once. */
   async remove(name: string): Promise<void> {
@@ -323,10 +230,10 @@ export class ModelRegistry {
       else if (entry.waiting > 0 || entry.inFlight > 0 || entry.retired.size > 0) await entry.quiet.wait();
       else break;
     }
-    if (entry.state === 'resident' && !entry.draining) await this.#evict(entry, 'unload');
+    if (entry.state === 'resident' && !entry.draining) await this.#slots.evict(entry, 'unload');
     while (entry.draining) await entry.drained.wait();
     this.#entries.delete(name);
-    this.#slotFreed.notify();
+    this.#slots.freed.notify();
   }
 
   /** Whether the registry holds a model of that name (local; remote models are not its business). */
@@ -369,7 +276,7 @@ export class ModelRegistry {
   async close(): Promise<void> {
     await Promise.all([...this.#entries.values()].map(async (entry) => {
       if (entry.loading !== undefined) await entry.loading.catch(() => undefined);
-      if (entry.state === 'resident' && !entry.draining) await this.#evict(entry, 'unload');
+      if (entry.state === 'resident' && !entry.draining) await this.#slots.evict(entry, 'unload');
       if (entry.draining) await entry.drained.wait();
       while (entry.retired.size > 0) await entry.quiet.wait();
     }));
@@ -423,8 +330,8 @@ export class ModelRegistry {
         }
         entry.inFlight -= 1;
         if (entry.inFlight > 0) return;
-        if (entry.draining) void this.#releaseSession(entry);
-        else this.#slotFreed.notify();
+        if (entry.draining) void this.#slots.releaseSession(entry);
+        else this.#slots.freed.notify();
       },
     };
   }
@@ -435,7 +342,7 @@ export class ModelRegistry {
     } finally {
       entry.retired.delete(generation);
       entry.quiet.notify();
-      this.#slotFreed.notify();
+      this.#slots.freed.notify();
     }
   }
 
@@ -443,156 +350,6 @@ export class ModelRegistry {
     const failure = entry.failure ?? { reason: 'unknown error', until: Date.now() };
     throw withRetryAfter(new ModelLoadFailedError(entry.config.name, failure.reason), (failure.until - Date.now()) / 1000);
   }
-
-  #startLoad(entry: Entry): void {
-    if (entry.state === 'failed' && Date.now() < (entry.failure?.until ?? 0)) return;
-    entry.state = 'loading';
-    entry.loading = this.#load(entry).finally(() => {
-      entry.loading = undefined;
-    });
-  }
-
-  async #load(entry: Entry): Promise<void> {
-    const started = performance.now();
-    try {
-      entry.bytes = await residentBytes(entry.config);
-      await this.#reserveSlot(entry);
-      const model = await this.#executor.load(entry.config);
-      void model.lost?.then(() => this.#lose(entry, model));
-      entry.model = model;
-      entry.signature = model.signature;
-      entry.state = 'resident';
-      entry.loads += 1;
-      entry.failure = undefined;
-      // A load waiting for this one to become evictable looks again.
-      this.#slotFreed.notify();
-      this.#events.loaded?.(entry.config.name, performance.now() - started);
-    } catch (error) {
-      if (error instanceof NoSpareCapacityError) {
-        // A shadow's load that found no free slot: not a failure of the model.
-        entry.state = 'unloaded';
-        entry.spareLoad = false;
-        return;
-      }
-      const reason = loadFailureReason(error);
-      entry.state = 'failed';
-      entry.failure = { reason, until: Date.now() + this.#config.loadFailureBackoffMs };
-      if (entry.holdsSlot) {
-        entry.holdsSlot = false;
-        this.#slotFreed.notify();
-      }
-      this.#events.loadFailed?.(entry.config.name, reason);
-    }
-  }
-
-  /** Waits until the entry fits under the caps, evicting or draining others as needed. */
-  async #reserveSlot(entry: Entry): Promise<void> {
-    const { maxResidentBytes } = this.#config;
-    if (maxResidentBytes !== undefined && entry.bytes > maxResidentBytes) {
-      throw tooLarge(entry.config, entry.bytes);
-    }
-    let victim: Entry | undefined;
-    entry.slotWaitSince = performance.now();
-    try {
-      for (;;) {
-        const fits = this.#fits(entry);
-        if (entry.spareLoad) {
-          if (fits) break;
-          throw new NoSpareCapacityError(entry.config.name);
-        }
-        // A slot that comes free goes to the load next in line, not to whichever waiter wakes first.
-        if (!this.#isNextInLine(entry)) {
-          await this.#slotFreed.wait();
-          continue;
-        }
-        if (fits) break;
-        victim = await this.#makeRoom(entry, victim);
-      }
-      entry.holdsSlot = true;
-    } finally {
-      entry.slotWaitSince = undefined;
-      // The line moved on: the next load may proceed.
-      this.#slotFreed.notify();
-    }
-  }
-
-  #isNextInLine(entry: Entry): boolean {
-    return nextInLine(this.#entries.values(), this.#config.scheduling, performance.now()) === entry;
-  }
-
-  /** Evicts an idle model, or starts draining a busy one, then waits for a slot to come free; returns the model being drained. */
-  async #makeRoom(entry: Entry, victim: Entry | undefined): Promise<Entry | undefined> {
-    // A load a shadow started holds a slot: wait for it, then it is the first to go.
-    const shadowLoad = [...this.#entries.values()].find((other) => other !== entry && other.expendable && other.loading !== undefined);
-    if (shadowLoad?.loading !== undefined) {
-      await shadowLoad.loading.catch(() => undefined);
-      return victim;
-    }
-    const now = performance.now();
-    let candidates = evictionCandidates(this.#entries.values(), entry, this.#config.scheduling, now);
-    if (this.#config.scheduling === 'grouped') candidates = fairCandidates(this.#entries.values(), entry, candidates, now);
-    const idle = candidates.find((other) => other.inFlight === 0);
-    if (idle !== undefined) {
-      await this.#evict(idle, 'capacity');
-      return victim;
-    }
-    if (victim === undefined || !victim.draining) {
-      victim = candidates[0];
-      if (victim !== undefined) void this.#evict(victim, 'capacity');
-      else if (!mayFreeSlot(this.#entries.values(), entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
-    }
-    // Left to wait beside far hotter models: look again, at the latest, when this load starves.
-    const timer = victim === undefined ? setTimeout(() => this.#slotFreed.notify(), Math.max(0, starvesIn(entry, now)) + 1) : undefined;
-    await this.#slotFreed.wait();
-    clearTimeout(timer);
-    return victim;
-  }
-
-  #fits(entry: Entry): boolean {
-    return this.#fitsBeside(entry.bytes);
-  }
-
-  #fitsBeside(bytes: number): boolean {
-    return fitsBeside(this.#entries.values(), this.#config, bytes);
-  }
-
-  /**
-   * Takes a resident model out of the resident set. Its session is released
-   * at once if it is idle (the promise settles then), else when its last lease ends.
-   */
-  #evict(entry: Entry, reason: 'capacity' | 'unload'): Promise<void> {
-    entry.draining = true;
-    entry.state = 'unloaded';
-    entry.evictions += 1;
-    this.#events.evicted?.(entry.config.name, reason);
-    return entry.inFlight === 0 ? this.#releaseSession(entry) : Promise.resolve();
-  }
-
-  /** The session is gone without a release (its worker stopped): the model leaves the resident set and loads again when wanted. */
-  #lose(entry: Entry, model: LoadedModel): void {
-    if (entry.model !== model) return;
-    entry.model = undefined;
-    if (entry.state === 'resident') entry.state = 'unloaded';
-    entry.draining = false;
-    entry.holdsSlot = false;
-    this.#events.evicted?.(entry.config.name, 'lost');
-    entry.drained.notify();
-    this.#slotFreed.notify();
-  }
-
-  async #releaseSession(entry: Entry): Promise<void> {
-    const model = entry.model;
-    entry.model = undefined;
-    try {
-      await model?.release();
-    } finally {
-      entry.draining = false;
-      entry.holdsSlot = false;
-      entry.drained.notify();
-      this.#slotFreed.notify();
-    }
-  }
-
   #status(entry: Entry): ModelStatus {
     return {
       name: entry.config.name,
@@ -604,24 +361,4 @@ export class ModelRegistry {
       lastUsedAt: entry.lastUsedAt === undefined ? null : new Date(entry.lastUsedAt).toISOString(),
     };
   }
-}
-
-/** What a model's sessions count against maxResidentBytes: its file's size, once per instance. */
-async function residentBytes(config: ModelConfig): Promise<number> {
-  try {
-    return (await stat(config.file)).size * config.instances;
-  } catch (error) {
-    throw new Error(loadFailureReason(error));
-  }
-}
-
-function tooLarge(config: ModelConfig, bytes: number): Error {
-  const what = config.instances === 1 ? `its file (${bytes} bytes) is` : `its ${config.instances} instances (${bytes} bytes) are`;
-  return new Error(`${what} larger than registry.maxResidentBytes`);
-}
-
-function loadFailureReason(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'its file is not in the model repository';
-  return error instanceof Error ? error.message : String(error);
 }
