@@ -49,27 +49,34 @@ class OnnxModel implements LoadedModel {
   readonly #name: string;
   readonly #session: ort.InferenceSession;
 
+  /**
+   * onnxruntime-common keeps the outputs to fetch as keys of a plain object and its backend
+   * reads every output name off it: an output named like an Object member (toString) that is
+   * not fetched reads as a value there and fails the run. Such models fetch every output.
+   */
+  readonly #fetchAll: boolean;
+
   constructor(name: string, session: ort.InferenceSession, signature: Signature) {
     this.#name = name;
     this.#session = session;
     this.signature = signature;
+    this.#fetchAll = session.outputNames.some((output) => output in Object.prototype);
   }
 
   async run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const [name, tensor] of inputs) {
-      feeds[name] = toOrtTensor(tensor);
-    }
+    // Own keys whatever the names (an assignment to feeds['__proto__'] would set the prototype).
+    const feeds: Record<string, ort.Tensor> = Object.fromEntries([...inputs].map(([name, tensor]) => [name, toOrtTensor(tensor)]));
     let results: ort.InferenceSession.ReturnType;
     try {
-      results = await this.#session.run(feeds, outputs as string[]);
+      results = await this.#session.run(feeds, this.#fetchAll ? this.#session.outputNames : outputs as string[]);
     } catch (error) {
       throw new InferenceFailedError(this.#name, scrubPaths((error as Error).message));
     }
     const out: TensorMap = new Map();
     for (const name of outputs) {
-      const tensor = results[name] as ort.Tensor;
-      out.set(name, fromOrtTensor(tensor));
+      const tensor = Object.hasOwn(results, name) ? results[name] : undefined;
+      if (tensor === undefined) throw new InferenceFailedError(this.#name, `it gave no output '${name}'`);
+      out.set(name, fromOrtTensor(tensor as ort.Tensor));
     }
     return out;
   }

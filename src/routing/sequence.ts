@@ -114,8 +114,10 @@ export class SequenceTarget implements Target {
       const signature = signatures[index] as Signature;
       const where = `step '${name}'`;
       const binding = new Map<string, string>();
+      // A Map: an input named like an Object member (constructor, toString) is no mapping of the step's.
+      const mapped = new Map(Object.entries(step.inputs ?? {}));
       for (const input of signature.inputs) {
-        let source = step.inputs?.[input.name];
+        let source = mapped.get(input.name);
         if (source === undefined && previous === undefined) source = `request.${input.name}`;
         if (source === undefined && index > 0 && opaque.has(previousName)) source = `${previousName}.${input.name}`;
         if (source === undefined && previous !== undefined) {
@@ -140,8 +142,8 @@ export class SequenceTarget implements Target {
         }
         binding.set(input.name, ref);
       }
-      for (const mapped of Object.keys(step.inputs ?? {})) {
-        if (!signature.inputs.some((input) => input.name === mapped)) throw new Error(`${where}: inputs names '${mapped}', which '${step.target}' does not take`);
+      for (const name of mapped.keys()) {
+        if (!signature.inputs.some((input) => input.name === name)) throw new Error(`${where}: inputs names '${name}', which '${step.target}' does not take`);
       }
       bindings.push(binding);
       outputs = describeOps(signature.outputs, opsOf(step), this.#plugins, where);
