@@ -8,10 +8,10 @@
 import { ModelgateClient, ModelgateError, type InputTensor } from '../client/index.ts';
 import type { RemoteModelConfig } from '../config/schema.ts';
 import { DeadlineExceededError, NoSpareCapacityError, RemoteFailedError, RemoteRejectedError, RemoteUnavailableError, RequestAbortedError, withRetryAfter } from '../errors.ts';
-import { isDatatype } from '../protocol/datatypes.ts';
-import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '../protocol/types.ts';
+import type { InferRequest, InferResult, Signature, TensorMap } from '../protocol/types.ts';
 import type { RunObserver } from '../routing/model-target.ts';
 import type { InferContext, Target } from '../routing/target.ts';
+import { hasBinaryExtension, MalformedMetadata, signatureOf } from './metadata.ts';
 
 /** Consecutive failures that open the breaker. */
 const FAILURES_TO_OPEN = 5;
@@ -63,13 +63,10 @@ export class RemoteModel {
   #metadata(): Promise<{ signature: Signature; binary: boolean }> {
     this.#signature ??= (async () => {
       const [metadata, server] = await Promise.all([this.#client.metadata(this.#path()), this.#client.serverMetadata()]);
-      const spec = (tensor: { name: string; datatype: string; shape: readonly number[] }): TensorSpec => {
-        if (!isDatatype(tensor.datatype)) throw new Error(`tensor '${tensor.name}' has datatype ${tensor.datatype}, which the gateway does not carry`);
-        return { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape.map((dim) => (dim < 0 ? -1 : dim)) };
-      };
-      const signature = { inputs: metadata.inputs.map(spec), outputs: metadata.outputs.map(spec) };
+      const signature = signatureOf(metadata, this.#path());
+      const binary = hasBinaryExtension(server);
       this.#known = signature;
-      return { signature, binary: server.extensions.includes('binary_tensor_data') };
+      return { signature, binary };
     })();
     this.#signature.catch(() => { this.#signature = undefined; });
     return this.#signature.catch((error: unknown) => {
@@ -134,6 +131,7 @@ export class RemoteModel {
     }
     this.#failures += 1;
     if (this.#failures >= FAILURES_TO_OPEN) this.#trip();
+    if (error instanceof MalformedMetadata) return new RemoteFailedError(this.name, error.message);
     const what = error instanceof ModelgateError && error.status > 0 ? `it answered ${error.status}` : 'no answer';
     return new RemoteFailedError(this.name, what);
   }
