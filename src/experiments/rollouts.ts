@@ -17,7 +17,8 @@ export function effectiveWeights(split: SplitSpec): number[] {
   const share = status.state === 'rolled_back' ? 0 : status.weight / 100;
   const total = configured.reduce((sum, weight) => sum + weight, 0);
   const others = split.variants.reduce((sum, variant) => (variant.target === rollout.candidate ? sum : sum + variant.weight), 0);
-  return split.variants.map((variant) => (variant.target === rollout.candidate ? share * total : ((1 - share) * total * variant.weight) / others));
+  // others is 0 once a completed rollout has given the candidate everything (withStatus): they keep 0.
+  return split.variants.map((variant) => (variant.target === rollout.candidate ? share * total : others === 0 ? 0 : ((1 - share) * total * variant.weight) / others));
 }
 
 /** Whether the rollout drives the weights now. */
@@ -52,9 +53,17 @@ export function guardRollout(current: RouteSpec | undefined, next: RouteSpec): v
   }
 }
 
+/**
+ * The route with its rollout at `status`. A rollout that has ended (completed, rolled back)
+ * leaves its weights in the variants, so the route an operator reads shows the weights in
+ * force; they give the same traffic as before, as effectiveWeights reads them.
+ */
 export function withStatus(route: RouteSpec, status: RolloutStatus): RouteSpec {
   const split = route.split as SplitSpec;
-  return { ...route, split: { ...split, rollout: { ...(split.rollout as RolloutSpec), status } } };
+  const moved: SplitSpec = { ...split, rollout: { ...(split.rollout as RolloutSpec), status } };
+  if (status.state !== 'completed' && status.state !== 'rolled_back') return { ...route, split: moved };
+  const weights = effectiveWeights(moved);
+  return { ...route, split: { ...moved, variants: moved.variants.map((variant, index) => ({ ...variant, weight: weights[index] as number })) } };
 }
 
 /** What one step's window knows, from the route's statistics since its last change. */

@@ -45,6 +45,8 @@ t.test('a healthy candidate ramps through every step with zero failed requests a
   await until(() => app.router.get('ab').route.split?.rollout?.status?.state === 'completed', 'the rollout to complete');
   await load.stop();
   t.match(await status(app), { state: 'completed', step: 2, weight: 100 });
+  const completed = (await app.inject({ url: '/admin/routes/ab', headers: AUTH })).json().split.variants;
+  t.same(completed, [{ target: 'one', weight: 0 }, { target: 'two', weight: 4 }], 'the route shows the weights in force: all of the total (3 + 1) on the candidate');
   t.same([...load.seen.statuses.keys()], [200], 'no request failed');
   t.ok(load.seen.variants.get('ab=two') ?? 0 > 0);
   const after = await Promise.all(Array.from({ length: 30 }, () => infer(app, 'ab', scaleRequest(1))));
@@ -61,6 +63,7 @@ t.test('a candidate that fails at run time is rolled back after a few failed req
   await new Promise((resolve) => setTimeout(resolve, 50));
   await load.stop();
   const now = await status(app);
+  t.same((await app.inject({ url: '/admin/routes/ab', headers: AUTH })).json().split.variants, [{ target: 'one', weight: 4 }, { target: 'broken', weight: 0 }], 'the route shows the weights in force: none on the rolled-back candidate');
   t.match(now, { state: 'rolled_back', weight: 0, reason: /^error rate [\d.]+ > 0\.1 over \d+ requests \(\d+ errors, more than maxErrorRate × minRequests\)$/ });
   const failed = [...load.seen.statuses].filter(([code]) => code !== 200).reduce((sum, [, count]) => sum + count, 0);
   t.ok(failed >= 2 && failed <= 6, `${failed} failed requests`);
