@@ -67,7 +67,8 @@ export interface CallOptions {
 export interface ModelStatus {
   readonly name: string;
   readonly keys: readonly string[];
-  readonly state: 'unloaded' | 'loading' | 'resident' | 'failed';
+  /** remote: served by another V2 server (no session here); failed: its last load failed, or a remote's breaker is open. */
+  readonly state: 'unloaded' | 'loading' | 'resident' | 'failed' | 'remote';
   readonly inFlight: number;
   readonly loads: number;
   readonly evictions: number;

@@ -60,6 +60,15 @@ export const RemoteSchema = Type.Object({
   headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Headers sent with every call, e.g. a token (${VAR} allowed); never logged or shown.' })),
 }, { additionalProperties: false });
 
+/**
+ * runIn auto's rule (the executor applies it, the schema documents it): after WARMUP runs,
+ * SAMPLES runs are timed; a model moves into the event loop's thread when its median run is
+ * shorter than the median thread hop and under MAX_RUN_MICROS (the longest the loop may be
+ * held per batch), and its file is under MAX_FILE_BYTES (creating the session there blocks
+ * the loop about 1 to 2.5 ms per MB, once).
+ */
+export const RUN_IN_AUTO = { WARMUP: 16, SAMPLES: 64, MAX_RUN_MICROS: 1000, MAX_FILE_BYTES: 1 << 20 } as const;
+
 export const ModelSchema = Type.Object({
   name: Name,
   path: Type.Optional(Type.String({ minLength: 1, description: 'ONNX file, relative to modelRepository; it must stay inside it. Exactly one of path and remote.' })),
@@ -70,7 +79,7 @@ export const ModelSchema = Type.Object({
   maxQueueSize: Type.Integer({ default: 1024, minimum: 1, description: 'Most requests waiting for or using this model at once; beyond it, 503 with Retry-After at once.' }),
   batching: Type.Union([Type.Literal(false), BatchingSchema], { default: {}, description: 'Dynamic batching along a dynamic first dimension (on by default for models whose inputs and outputs all have one); false turns it off.' }),
   instances: Type.Integer({ default: 1, minimum: 1, maximum: 16, description: "Sessions of the model, each on a worker thread of its own, so this many batches run at once (Triton's instance_group count). The resident cap counts the model once; maxResidentBytes counts every instance." }),
-  runIn: Type.Union([Type.Literal('auto'), Type.Literal('worker'), Type.Literal('eventLoop')], { default: 'auto', description: "Where the model's sessions run. worker: on worker threads of their own, so neither runs nor loads ever block the HTTP event loop or other models. eventLoop: in the HTTP thread, for models that run in microseconds (a thread hop costs more than the run). auto: worker, moved to the event loop once the model's measured median run takes under 50 µs and its file is under 1 MiB (one instance only)." }),
+  runIn: Type.Union([Type.Literal('auto'), Type.Literal('worker'), Type.Literal('eventLoop')], { default: 'auto', description: `Where the model's sessions run. worker: on worker threads of their own, so neither runs nor loads ever block the HTTP event loop or other models. eventLoop: in the HTTP thread, for models that run in microseconds (a thread hop costs more than the run). auto: worker, moved to the event loop once the model's measured median run is shorter than the thread hop it would save and under ${RUN_IN_AUTO.MAX_RUN_MICROS} µs, and its file is under ${RUN_IN_AUTO.MAX_FILE_BYTES / (1 << 20)} MiB (one instance only).` }),
 }, { additionalProperties: false });
 
 export const VariantSchema = Type.Object({

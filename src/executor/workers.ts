@@ -15,7 +15,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
-import type { ModelConfig } from '../config/schema.ts';
+import { RUN_IN_AUTO, type ModelConfig } from '../config/schema.ts';
 import { resolveInRepository } from '../config/paths.ts';
 import { InferenceFailedError, errorFromWorker, WorkerLostError, withRetryAfter } from '../errors.ts';
 import type { Signature, Tensor, TensorMap } from '../protocol/types.ts';
@@ -38,7 +38,7 @@ const IDLE_THREAD_MS = 60_000;
  * (creating the session blocks the loop about 1 to 2.5 ms per MB, once), it
  * opens a session here and runs here from then on; its worker is freed.
  */
-export const ADAPTIVE = { WARMUP: 16, SAMPLES: 64, MAX_RUN_MICROS: 1000, MAX_FILE_BYTES: 1 << 20 };
+export const ADAPTIVE = RUN_IN_AUTO;
 
 type Call = WorkerRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
 

@@ -7,15 +7,24 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { ModelSchema, SessionOptionsSchema } from '../config/schema.ts';
 import type { LiveModels, ModelView, RemoteView } from '../live/live-models.ts';
+import { InvalidInputError } from '../errors.ts';
 import { errors, validatedInHandler } from './schemas.ts';
 
 interface NameParams { name: string }
-interface ForceQuery { force?: boolean }
+interface ForceQuery { force?: unknown }
+
+/** `?force=true` (or false, or absent), read one way for every route that takes it. */
+function forced(query: ForceQuery): boolean {
+  const { force } = query;
+  if (force === undefined || force === 'false' || force === false) return false;
+  if (force === 'true' || force === true) return true;
+  throw new InvalidInputError(`force: must be true or false, not '${String(force)}'`);
+}
 
 const security = [{ bearerAuth: [] }];
 const Name = Type.Object({ name: Type.String({ description: 'A model name.' }) });
 const IfMatch = Type.Object({ 'if-match': Type.Optional(Type.String({ description: 'Change only if the model is at this version (its ETag); else 412.' })) });
-const Force = Type.Object({ force: Type.Optional(Type.Boolean({ description: 'Apply a new version even though its inputs or outputs differ while a route depends on the model.' })) });
+const Force = Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'true: apply a new version even though its inputs or outputs differ while a route depends on the model. Default false.' })) });
 const { name: _name, ...entryFields } = ModelSchema.properties;
 const ModelBody = Type.Object(entryFields, { additionalProperties: false, description: 'A model entry as in the configuration file, without its name (the path names it): an ONNX file (path) or another V2 server (remote).', examples: [{ path: 'iris/v3.onnx', keys: ['iris-v3'] }, { remote: { url: 'http://triton.internal:8000', model: 'resnet50' }, keys: ['resnet'] }] });
 const ModelResponse = Type.Object({
@@ -47,7 +56,7 @@ export const modelAdmin: FastifyPluginAsync<{ live: LiveModels; maxModelBytes: n
       response: { 200: ModelResponse, 201: ModelResponse, ...errors(400, 401, 409, 412, 422) },
     },
   }, async (request, reply) => {
-    const { created, view } = await live.put(request.params.name, request.body, request.headers['if-match'], request.query.force === true || String(request.query.force) === 'true');
+    const { created, view } = await live.put(request.params.name, request.body, request.headers['if-match'], forced(request.query));
     return reply.code(created ? 201 : 200).send(withEtag(reply, view));
   });
 
@@ -62,7 +71,7 @@ export const modelAdmin: FastifyPluginAsync<{ live: LiveModels; maxModelBytes: n
     },
   }, async (request, reply) => {
     const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-    const { created, view } = await live.upload(request.params.name, body, request.headers['if-match'], String(request.query.force) === 'true');
+    const { created, view } = await live.upload(request.params.name, body, request.headers['if-match'], forced(request.query));
     return reply.code(created ? 201 : 200).send(withEtag(reply, view));
   });
 
@@ -71,7 +80,7 @@ export const modelAdmin: FastifyPluginAsync<{ live: LiveModels; maxModelBytes: n
       tags: ['admin'], summary: 'Load the model\'s file again beside the running version and swap to it when ready; a failed load leaves the old version serving (422).',
       security, params: Name, querystring: Force, response: { 200: ModelResponse, ...errors(401, 404, 409, 422) },
     },
-  }, async (request, reply) => withEtag(reply, await live.reload(request.params.name, String(request.query.force) === 'true')));
+  }, async (request, reply) => withEtag(reply, await live.reload(request.params.name, forced(request.query))));
 
   app.delete<{ Params: NameParams; Headers: { 'if-match'?: string } }>('/admin/models/:name', {
     schema: {
