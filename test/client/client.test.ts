@@ -9,7 +9,7 @@ import path from 'node:path';
 import t from 'tap';
 import { ModelgateClient, ModelgateError, type InputTensor } from '../../src/client/index.ts';
 import { addMulModel, identityModel, type ElemType } from '../../src/onnx/builder.ts';
-import { buildGateway, scaleModel, slowModel, slowRequest, TOKEN, until } from '../helpers/gateway.ts';
+import { eventually, buildGateway, scaleModel, slowModel, slowRequest, TOKEN } from '../helpers/gateway.ts';
 
 /** Per datatype: the ONNX element type and data as the client takes it (typed arrays, exact at the extremes). */
 const SAMPLES: Array<[InputTensor['datatype'], ElemType, InputTensor['data']]> = [
@@ -114,7 +114,7 @@ t.test('a 503 with Retry-After is retried: a model whose file appears after a fa
   const { client, app, repository, url } = await serve(t, { registry: { loadFailureBackoffMs: 300 }, models: [{ name: 'late', path: 'late.onnx' }, { name: 'never', path: 'never.onnx' }] });
   const started = Date.now();
   const answer = client.infer('late', [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Float32Array([4]) }]);
-  await until(() => app.registry.status().some((model) => model.name === 'late' && model.state === 'failed'), 'the first load to fail');
+  await eventually('the first load to fail', () => app.registry.status().some((model) => model.name === 'late' && model.state === 'failed'));
   writeFileSync(path.join(repository, 'late.onnx'), scaleModel(3));
   const result = await answer;
   t.same(Array.from(result.outputs[0]?.data as Float32Array), [12]);

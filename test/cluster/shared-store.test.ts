@@ -10,21 +10,17 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { AUTH, infer, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles, type TestContext } from '../helpers/gateway.ts';
+import { adminRequest, AUTH, infer, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles, type TestContext } from '../helpers/gateway.ts';
 import { eventually, skipWithout, startRedis } from '../helpers/programs.ts';
 
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'three.onnx': scaleModel(3) };
 const models = ['one', 'two', 'three'].map((name) => ({ name, path: `${name}.onnx`, batching: false }));
 const routes = [{ key: 'ab', split: { variants: [{ target: 'one', weight: 50 }, { target: 'two', weight: 50 }] } }];
 
-function admin(method: 'GET' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: unknown, headers: Record<string, string> = {}) {
-  return { method, url, headers: { ...AUTH, ...headers }, ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }) };
-}
-
 const weights = (first: number) => ({ split: { variants: [{ target: 'one', weight: first }, { target: 'two', weight: 100 - first }] } });
 
 async function weightsOf(app: FastifyInstance): Promise<number[]> {
-  const view = (await app.inject(admin('GET', '/admin/routes/ab'))).json();
+  const view = (await app.inject(adminRequest('GET', '/admin/routes/ab'))).json();
   return view.split.variants.map((variant: { weight: number }) => variant.weight);
 }
 
@@ -70,24 +66,24 @@ t.test('a change through one replica reaches every other; If-Match holds across 
   const redis = await startRedis(t);
   const { replicas: [a, b, c] } = await fleet(t, redis.url, 3);
   if (a === undefined || b === undefined || c === undefined) throw new Error('three replicas');
-  const response = await a.inject(admin('PATCH', '/admin/routes/ab', weights(90)));
+  const response = await a.inject(adminRequest('PATCH', '/admin/routes/ab', weights(90)));
   t.equal(response.statusCode, 200, response.body);
   t.equal(response.headers['x-modelgate-replica'], 'r0');
   const etag = response.headers.etag as string;
   for (const replica of [b, c]) {
     await eventually('the change arrives', async () => (await weightsOf(replica)).join() === '90,10', 5000);
-    t.equal((await replica.inject(admin('GET', '/admin/routes/ab'))).headers.etag, etag, 'same version everywhere');
+    t.equal((await replica.inject(adminRequest('GET', '/admin/routes/ab'))).headers.etag, etag, 'same version everywhere');
   }
   // Two operators, one ETag, two replicas: the second gets 412 and changes nothing.
-  const first = await b.inject(admin('PATCH', '/admin/routes/ab', weights(70), { 'if-match': etag }));
+  const first = await b.inject(adminRequest('PATCH', '/admin/routes/ab', weights(70), { 'if-match': etag }));
   t.equal(first.statusCode, 200, first.body);
-  const second = await c.inject(admin('PATCH', '/admin/routes/ab', weights(20), { 'if-match': etag }));
+  const second = await c.inject(adminRequest('PATCH', '/admin/routes/ab', weights(20), { 'if-match': etag }));
   t.equal(second.statusCode, 412, second.body);
   t.match(second.json().error, /is at version/);
   await eventually('every replica at 70/30', async () => (await Promise.all([a, b, c].map(weightsOf))).every((w) => w.join() === '70,30'), 5000);
 
   // Concurrent writes without If-Match on every replica: each lands once, versions never repeat.
-  const answers = await Promise.all([a, b, c].map((replica, i) => replica.inject(admin('PATCH', '/admin/routes/ab', weights(10 + i)))));
+  const answers = await Promise.all([a, b, c].map((replica, i) => replica.inject(adminRequest('PATCH', '/admin/routes/ab', weights(10 + i)))));
   t.same(answers.map((answer) => answer.statusCode), [200, 200, 200], answers.map((answer) => answer.body).join('\n'));
   const versions = answers.map((answer) => Number(JSON.parse(answer.headers.etag as string)));
   t.equal(new Set(versions).size, 3, `three versions: ${versions.join(', ')}`);
@@ -105,17 +101,17 @@ t.test('live models are shared: one uploaded through a replica serves on the oth
   const redis = await startRedis(t);
   const { replicas: [a, b] } = await fleet(t, redis.url, 2);
   if (a === undefined || b === undefined) throw new Error('two replicas');
-  const put = await a.inject(admin('PUT', '/admin/models/tripler', { path: 'three.onnx', keys: ['triple'], batching: false }));
+  const put = await a.inject(adminRequest('PUT', '/admin/models/tripler', { path: 'three.onnx', keys: ['triple'], batching: false }));
   t.equal(put.statusCode, 201, put.body);
   await eventually('the new key serves on the other replica', async () => (await infer(b, 'triple', scaleRequest(2))).statusCode === 200, 5000);
   t.same((await infer(b, 'triple', scaleRequest(2))).json().outputs[0].data, [6]);
   // A route over the new model, then the model's removal once the route is gone.
-  t.equal((await b.inject(admin('PUT', '/admin/routes/abc', { split: { variants: [{ target: 'one', weight: 1 }, { target: 'triple', weight: 1 }] } }))).statusCode, 201);
-  await eventually('the route reaches the first replica', async () => (await a.inject(admin('GET', '/admin/routes/abc'))).statusCode === 200, 5000);
-  t.equal((await a.inject(admin('DELETE', '/admin/routes/abc'))).statusCode, 204);
-  t.equal((await a.inject(admin('DELETE', '/admin/models/tripler'))).statusCode, 204);
+  t.equal((await b.inject(adminRequest('PUT', '/admin/routes/abc', { split: { variants: [{ target: 'one', weight: 1 }, { target: 'triple', weight: 1 }] } }))).statusCode, 201);
+  await eventually('the route reaches the first replica', async () => (await a.inject(adminRequest('GET', '/admin/routes/abc'))).statusCode === 200, 5000);
+  t.equal((await a.inject(adminRequest('DELETE', '/admin/routes/abc'))).statusCode, 204);
+  t.equal((await a.inject(adminRequest('DELETE', '/admin/models/tripler'))).statusCode, 204);
   await eventually('the model is gone everywhere', async () => (await infer(b, 'triple', scaleRequest(2))).statusCode === 404, 5000);
-  t.equal((await b.inject(admin('GET', '/admin/models/tripler'))).statusCode, 404);
+  t.equal((await b.inject(adminRequest('GET', '/admin/models/tripler'))).statusCode, 404);
 });
 
 t.test('a model file one replica lacks: it answers 503 there, and later changes still arrive', { skip }, async (t) => {
@@ -125,14 +121,14 @@ t.test('a model file one replica lacks: it answers 503 there, and later changes 
   const upload = await a.inject({ method: 'PUT', url: '/admin/models/uploaded/file', headers: { ...AUTH, 'content-type': 'application/octet-stream' }, payload: Buffer.from(scaleModel(5)) });
   t.equal(upload.statusCode, 201, upload.body);
   t.same((await infer(a, 'uploaded', scaleRequest(2))).json().outputs[0].data, [10]);
-  await eventually('the model reaches the other replica', async () => (await b.inject(admin('GET', '/admin/models/uploaded'))).statusCode === 200, 5000);
+  await eventually('the model reaches the other replica', async () => (await b.inject(adminRequest('GET', '/admin/models/uploaded'))).statusCode === 200, 5000);
   const there = await infer(b, 'uploaded', scaleRequest(2));
   t.equal(there.statusCode, 503, 'its file is only in the first replica\'s repository');
   t.match(there.json().error, /failed to load/);
   t.notMatch(there.body, /\/tmp|\.uploads/, 'no path in the answer');
   // A new version of a model whose file this replica lacks: the running version serves on.
-  t.equal((await a.inject(admin('PUT', '/admin/models/one', { path: 'two.onnx', batching: false }))).statusCode, 200);
-  t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(35)))).statusCode, 200);
+  t.equal((await a.inject(adminRequest('PUT', '/admin/models/one', { path: 'two.onnx', batching: false }))).statusCode, 200);
+  t.equal((await a.inject(adminRequest('PATCH', '/admin/routes/ab', weights(35)))).statusCode, 200);
   await eventually('later changes arrive all the same', async () => (await weightsOf(b)).join() === '35,65', 5000);
   t.same((await infer(b, 'one', scaleRequest(3))).json().outputs[0].data, [6], 'the new version of one, whose file both have');
 });
@@ -142,11 +138,11 @@ t.test('Redis down: inference and readiness stay, writes 503; back empty: re-see
   const fleetOf = await fleet(t, redis.url, 2);
   const [a, b] = fleetOf.replicas;
   if (a === undefined || b === undefined) throw new Error('two replicas');
-  t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(80)))).statusCode, 200);
+  t.equal((await a.inject(adminRequest('PATCH', '/admin/routes/ab', weights(80)))).statusCode, 200);
   await eventually('the change arrives', async () => (await weightsOf(b)).join() === '80,20', 5000);
   // Each replica keeps the document it applied beside its configuration.
   const copy = fleetOf.stateFiles[1] as string;
-  const version = Number(JSON.parse((await b.inject(admin('GET', '/admin/routes/ab'))).headers.etag as string));
+  const version = Number(JSON.parse((await b.inject(adminRequest('GET', '/admin/routes/ab'))).headers.etag as string));
   await eventually('the local copy is written', () => {
     try {
       return JSON.parse(readFileSync(copy, 'utf8')).counter === version;
@@ -158,7 +154,7 @@ t.test('Redis down: inference and readiness stay, writes 503; back empty: re-see
   copyFileSync(copy, stateFile);
 
   await redis.child.stop();
-  const write = await b.inject(admin('PATCH', '/admin/routes/ab', weights(60)));
+  const write = await b.inject(adminRequest('PATCH', '/admin/routes/ab', weights(60)));
   t.equal(write.statusCode, 503, write.body);
   t.ok(Number(write.headers['retry-after']) >= 1, 'Retry-After');
   t.match(write.json().error, /shared configuration store is unavailable/);
@@ -176,7 +172,7 @@ t.test('Redis down: inference and readiness stay, writes 503; back empty: re-see
   const client = new Redis(redis.url);
   t.teardown(() => client.disconnect());
   await eventually('the store re-seeded', async () => (await client.hget('fleet', 'version')) !== null, 10_000);
-  const written = await b.inject(admin('PATCH', '/admin/routes/ab', weights(30)));
+  const written = await b.inject(adminRequest('PATCH', '/admin/routes/ab', weights(30)));
   t.equal(written.statusCode, 200, written.body);
   for (const replica of [a, restarted]) await eventually('the write after the outage arrives', async () => (await weightsOf(replica)).join() === '30,70', 5000);
 });
@@ -188,14 +184,14 @@ t.test('a Redis key that holds something else: writes refused with what Redis sa
   await client.set('fleet', 'not a hash');
   const { replicas: [a] } = await fleet(t, redis.url, 1);
   if (a === undefined) throw new Error('one replica');
-  const write = await a.inject(admin('PATCH', '/admin/routes/ab', weights(60)));
+  const write = await a.inject(adminRequest('PATCH', '/admin/routes/ab', weights(60)));
   t.equal(write.statusCode, 503, write.body);
   t.match(write.json().error, /Redis refused the command: WRONGTYPE/);
   t.equal((await infer(a, 'ab', scaleRequest(1))).statusCode, 200);
   await client.del('fleet');
-  t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(60)))).statusCode, 200, 'fine once the key is freed');
+  t.equal((await a.inject(adminRequest('PATCH', '/admin/routes/ab', weights(60)))).statusCode, 200, 'fine once the key is freed');
   await client.hset('fleet', 'version', '999', 'document', '{"format":2}');
-  const foreign = await a.inject(admin('PATCH', '/admin/routes/ab', weights(61)));
+  const foreign = await a.inject(adminRequest('PATCH', '/admin/routes/ab', weights(61)));
   t.equal(foreign.statusCode, 503);
   t.match(foreign.json().error, /does not hold a modelgate document/);
 });
@@ -205,7 +201,7 @@ t.test('a document written without a hint arrives by the poll', { skip }, async 
   const pollMs = 300;
   const { replicas: [a] } = await fleet(t, redis.url, 1, pollMs);
   if (a === undefined) throw new Error('one replica');
-  t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(40)))).statusCode, 200);
+  t.equal((await a.inject(adminRequest('PATCH', '/admin/routes/ab', weights(40)))).statusCode, 200);
   const client = new Redis(redis.url);
   t.teardown(() => client.disconnect());
   // Another replica's write whose PUBLISH was lost: the same document, one version on.
@@ -218,7 +214,7 @@ t.test('a document written without a hint arrives by the poll', { skip }, async 
   await client.hset('fleet', 'version', String(next), 'document', JSON.stringify(document));
   const delay = await eventually('the poll finds it', async () => (await weightsOf(a)).join() === '25,75', 5000);
   t.ok(delay <= pollMs + 250, `arrived after ${delay} ms (poll ${pollMs} ms)`);
-  t.equal((await a.inject(admin('GET', '/admin/routes/ab'))).headers.etag, `"${next}"`);
+  t.equal((await a.inject(adminRequest('GET', '/admin/routes/ab'))).headers.etag, `"${next}"`);
 });
 
 t.test('with hint connections killed, changes still arrive within the poll interval', { skip }, async (t) => {
@@ -231,7 +227,7 @@ t.test('with hint connections killed, changes still arrive within the poll inter
   const delays: number[] = [];
   for (let i = 0; i < 5; i++) {
     await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    t.equal((await a.inject(admin('PATCH', '/admin/routes/ab', weights(11 + i)))).statusCode, 200);
+    t.equal((await a.inject(adminRequest('PATCH', '/admin/routes/ab', weights(11 + i)))).statusCode, 200);
     delays.push(await eventually('the change arrives', async () => (await weightsOf(b))[0] === 11 + i, 5000));
   }
   t.ok(Math.max(...delays) <= pollMs + 250, `delays ${delays.join(', ')} ms within the ${pollMs} ms poll (+ scheduling)`);

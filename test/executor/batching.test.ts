@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { canBatch } from '../../src/executor/batching.ts';
 import { affineModel, identityModel } from '../../src/onnx/builder.ts';
-import { buildGateway, infer, metricsOf } from '../helpers/gateway.ts';
+import { buildGateway, closeTo, infer, metricsOf } from '../helpers/gateway.ts';
 
 const W = [1, -2, 0.5, 3, -1, 0.25]; // [in=3][out=2]
 const B = [0.5, -0.5];
@@ -25,11 +25,6 @@ function body(rows: number[][]) {
   return { inputs: [{ name: 'x', datatype: 'FP32', shape: [rows.length, 3], data: rows }] };
 }
 
-function close(t: Test, actual: number[], wanted: number[], what: string) {
-  t.equal(actual.length, wanted.length, `${what}: rows`);
-  t.ok(actual.every((v, i) => Math.abs(v - wanted[i]!) < 1e-4), `${what}: values`);
-}
-
 t.test('requests of different sizes arriving together share a run, and each gets its own rows back', async (t) => {
   const { app, executor } = await buildGateway(t, files, {
     models: [{ name: 'lin', path: 'lin.onnx' }, { name: 'lin2', path: 'lin2.onnx' }],
@@ -43,7 +38,7 @@ t.test('requests of different sizes arriving together share a run, and each gets
     const request = requests[i]!;
     t.equal(response.statusCode, 200);
     t.same(response.json().outputs[0].shape, [request.rows.length, 2]);
-    close(t, response.json().outputs[0].data, expected(request.rows, request.key === 'lin2' ? 2 : 1), `request ${i} (${request.key})`);
+    closeTo(t, response.json().outputs[0].data, expected(request.rows, request.key === 'lin2' ? 2 : 1), `request ${i} (${request.key})`, 1e-4);
   });
   const runs = (executor.runsStarted.get('lin') ?? 0) + (executor.runsStarted.get('lin2') ?? 0) - before;
   t.ok(runs < requests.length, `${requests.length} requests ran in ${runs} runs`);
@@ -56,9 +51,9 @@ t.test('maxBatchSize bounds the rows of a batch', async (t) => {
   const { app } = await buildGateway(t, files, { models: [{ name: 'lin', path: 'lin.onnx', batching: { maxBatchSize: 4 } }] });
   const requests = Array.from({ length: 10 }, (_, i) => rowsFor(i, 1 + (i % 2)));
   const responses = await Promise.all(requests.map((rows) => infer(app, 'lin', body(rows))));
-  responses.forEach((response, i) => close(t, response.json().outputs[0].data, expected(requests[i]!), `request ${i}`));
+  responses.forEach((response, i) => closeTo(t, response.json().outputs[0].data, expected(requests[i]!), `request ${i}`), 1e-4);
   const big = await infer(app, 'lin', body(rowsFor(3, 9)));
-  close(t, big.json().outputs[0].data, expected(rowsFor(3, 9)), 'a request over maxBatchSize runs alone');
+  closeTo(t, big.json().outputs[0].data, expected(rowsFor(3, 9)), 'a request over maxBatchSize runs alone', 1e-4);
   const metrics = await metricsOf(app);
   const count = Number(/^modelgate_batch_size_count\{model="lin"\} (\d+)$/m.exec(metrics)?.[1]);
   const upTo4 = Number(/^modelgate_batch_size_bucket\{le="4",model="lin"\} (\d+)$/m.exec(metrics)?.[1]);
@@ -79,7 +74,7 @@ t.test('what cannot batch runs one request at a time', async (t) => {
     const requests = Array.from({ length: 6 }, (_, i) => rowsFor(i, rows));
     const before = executor.runsStarted.get(key) ?? 0;
     const responses = await Promise.all(requests.map((r) => infer(app, key, body(r))));
-    responses.forEach((response, i) => close(t, response.json().outputs[0].data, expected(requests[i]!, key === 'one' ? 2 : 1), `${key} ${i}`));
+    responses.forEach((response, i) => closeTo(t, response.json().outputs[0].data, expected(requests[i]!, key === 'one' ? 2 : 1), `${key} ${i}`), 1e-4);
     t.equal((executor.runsStarted.get(key) ?? 0) - before, 6, `${key}: one run per request`);
   }
 });

@@ -1,19 +1,9 @@
 import t, { type Test } from 'tap';
-import { buildApp } from '../../src/app.ts';
-import { validateConfig } from '../../src/config/load.ts';
 import { WorkerExecutor } from '../../src/executor/workers.ts';
-import { infer, makeRepository, metricsOf, scaleModel, slowLoadingModel, TOKEN, until } from '../helpers/gateway.ts';
+import { buildGateway, eventually, infer, metricsOf, scaleModel, slowLoadingModel } from '../helpers/gateway.ts';
 
 /** A gateway on real worker threads: every model instance on a thread of its own. */
-async function gateway(t: Test, files: Record<string, Uint8Array>, document: Record<string, unknown>) {
-  const repository = makeRepository(t, files);
-  const config = validateConfig({ admin: { token: TOKEN }, modelRepository: repository, ...document }, repository, {});
-  const executor = new WorkerExecutor(config.modelRepository, 1);
-  const app = await buildApp(config, { executor });
-  t.teardown(() => app.close());
-  await app.ready();
-  return { app, executor };
-}
+const gateway = (t: Test, files: Record<string, Uint8Array>, document: Record<string, unknown>) => buildGateway(t, files, document, (repository) => new WorkerExecutor(repository, 1));
 
 /** A request of `rows` rows for scaleModel: x = base, base + 1, ... */
 function rowsRequest(base: number, rows: number) {
@@ -71,7 +61,7 @@ t.test('a cold model loading does not hold a resident model\'s requests', async 
     events.push('cold answered');
     return answer;
   });
-  await until(() => app.registry.status().some((model) => model.name === 'cold' && model.state === 'loading'), 'the cold load to start');
+  await eventually('the cold load to start', () => app.registry.status().some((model) => model.name === 'cold' && model.state === 'loading'));
   for (let i = 0; i < 10; i++) {
     t.same((await infer(app, 'fast', rowsRequest(i, 1))).json().outputs[0].data, [2 * i]);
     events.push('fast answered');
@@ -93,7 +83,7 @@ t.test('an instance lost with its thread: its requests fail with 503, the model 
   const answers = await Promise.all([infer(app, 'scale', rowsRequest(1, 1)), infer(app, 'scale', rowsRequest(2, 1))]);
   t.same(answers.map((answer) => answer.statusCode).sort(), [200, 503]);
   t.equal(answers.find((answer) => answer.statusCode === 503)?.headers['retry-after'], '1');
-  await until(() => !executor.threads.includes(first as NonNullable<typeof first>), 'the dead thread gone');
+  await eventually('the dead thread gone', () => !executor.threads.includes(first as NonNullable<typeof first>));
   t.same((await infer(app, 'other', rowsRequest(3, 1))).json().outputs[0].data, [15], 'the other model still serves');
   t.same((await infer(app, 'scale', rowsRequest(4, 1))).json().outputs[0].data, [8], 'the lost model loads again');
   const now = executor.threadsOf('scale');

@@ -1,10 +1,8 @@
 import type { Worker } from 'node:worker_threads';
 import t, { type Test } from 'tap';
-import { buildApp } from '../../src/app.ts';
-import { validateConfig } from '../../src/config/load.ts';
 import { WorkerExecutor } from '../../src/executor/workers.ts';
 import { identityModel } from '../../src/onnx/builder.ts';
-import { infer, makeRepository, scaleModel, scaleRequest, slowModel, slowRequest, TOKEN, until } from '../helpers/gateway.ts';
+import { buildGateway, eventually, infer, scaleModel, scaleRequest, slowModel, slowRequest } from '../helpers/gateway.ts';
 
 const files = {
   'slow.onnx': slowModel(), 'a.onnx': scaleModel(2), 'b.onnx': scaleModel(3), 'corrupt.onnx': 'nope',
@@ -13,15 +11,7 @@ const files = {
 const models = ['slow', 'a', 'b', 'corrupt', 'half', 'big', 'text'].map((name) => ({ name, path: `${name}.onnx`, batching: false as const }));
 
 /** A gateway on a real pool of two worker threads. */
-async function gateway(t: Test) {
-  const repository = makeRepository(t, files);
-  const config = validateConfig({ admin: { token: TOKEN }, modelRepository: repository, executor: { workers: 2 }, models }, repository, {});
-  const executor = new WorkerExecutor(config.modelRepository, 2);
-  const app = await buildApp(config, { executor });
-  t.teardown(() => app.close());
-  await app.ready();
-  return { app, executor };
-}
+const gateway = (t: Test) => buildGateway(t, files, { executor: { workers: 2 }, models }, (repository) => new WorkerExecutor(repository, 2));
 
 t.test('models run in worker threads: tensors cross intact, load failures are reported', async (t) => {
   const { app } = await gateway(t);
@@ -59,7 +49,7 @@ t.test('a worker that dies fails only its own requests, and is replaced', async 
   t.equal(lost.headers['retry-after'], '1');
   t.match(lost.json(), { error: "Model 'slow' was lost with the worker thread running it; try again" });
   t.same((await infer(app, 'a', scaleRequest(5))).json().outputs[0].data, [10], 'the other worker still serves');
-  await until(() => !executor.threads.includes(slowThread as Worker), 'the dead thread gone');
+  await eventually('the dead thread gone', () => !executor.threads.includes(slowThread as Worker));
   t.equal((await infer(app, 'slow', slowRequest(1))).statusCode, 200, 'the lost model loads again');
   t.equal(app.registry.status()[0]?.loads, 2);
 });

@@ -6,6 +6,7 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import type { Test } from 'tap';
 import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import type { ModelConfig } from '../../src/config/schema.ts';
@@ -14,6 +15,8 @@ import { affineModel, buildModel } from '../../src/onnx/builder.ts';
 import type { Executor, LoadedModel } from '../../src/executor/types.ts';
 import type { TensorMap } from '../../src/protocol/types.ts';
 import type { Teardown } from './programs.ts';
+
+export { eventually } from './programs.ts';
 
 export const TOKEN = 'test-admin-token-0123456789abcdef';
 export const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -37,24 +40,39 @@ export function makeRepository(t: TestContext, files: Record<string, Uint8Array 
   return repository;
 }
 
-export interface Gateway {
+export interface Gateway<E extends Executor = CountingExecutor> {
   app: FastifyInstance;
   repository: string;
-  executor: CountingExecutor;
+  executor: E;
 }
 
 /**
  * Builds a gateway over `files` with the given raw configuration (modelRepository
- * and admin token filled in), ready, and closed at the end of the test.
+ * and admin token filled in), ready, and closed at the end of the test. Its models run on
+ * `runner` (default: in process, counted).
  */
-export async function buildGateway(t: TestContext, files: Record<string, Uint8Array | string>, config: Record<string, unknown>): Promise<Gateway> {
+export async function buildGateway<E extends Executor = CountingExecutor>(t: TestContext, files: Record<string, Uint8Array | string>, config: Record<string, unknown>, runner?: (repository: string) => E): Promise<Gateway<E>> {
   const repository = makeRepository(t, files);
   const validated = validateConfig({ admin: { token: TOKEN }, ...config, modelRepository: repository }, repository, {});
-  const executor = new CountingExecutor(new OnnxExecutor(validated.modelRepository));
+  const executor = runner?.(validated.modelRepository) ?? new CountingExecutor(new OnnxExecutor(validated.modelRepository)) as unknown as E;
   const app = await buildApp(validated, { executor });
   t.teardown(() => app.close());
   await app.ready();
   return { app, repository, executor };
+}
+
+/** An admin API request for `inject`, with the token (and any other headers). */
+export function adminRequest(method: 'GET' | 'PUT' | 'PATCH' | 'DELETE' | 'POST', url: string, payload?: unknown, headers: Record<string, string> = {}) {
+  return { method, url, headers: { ...AUTH, ...headers }, ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }) };
+}
+
+/** The admin token with a JSON body. */
+export const JSON_AUTH = { ...AUTH, 'content-type': 'application/json' };
+
+/** Asserts `actual` has `expected`'s length and each value within `tolerance` of it. */
+export function closeTo(t: Pick<Test, 'equal' | 'ok'>, actual: ArrayLike<unknown>, expected: readonly number[], what: string, tolerance = 1e-6): void {
+  t.equal(actual.length, expected.length, `${what}: length`);
+  expected.forEach((value, i) => t.ok(Math.abs((actual[i] as number) - value) < tolerance, `${what}[${i}]: ${String(actual[i])} vs ${value}`));
 }
 
 /**
@@ -97,15 +115,6 @@ export function slowRequest(rows = 64) {
 /** A request for scaleModel. */
 export function scaleRequest(x: number) {
   return { inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [x] }] };
-}
-
-/** Resolves once `condition` holds, polling on the event loop. */
-export async function until(condition: () => boolean, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
 }
 
 /**

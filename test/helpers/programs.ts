@@ -84,12 +84,15 @@ export async function startRedis(t: Teardown, port?: number): Promise<{ port: nu
   return { port: chosen, url: `redis://127.0.0.1:${chosen}`, child };
 }
 
-/** Polls `check` every 10 ms until it holds; rejects with `what` after `timeoutMs`. */
-export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<number> {
+/**
+ * The one polling helper: resolves once `check` holds, with the milliseconds it took; rejects
+ * naming `what` after `timeoutMs`. Polls every `everyMs` (1: a state held for a few ms is seen).
+ */
+export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000, everyMs = 1): Promise<number> {
   const started = Date.now();
   for (;;) {
     if (await check()) return Date.now() - started;
     if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }

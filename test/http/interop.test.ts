@@ -8,7 +8,7 @@ import { gunzipSync, inflateSync, gzipSync } from 'node:zlib';
 import t from 'tap';
 import { request } from 'undici';
 import { addMulModel, identityModel, type ElemType } from '../../src/onnx/builder.ts';
-import { buildGateway, until } from '../helpers/gateway.ts';
+import { eventually, buildGateway } from '../helpers/gateway.ts';
 import { readTritonResponse, serializeBytes, tritonRequest, type PyInput } from '../helpers/triton.ts';
 
 /** Per datatype: the ONNX element type, three elements as numpy would hold them (raw bytes) and as Python's item() writes them in JSON. */
@@ -238,10 +238,10 @@ t.test('statistics of batched requests: executions shared, batch sizes as run', 
   await send();
   const release = executor.hold('INT32');
   const first = send();
-  await until(() => executor.runsStarted.get('INT32') === 2, 'the first held run');
+  await eventually('the first held run', () => executor.runsStarted.get('INT32') === 2);
   // One batch runs at a time: these three wait and then run together.
   const rest = [send(), send(), send()];
-  await until(() => app.registry.status()[0]?.inFlight === 4, 'the rest to queue');
+  await eventually('the rest to queue', () => app.registry.status()[0]?.inFlight === 4);
   release();
   for (const response of await Promise.all([first, ...rest])) t.equal(response.statusCode, 200);
   const [stats] = app.dataPlane.statistics('INT32').model_stats;

@@ -7,9 +7,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { identityModel, unsupportedOpModel } from '../../src/onnx/builder.ts';
-import { AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN, startGateway } from '../helpers/gateway.ts';
+import { AUTH, JSON_AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN, startGateway } from '../helpers/gateway.ts';
 
-const JSON_AUTH = { ...AUTH, 'content-type': 'application/json' };
 
 function factor(response: { statusCode: number; json(): { outputs: Array<{ data: number[] }> } }, x: number): number {
   if (response.statusCode !== 200) return Number.NaN;

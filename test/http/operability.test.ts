@@ -6,7 +6,7 @@ import { request } from 'undici';
 import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import { formatOpenApi, generateOpenApi } from '../../src/openapi-document.ts';
-import { AUTH, buildGateway, infer, makeRepository, metricsOf, scaleModel, scaleRequest, TOKEN, until } from '../helpers/gateway.ts';
+import { eventually, AUTH, buildGateway, infer, makeRepository, metricsOf, scaleModel, scaleRequest, TOKEN } from '../helpers/gateway.ts';
 
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2) };
 const models = [{ name: 'one', path: 'one.onnx' }, { name: 'two', path: 'two.onnx', keys: ['two', 'deux'] }];
@@ -51,7 +51,7 @@ t.test('metrics: requests, latency, models and routes, with bounded labels', asy
   await infer(app, 'deux', { inputs: [] });
   await infer(app, 'no-such-key', scaleRequest(1));
   for (let i = 0; i < 4; i++) await infer(app, 'ab', scaleRequest(1));
-  await until(() => (app.router.stats('ab').sinceStart.shadow?.sent ?? 0) === 4);
+  await eventually('condition', () => (app.router.stats('ab').sinceStart.shadow?.sent ?? 0) === 4);
   const text = await metricsOf(app);
   /** A series' value; 0 when it has not been created (no such event yet). */
   const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
@@ -141,7 +141,7 @@ t.test('draining: not ready at once, new requests 503 with Connection: close, in
   t.equal((await infer(app, 'one', scaleRequest(1))).statusCode, 200);
   const open = executor.hold();
   const inFlight = [1, 2, 3].map((x) => request(`${address}/v2/models/one/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scaleRequest(x)) }));
-  await until(() => (executor.runsStarted.get('one') ?? 0) === 4);
+  await eventually('condition', () => (executor.runsStarted.get('one') ?? 0) === 4);
   app.drain.begin();
   app.dataPlane.ready = false;
   const ready = await app.inject({ url: '/v2/health/ready' });

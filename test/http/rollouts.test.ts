@@ -10,9 +10,8 @@ import { unsupportedOpModel } from '../../src/onnx/builder.ts';
 import type { FastifyInstance } from 'fastify';
 import { bucketBounds } from '../../src/routing/split.ts';
 import { effectiveWeights } from '../../src/experiments/rollouts.ts';
-import { AUTH, buildGateway, infer, makeRepository, metricsOf, scaleModel, scaleRequest, startGateway, TOKEN, until } from '../helpers/gateway.ts';
+import { AUTH, buildGateway, eventually, infer, JSON_AUTH, makeRepository, metricsOf, scaleModel, scaleRequest, startGateway, TOKEN } from '../helpers/gateway.ts';
 
-const JSON_AUTH = { ...AUTH, 'content-type': 'application/json' };
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'broken.onnx': unsupportedOpModel() };
 const models = [{ name: 'one', path: 'one.onnx' }, { name: 'two', path: 'two.onnx' }, { name: 'broken', path: 'broken.onnx' }];
 
@@ -42,7 +41,7 @@ t.test('a healthy candidate ramps through every step with zero failed requests a
   const { app } = await buildGateway(t, files, { models, routes: [route('two')] });
   t.match(await status(app), { state: 'progressing', step: 0, weight: 10 });
   const load = traffic(app);
-  await until(() => app.router.get('ab').route.split?.rollout?.status?.state === 'completed', 'the rollout to complete');
+  await eventually('the rollout to complete', () => app.router.get('ab').route.split?.rollout?.status?.state === 'completed');
   await load.stop();
   t.match(await status(app), { state: 'completed', step: 2, weight: 100 });
   const completed = (await app.inject({ url: '/admin/routes/ab', headers: AUTH })).json().split.variants;
@@ -59,7 +58,7 @@ t.test('a healthy candidate ramps through every step with zero failed requests a
 t.test('a candidate that fails at run time is rolled back after a few failed requests, with a reason', async (t) => {
   const { app } = await buildGateway(t, files, { models, routes: [route('broken', { steps: [50, 100], stepMs: 60_000 })], registry: { loadFailureBackoffMs: 10 } });
   const load = traffic(app, 2);
-  await until(() => app.router.get('ab').route.split?.rollout?.status?.state === 'rolled_back', 'the rollback');
+  await eventually('the rollback', () => app.router.get('ab').route.split?.rollout?.status?.state === 'rolled_back');
   await new Promise((resolve) => setTimeout(resolve, 50));
   await load.stop();
   const now = await status(app);
@@ -84,7 +83,7 @@ t.test('pause holds the weight under traffic, resume goes on; abort rolls back; 
   t.match(patch.json().error, /^route 'ab' is rolling out 'two' \(paused\): the rollout drives its weights; abort it, or PUT the route with a new rollout$/);
   t.equal((await app.inject({ method: 'PUT', url: '/admin/routes/ab', headers: JSON_AUTH, payload: { split: { variants: [{ target: 'one', weight: 1 }] } } })).statusCode, 409);
   t.equal((await post('resume')).statusCode, 200);
-  await until(() => (app.router.get('ab').route.split?.rollout?.status?.step ?? 0) >= 1, 'a step up after resume');
+  await eventually('a step up after resume', () => (app.router.get('ab').route.split?.rollout?.status?.step ?? 0) >= 1);
   t.equal((await post('abort')).statusCode, 200);
   await load.stop();
   t.match(await status(app), { state: 'rolled_back', weight: 0, reason: 'aborted' });
@@ -120,7 +119,7 @@ t.test('a restart mid-rollout resumes at the step reached', async (t) => {
   const start = () => startGateway(document, repository);
   const first = await start();
   const load = traffic(first, 2);
-  await until(() => app1Step(first) >= 1, 'step 1');
+  await eventually('step 1', () => app1Step(first) >= 1);
   t.equal((await first.inject({ method: 'POST', url: '/admin/routes/ab/rollout/pause', headers: AUTH })).statusCode, 200);
   await load.stop();
   const reached = await status(first);

@@ -4,7 +4,7 @@
  * there is none.
  */
 import t from 'tap';
-import { AUTH, buildGateway, infer, metricsOf, scaleModel, scaleRequest, until } from '../helpers/gateway.ts';
+import { eventually, AUTH, buildGateway, infer, metricsOf, scaleModel, scaleRequest } from '../helpers/gateway.ts';
 
 const files = { 'p1.onnx': scaleModel(2), 'p2.onnx': scaleModel(3), 's.onnx': scaleModel(2) };
 const models = [{ name: 'p1', path: 'p1.onnx' }, { name: 'p2', path: 'p2.onnx' }, { name: 's', path: 's.onnx' }];
@@ -23,7 +23,7 @@ t.test('a 100% shadow to a cold model under a full cap: zero reloads of the prim
     await new Promise((resolve) => setImmediate(resolve));
   }
   t.equal(answered, 200);
-  await until(() => app.registry.status().every((model) => model.inFlight === 0), 'the last copies to finish');
+  await eventually('the last copies to finish', () => app.registry.status().every((model) => model.inFlight === 0));
   const stats = (await app.inject({ url: '/admin/routes/ab/stats', headers: AUTH })).json().sinceStart;
   t.equal(executor.loads.get('p1'), 1, 'p1 loaded once');
   t.equal(executor.loads.get('p2'), 1, 'p2 loaded once');
@@ -41,8 +41,8 @@ t.test('a shadow uses a model that is resident, or a free slot; the model it loa
     routes: [{ key: 'ab', split: { variants: [{ target: 'p1', weight: 1 }], shadow: { target: 's', percent: 100, maxInFlight: 2 } } }],
   });
   t.equal((await infer(app, 'ab', scaleRequest(1))).statusCode, 200);
-  await until(() => executor.loads.get('s') === 1, 'the shadow to load into the free slot');
-  await until(() => (app.registry.status().find((model) => model.name === 's')?.inFlight ?? 1) === 0, 'the copy to finish');
+  await eventually('the shadow to load into the free slot', () => executor.loads.get('s') === 1);
+  await eventually('the copy to finish', () => (app.registry.status().find((model) => model.name === 's')?.inFlight ?? 1) === 0);
   const copied = (await app.inject({ url: '/admin/routes/ab/stats', headers: AUTH })).json().sinceStart.shadow;
   t.match(copied, { sent: 1, dropped: 0, compared: 1, agreement: 1, agreementInterval: { value: 1 } });
   // Primary traffic for p2 needs a slot: the shadow's model goes, not p1.

@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import type { PostprocessSpec } from '../../src/config/schema.ts';
 import type { Tensor, TensorMap, TensorSpec } from '../../src/protocol/types.ts';
 import { applyOps, describeOps, type Plugin } from '../../src/ops/postprocess.ts';
+import { closeTo } from '../helpers/gateway.ts';
 
 const f32 = (data: number[], shape: number[]): Tensor => ({ datatype: 'FP32', shape, data: new Float32Array(data) });
 const noPlugins = new Map<string, Plugin>();
@@ -14,21 +15,16 @@ function values(tensor: Tensor | undefined): unknown[] {
   return Array.from(tensor?.data as ArrayLike<unknown>, (value) => (typeof value === 'bigint' ? Number(value) : value));
 }
 
-function close(t: Test, actual: unknown[], expected: number[], what: string): void {
-  t.equal(actual.length, expected.length, `${what}: length`);
-  expected.forEach((value, i) => t.ok(Math.abs((actual[i] as number) - value) < 1e-6, `${what}[${i}]: ${actual[i]} vs ${value}`));
-}
-
 t.test('softmax along the last axis and along axis 0', async (t) => {
   const x = f32([1, 2, 3, 1, 1, 1], [2, 3]);
   const last = (await run(x, { op: 'softmax', output: 'x' })).get('x');
   const e = [Math.exp(1), Math.exp(2), Math.exp(3)];
   const sum = e[0]! + e[1]! + e[2]!;
-  close(t, values(last), [e[0]! / sum, e[1]! / sum, e[2]! / sum, 1 / 3, 1 / 3, 1 / 3], 'axis -1');
+  closeTo(t, values(last), [e[0]! / sum, e[1]! / sum, e[2]! / sum, 1 / 3, 1 / 3, 1 / 3], 'axis -1');
   const first = (await run(x, { op: 'softmax', output: 'x', axis: 0, as: 'p' })).get('p');
   const column = (a: number, b: number) => [Math.exp(a) / (Math.exp(a) + Math.exp(b)), Math.exp(b) / (Math.exp(a) + Math.exp(b))];
   const [c0, c1, c2] = [column(1, 1), column(2, 1), column(3, 1)];
-  close(t, values(first), [c0[0]!, c1[0]!, c2[0]!, c0[1]!, c1[1]!, c2[1]!], 'axis 0');
+  closeTo(t, values(first), [c0[0]!, c1[0]!, c2[0]!, c0[1]!, c1[1]!, c2[1]!], 'axis 0');
 });
 
 t.test('argmax, with and without keepdims; ties go to the first', async (t) => {
@@ -54,7 +50,7 @@ t.test('cast, scale, threshold', async (t) => {
   t.same(values((await run(x, { op: 'cast', output: 'x', to: 'INT64' })).get('x')), [-1, 0, 2]);
   t.same(values((await run(x, { op: 'cast', output: 'x', to: 'BOOL' })).get('x')), [1, 0, 1]);
   t.same(values((await run(x, { op: 'cast', output: 'x', to: 'UINT8' })).get('x')), [255, 0, 2], 'wraps as C does');
-  close(t, values((await run(x, { op: 'scale', output: 'x', multiply: 2, add: 0.5 })).get('x')), [-2.9, 0.5, 5.5], 'scale');
+  closeTo(t, values((await run(x, { op: 'scale', output: 'x', multiply: 2, add: 0.5 })).get('x')), [-2.9, 0.5, 5.5], 'scale');
   const above = (await run(x, { op: 'threshold', output: 'x', value: 0 })).get('x');
   t.same({ datatype: above?.datatype, data: values(above) }, { datatype: 'BOOL', data: [0, 0, 1] });
   await t.rejects(run({ datatype: 'INT32', shape: [1], data: new Int32Array([1]) }, { op: 'scale', output: 'x', multiply: 2 }), /\(scale\): does not apply to INT32/);

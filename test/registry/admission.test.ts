@@ -1,6 +1,6 @@
 import t from 'tap';
 import { request } from 'undici';
-import { AUTH, buildGateway, infer, scaleModel, scaleRequest, until } from '../helpers/gateway.ts';
+import { eventually, AUTH, buildGateway, infer, scaleModel, scaleRequest } from '../helpers/gateway.ts';
 
 const files = { 'a.onnx': scaleModel(2), 'b.onnx': scaleModel(3) };
 
@@ -11,7 +11,7 @@ t.test('beyond maxQueueSize, 503 with Retry-After at once; other models unaffect
   t.equal((await infer(app, 'a', scaleRequest(1))).statusCode, 200);
   const open = executor.hold('a');
   const queued = [1, 2, 3].map((x) => infer(app, 'a', scaleRequest(x)));
-  await until(() => app.registry.status()[0]?.inFlight === 3);
+  await eventually('condition', () => app.registry.status()[0]?.inFlight === 3);
   const refused = await infer(app, 'a', scaleRequest(9));
   t.equal(refused.statusCode, 503);
   t.equal(refused.headers['retry-after'], '1');
@@ -30,7 +30,7 @@ t.test('a request whose deadline passes while it waits gets 504 and never runs',
   t.equal((await infer(app, 'a', scaleRequest(1))).statusCode, 200);
   const open = executor.hold('a');
   const busy = infer(app, 'a', { ...scaleRequest(1), parameters: { timeout: 10_000_000 } });
-  await until(() => executor.runsStarted.get('a') === 2);
+  await eventually('condition', () => executor.runsStarted.get('a') === 2);
   // b needs a's slot, which stays taken past b's deadline (50 ms by default).
   const late = await infer(app, 'b', scaleRequest(1));
   t.equal(late.statusCode, 504);
@@ -63,10 +63,10 @@ t.test('a client that disconnects has its queued work dropped', async (t) => {
   t.equal((await infer(app, 'a', scaleRequest(1))).statusCode, 200);
   const open = executor.hold('a');
   const busy = infer(app, 'a', scaleRequest(1));
-  await until(() => executor.runsStarted.get('a') === 2);
+  await eventually('condition', () => executor.runsStarted.get('a') === 2);
   const gone = new AbortController();
   const abandoned = request(`${url}/v2/models/b/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scaleRequest(1)), signal: gone.signal }).catch((error: Error) => error.name);
-  await until(() => app.registry.status()[1]?.state === 'loading', 'b to wait for a slot');
+  await eventually('b to wait for a slot', () => app.registry.status()[1]?.state === 'loading');
   gone.abort();
   t.equal(await abandoned, 'AbortError');
   open();

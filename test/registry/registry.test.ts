@@ -1,6 +1,6 @@
 import t from 'tap';
 import { affineModel, unsupportedOpModel } from '../../src/onnx/builder.ts';
-import { AUTH, buildGateway, infer, scaleModel, scaleRequest as request, until, writeFiles } from '../helpers/gateway.ts';
+import { eventually, AUTH, buildGateway, infer, scaleModel, scaleRequest as request, writeFiles } from '../helpers/gateway.ts';
 
 function models(count: number, extra: Record<string, unknown> = {}) {
   const files: Record<string, Uint8Array> = {};
@@ -62,10 +62,10 @@ t.test('eviction while a request is in flight: nothing fails, the session is rel
   t.equal((await infer(app, 'm1', request(1))).statusCode, 200);
   const open = executor.hold();
   const slow = infer(app, 'm1', request(5));
-  await until(() => executor.runsStarted.get('m1') === 2, 'm1 to be running');
+  await eventually('m1 to be running', () => executor.runsStarted.get('m1') === 2);
   // m2 needs m1's slot: m1 leaves the resident set but keeps its session while its request runs.
   const other = infer(app, 'm2', request(7));
-  await until(() => app.registry.status()[0]?.state === 'unloaded', 'm1 to be evicted');
+  await eventually('m1 to be evicted', () => app.registry.status()[0]?.state === 'unloaded');
   t.equal(executor.releases.get('m1'), undefined, 'not released under the running request');
   t.equal(app.registry.status()[0]?.inFlight, 1);
   open();
@@ -82,10 +82,10 @@ t.test('a busy model is drained so a waiting load is not starved', async (t) => 
   const { app, executor } = await buildGateway(t, files, { registry: { maxResidentModels: 1 }, models: list });
   const open = executor.hold();
   const busy = Array.from({ length: 5 }, (_, i) => infer(app, 'm1', request(i)));
-  await until(() => executor.runsStarted.get('m1') === 5);
+  await eventually('condition', () => executor.runsStarted.get('m1') === 5);
   const waiting = infer(app, 'm2', request(1));
   // New requests for the draining m1 wait for its reload instead of extending its stay.
-  await until(() => app.registry.status()[0]?.state === 'unloaded');
+  await eventually('condition', () => app.registry.status()[0]?.state === 'unloaded');
   const late = infer(app, 'm1', request(100));
   open();
   const results = await Promise.all([...busy, waiting, late]);
@@ -175,7 +175,7 @@ t.test('an admin unload waits for in-flight requests, then releases the session'
   t.equal((await infer(app, 'a', request(1))).statusCode, 200);
   const open = executor.hold();
   const inFlight = infer(app, 'a', request(3));
-  await until(() => executor.runsStarted.get('a') === 2);
+  await eventually('condition', () => executor.runsStarted.get('a') === 2);
   let unloaded = false;
   const unload = app.inject({ method: 'POST', url: '/admin/models/a/unload', headers: AUTH }).then((response) => {
     unloaded = true;

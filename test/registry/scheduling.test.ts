@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { buildGateway, infer, scaleModel, scaleRequest, slowLoadingModel, until, type Gateway } from '../helpers/gateway.ts';
+import { eventually, buildGateway, infer, scaleModel, scaleRequest, slowLoadingModel, type Gateway } from '../helpers/gateway.ts';
 
 const MODELS = 6;
 const files = Object.fromEntries(Array.from({ length: MODELS }, (_, i) => [`m${i}.onnx`, scaleModel(i + 1)]));
@@ -44,10 +44,10 @@ t.test('a cold load does not evict a far busier model between two batches: the l
   for (let i = 0; i < 20; i++) await infer(app, 'm0', scaleRequest(i));
   const open = executor.hold('m1');
   const busy = infer(app, 'm1', scaleRequest(1));
-  await until(() => executor.runsStarted.get('m1') === 1, 'm1 running');
+  await eventually('m1 running', () => executor.runsStarted.get('m1') === 1);
   // m0 is idle between its requests but in twenty times m2's demand; m1 was asked once and is busy.
   const cold = infer(app, 'm2', scaleRequest(3));
-  await until(() => stateOf(app, 'm1') === 'unloaded', 'm1 taken out to make room');
+  await eventually('m1 taken out to make room', () => stateOf(app, 'm1') === 'unloaded');
   t.equal(stateOf(app, 'm0'), 'resident', 'm0 keeps its slot');
   t.equal(executor.loads.get('m2'), undefined, 'm2 waits for m1 to finish its request');
   open();
@@ -62,7 +62,7 @@ t.test('a slot that comes free goes to the load next in line (the model most req
   await infer(app, 'm0', scaleRequest(1));
   const open = executor.hold('m0');
   const busy = infer(app, 'm0', scaleRequest(1));
-  await until(() => executor.runsStarted.get('m0') === 2, 'm0 running');
+  await eventually('m0 running', () => executor.runsStarted.get('m0') === 2);
   const order: string[] = [];
   const answered = (name: string) => (response: Awaited<ReturnType<typeof infer>>) => {
     order.push(name);
@@ -70,9 +70,9 @@ t.test('a slot that comes free goes to the load next in line (the model most req
   };
   // m1 asks first and starts draining m0; then five requests for m2 wait.
   const one = infer(app, 'm1', scaleRequest(1)).then(answered('m1'));
-  await until(() => stateOf(app, 'm0') === 'unloaded', 'm0 taken out for m1');
+  await eventually('m0 taken out for m1', () => stateOf(app, 'm0') === 'unloaded');
   const five = Array.from({ length: 5 }, (_, i) => infer(app, 'm2', scaleRequest(i)).then(answered('m2')));
-  await until(() => stateOf(app, 'm2') === 'loading', 'm2 waiting for a slot');
+  await eventually('m2 waiting for a slot', () => stateOf(app, 'm2') === 'loading');
   await new Promise((resolve) => setTimeout(resolve, 50));
   open();
   await busy;
@@ -90,9 +90,9 @@ t.test('a cold load waits for a slot on its way to coming free rather than evict
   // whichever comes first here: in process, creating a session blocks this event loop.
   const open = executor.hold('slow');
   const loading = infer(app, 'slow', scaleRequest(1));
-  await until(() => executor.attempts.get('slow') === 1, 'slow loading in the second slot');
+  await eventually('slow loading in the second slot', () => executor.attempts.get('slow') === 1);
   const cold = infer(app, 'm2', scaleRequest(5));
-  await until(() => executor.runsStarted.get('slow') === 1, 'slow running');
+  await eventually('slow running', () => executor.runsStarted.get('slow') === 1);
   await new Promise((resolve) => setTimeout(resolve, 20));
   t.equal(executor.loads.get('m2'), undefined, 'm2 waits');
   open();
@@ -110,7 +110,7 @@ t.test('a busy pinned model is no slot on its way to coming free: a cold load ev
   const open = executor.hold('p');
   t.teardown(open);
   const busy = infer(app, 'p', scaleRequest(1));
-  await until(() => executor.runsStarted.get('p') === 1, 'p running');
+  await eventually('p running', () => executor.runsStarted.get('p') === 1);
   // m0 is far hotter than m2, but nothing else will free a slot (p is pinned): m0 goes at once.
   // This failed the load ("does not fit beside the pinned models") when p counted as freeing.
   const asked = performance.now();
