@@ -128,15 +128,19 @@ t.test('a 503 with Retry-After is retried: a model whose file appears after a fa
 });
 
 t.test('a call can be aborted, before it is sent or while it runs', async (t) => {
-  const { client } = await serve(t);
+  const { client, executor } = await serve(t);
   const request = slowRequest(64);
   const input: InputTensor = { name: 'x', datatype: 'FP32', shape: [64, 512], data: new Float32Array(request.inputs[0]?.data as number[]) };
   const early = await client.infer('slow', [input], { signal: AbortSignal.abort() }).catch((caught: unknown) => caught);
   t.match(early, { status: 0, message: 'the call was aborted' });
   const controller = new AbortController();
+  // The run is held until the call is aborted, so the abort always lands while it runs.
+  const open = executor.hold('slow');
   const running = client.infer('slow', [input], { signal: controller.signal });
-  setTimeout(() => controller.abort(), 20);
+  await eventually('the slow run to start', () => (executor.runsStarted.get('slow') ?? 0) >= 1);
+  controller.abort();
   t.match(await running.catch((caught: unknown) => caught), { name: 'ModelgateError', status: 0, message: 'the call was aborted' });
+  open();
   const after = await client.infer('double', [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: new Float32Array([2]) }]);
   t.same(Array.from(after.outputs[0]?.data as Float32Array), [4], 'the client serves on');
 });
