@@ -65,7 +65,7 @@ class OnnxModel implements LoadedModel {
 
   async run(inputs: TensorMap, outputs: readonly string[]): Promise<TensorMap> {
     // Own keys whatever the names (an assignment to feeds['__proto__'] would set the prototype).
-    const feeds: Record<string, ort.Tensor> = Object.fromEntries([...inputs].map(([name, tensor]) => [name, toOrtTensor(tensor)]));
+    const feeds: Record<string, ort.Tensor> = Object.fromEntries(Array.from(inputs, ([name, tensor]) => [name, toOrtTensor(tensor)]));
     let results: ort.InferenceSession.ReturnType;
     try {
       results = await this.#session.run(feeds, this.#fetchAll ? this.#session.outputNames : outputs as string[]);

@@ -28,16 +28,7 @@ const SCRIPT = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './work
 /** How long a thread beyond the spares stays idle before it is stopped. */
 const IDLE_THREAD_MS = 60_000;
 
-/**
- * runIn auto: a model moves into the event loop's thread when a run there
- * would cost less than the hop to its worker does now. After WARMUP runs
- * (first runs allocate), SAMPLES runs are timed: the run in the worker, and
- * the round trip seen from here. If the median run is shorter than the
- * median hop (round trip less run) and under MAX_RUN_MICROS (the longest the
- * event loop may be held per batch), and the file is under MAX_FILE_BYTES
- * (creating the session blocks the loop about 1 to 2.5 ms per MB, once), it
- * opens a session here and runs here from then on; its worker is freed.
- */
+/** runIn auto's rule, as the schema documents it (config/schema.ts, RUN_IN_AUTO). */
 export const ADAPTIVE = RUN_IN_AUTO;
 
 type Call = WorkerRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;

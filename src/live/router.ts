@@ -7,7 +7,7 @@
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { displayPath } from '../config/pointer.ts';
-import { checkRoutes, routeTargets } from '../config/route-graph.ts';
+import { checkRoutes } from '../config/route-graph.ts';
 import { RouteBodySchema, RoutePatchSchema, type RolloutStatus, type RouteSpec, type SplitSpec } from '../config/schema.ts';
 import { ConcurrentChangeError, InvalidRouteError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
 import { guardRollout, resumeRollout, startRollout, withStatus } from '../experiments/rollouts.ts';
@@ -267,8 +267,8 @@ export class Router {
       this.#checkPrecondition(key, ifMatch);
       const routes = new Map(this.#current.routes);
       routes.delete(key);
-      const users = [...routes.values()].filter((route) => routeTargets(route).some(({ target }) => target === key));
-      if (users.length > 0) throw new RouteConflictError(`route '${key}' is a target of ${users.map((route) => `'${route.key}'`).join(', ')}`);
+      const users = usersOf(routes, [key]);
+      if (users.length > 0) throw new RouteConflictError(`route '${key}' is a target of ${users.map((user) => `'${user}'`).join(', ')}`);
       await this.#commit(key, routes, null);
     });
   }
