@@ -5,18 +5,23 @@
 FROM node:24-slim AS build
 WORKDIR /app
 # .npmrc skips onnxruntime-node's GPU download; the CPU binaries ship in the package.
+# The client is an npm workspace (packages/client): npm ci needs its package.json.
 COPY package.json package-lock.json .npmrc ./
+COPY packages/client/package.json ./packages/client/
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
+COPY packages/client/tsconfig.json ./packages/client/
+COPY packages/client/src ./packages/client/src
 COPY src ./src
 COPY console ./console
-# Compiles to dist/ (the console's assets into dist/console) and builds the demo models,
+# Compiles the client package and the server to dist/ (the console's assets into dist/console) and builds the demo models,
 # so the image serves the demo without mounts.
 RUN npm run build && node dist/demo/build-models.js models
 
 FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
+COPY packages/client/package.json ./packages/client/
 RUN npm ci --omit=dev
 
 FROM node:24-slim
@@ -24,6 +29,9 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# node_modules/@modelgate/client links here: the codec the server imports.
+COPY --from=build /app/packages/client/package.json ./packages/client/
+COPY --from=build /app/packages/client/dist ./packages/client/dist
 COPY --from=build --chown=node:node /app/models ./models
 COPY package.json ./
 # Owned by node: live route changes are saved beside the config (config/gateway.state.json).

@@ -5,9 +5,8 @@
  */
 import createError from '@fastify/error';
 
-/** 400: a request the protocol rejects; the message names the offending field or tensor. */
-export const InvalidInputError = createError<'MG_INVALID_INPUT', 400, [string]>(
-  'MG_INVALID_INPUT', '%s', 400);
+// The codec's own (400, 413, 415): plain classes, so the client package raises them without fastify.
+export { BodyTooLargeError, InvalidInputError, UnsupportedMediaTypeError } from '@modelgate/client/codec';
 
 /** 404: no model, split or sequence is served under this key. */
 export const KeyNotFoundError = createError<'MG_KEY_NOT_FOUND', 404, [string]>(
@@ -93,14 +92,6 @@ export const WorkerLostError = createError<'MG_WORKER_LOST', 503, [string]>(
 /** 500: a live change could not be written to the state file; it did not take effect. */
 export const StateNotSavedError = createError<'MG_STATE_NOT_SAVED', 500, [string]>(
   'MG_STATE_NOT_SAVED', 'The change was not applied: the state file cannot be written (%s); check that stateFile is writable', 500);
-
-/** 413: the request body, or what it inflates to, is larger than server.bodyLimitBytes. */
-export const BodyTooLargeError = createError<'MG_BODY_TOO_LARGE', 413, [string]>(
-  'MG_BODY_TOO_LARGE', 'Request body is too large: %s', 413);
-
-/** 415: a Content-Type or Content-Encoding the gateway cannot read; the message says what it accepts. */
-export const UnsupportedMediaTypeError = createError<'MG_UNSUPPORTED_MEDIA_TYPE', 415, [string]>(
-  'MG_UNSUPPORTED_MEDIA_TYPE', '%s', 415);
 
 /** 404: a `/versions/{v}/` path named a version the key does not serve. */
 export const VersionNotFoundError = createError<'MG_VERSION_NOT_FOUND', 404, [string, string]>(

@@ -12,8 +12,7 @@
  * it); requests that arrive meanwhile wait and go together in the next.
  */
 import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
-import { allocate } from '../protocol/datatypes.ts';
-import type { Signature, Tensor, TensorData, TensorMap } from '../protocol/types.ts';
+import { allocate, type Signature, type Tensor, type TensorData, type TensorMap } from '@modelgate/client/codec';
 import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
 import type { Executor, LoadedModel } from './types.ts';
 import type { Waiting } from '../waiting.ts';

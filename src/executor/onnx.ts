@@ -7,8 +7,7 @@ import * as ort from 'onnxruntime-node';
 import type { ModelConfig, SessionOptions } from '../config/schema.ts';
 import { resolveInRepository } from '../config/paths.ts';
 import { InferenceFailedError, scrubPaths } from '../errors.ts';
-import { fromOrtType, toOrtType } from '../protocol/datatypes.ts';
-import type { Signature, Tensor, TensorData, TensorMap, TensorSpec } from '../protocol/types.ts';
+import { fromOrtType, type Signature, type Tensor, type TensorData, type TensorMap, type TensorSpec, toOrtType } from '@modelgate/client/codec';
 import type { Executor, LoadedModel } from './types.ts';
 
 export class OnnxExecutor implements Executor {

@@ -4,7 +4,7 @@
  * resident; an executor only loads, runs and releases.
  */
 import type { ModelConfig } from '../config/schema.ts';
-import type { Signature, TensorMap } from '../protocol/types.ts';
+import type { Signature, TensorMap } from '@modelgate/client/codec';
 import type { Waiting } from '../waiting.ts';
 
 /** A model whose session is open. */

@@ -8,7 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { OnnxExecutor } from './onnx.ts';
 import type { LoadedModel } from './types.ts';
 import type { ModelConfig } from '../config/schema.ts';
-import type { Tensor } from '../protocol/types.ts';
+import type { Tensor } from '@modelgate/client/codec';
 
 export type WorkerRequest =
   | { id: number; kind: 'load'; handle: number; model: ModelConfig; repository: string }

@@ -7,7 +7,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
-import type { Signature, TensorSpec } from '../protocol/types.ts';
+import type { Signature, TensorSpec } from '@modelgate/client/codec';
 import type { TargetTable } from '../routing/target.ts';
 
 type OpenApi = { paths?: Record<string, unknown>; tags?: Array<{ name: string; description?: string }> } & Record<string, unknown>;

@@ -4,7 +4,7 @@
  * which names tensors in its messages; these schemas describe them.
  */
 import { Type, type TSchema } from '@sinclair/typebox';
-import { DATATYPES } from '../protocol/datatypes.ts';
+import { DATATYPES } from '@modelgate/client/codec';
 
 /**
  * For routes whose bodies the gateway checks itself, with messages that name

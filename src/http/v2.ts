@@ -4,9 +4,8 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { InvalidInputError } from '../errors.ts';
-import { HEADER_LENGTH } from '../protocol/binary.ts';
+import { chooseEncoding, compress, COMPRESSION_THRESHOLD, HEADER_LENGTH } from '@modelgate/client/codec';
 import { readInferBody } from '../protocol/body.ts';
-import { chooseEncoding, compress, COMPRESSION_THRESHOLD } from '../protocol/compression.ts';
 import type { DataPlane } from '../inference/dataplane.ts';
 import {
   errors, InferRequestBody, InferResponseBody, Key, KeyVersion, LiveResponse, ModelMetadataResponse,

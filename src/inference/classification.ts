@@ -5,8 +5,7 @@
  */
 import { InvalidInputError } from '../errors.ts';
 import { topk } from '../ops/postprocess.ts';
-import { halfToFloat } from '../protocol/datatypes.ts';
-import type { Tensor } from '../protocol/types.ts';
+import { halfToFloat, type Tensor } from '@modelgate/client/codec';
 
 export function classify(tensor: Tensor, count: number, name: string): Tensor {
   const axis = tensor.shape.length - 1;

@@ -6,32 +6,15 @@
 import { InvalidInputError, KeyNotFoundError, VersionNotFoundError } from '../errors.ts';
 import type { InferContext, RunTiming, Target, TargetTable } from '../routing/target.ts';
 import { untilStopped } from '../waiting.ts';
-import { decodeRawBody, splitBody } from '../protocol/binary.ts';
+import { decodeRawBody, encodeInferResponse, type InferPayload, type InferRequest, type InferResult, type ModelMetadata, type ModelStatistics, parseJsonExact, type ServerMetadata, type Signature, splitBody, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 import { classify } from './classification.ts';
 import { decodeInferRequest } from '../protocol/decode.ts';
-import { encodeInferResponse } from '../protocol/encode.ts';
-import { parseJsonExact } from '../protocol/json.ts';
-import { InferenceStatistics, type ModelStatistics } from './statistics.ts';
-import type { InferPayload, InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '../protocol/types.ts';
+import { InferenceStatistics } from './statistics.ts';
 
 /** The one version every key serves, as Triton numbers them. */
 export const VERSION = '1';
 
 /** V2 model metadata. */
-export interface ModelMetadata {
-  readonly name: string;
-  readonly versions: readonly string[];
-  readonly platform: string;
-  readonly inputs: readonly TensorSpec[];
-  readonly outputs: readonly TensorSpec[];
-}
-
-export interface ServerMetadata {
-  readonly name: string;
-  readonly version: string;
-  readonly extensions: readonly string[];
-}
-
 /** An encoded response, with what the HTTP layer reports beside it. */
 export interface InferReply {
   /** The V2 JSON response text, or JSON header and binary tensors. */

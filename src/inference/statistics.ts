@@ -3,31 +3,8 @@
  * cost, in Triton's shape, so its clients' get_inference_statistics() and
  * dashboards built for it read the gateway unchanged.
  */
+import type { Duration, ModelStatistics } from '@modelgate/client/codec';
 import type { RunTiming } from '../routing/target.ts';
-
-/** A count and the nanoseconds it took in total. */
-export interface Duration {
-  count: number;
-  ns: number;
-}
-
-/** One entry of `model_stats`, as Triton writes it. */
-export interface ModelStatistics {
-  readonly name: string;
-  readonly version: string;
-  /** Milliseconds since the epoch of the last request, 0 for none. */
-  readonly last_inference: number;
-  /** Successful inferences, each row of a batched request counted. */
-  readonly inference_count: number;
-  /** Model executions: requests batched together share one. */
-  readonly execution_count: number;
-  readonly inference_stats: {
-    readonly success: Duration; readonly fail: Duration; readonly queue: Duration;
-    readonly compute_input: Duration; readonly compute_infer: Duration; readonly compute_output: Duration;
-    readonly cache_hit: Duration; readonly cache_miss: Duration;
-  };
-  readonly batch_stats: ReadonlyArray<{ readonly batch_size: number; readonly compute_input: Duration; readonly compute_infer: Duration; readonly compute_output: Duration }>;
-}
 
 /** What one successful request cost, in milliseconds. */
 export interface RequestCost {

@@ -12,7 +12,7 @@ import { validateModel } from '../config/load.ts';
 import { applyModelState, entryOf, entryOfRemote } from './model-state.ts';
 import { NAME_PATTERN, type ModelConfig, type RemoteModelConfig } from '../config/schema.ts';
 import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, RepositoryNotWritableError } from '../errors.ts';
-import type { Signature } from '../protocol/types.ts';
+import type { Signature } from '@modelgate/client/codec';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
 import type { RemoteModel } from '../remote/remote-target.ts';
 import type { AdoptedModels, Router } from './router.ts';

@@ -4,7 +4,7 @@
  * Uses onnx-proto (a dev dependency); the server itself never imports this.
  */
 import onnxProto from 'onnx-proto';
-import { floatToHalf } from '../protocol/datatypes.ts';
+import { floatToHalf } from '@modelgate/client/codec';
 
 const { onnx } = onnxProto;
 

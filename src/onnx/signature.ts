@@ -7,7 +7,7 @@
  * Metadata, docs and request validation then cost no load.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import type { Datatype, Signature, TensorSpec } from '../protocol/types.ts';
+import type { Datatype, Signature, TensorSpec } from '@modelgate/client/codec';
 
 /** ONNX `TensorProto.DataType` -> V2 datatype; others (complex, bfloat16, float8...) V2 cannot carry. */
 const ELEM_TYPES = new Map<number, Datatype>([

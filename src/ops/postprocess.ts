@@ -5,8 +5,7 @@
  */
 import type { PostprocessSpec } from '../config/schema.ts';
 import { InvalidInputError, PluginFailedError } from '../errors.ts';
-import { allocate } from '../protocol/datatypes.ts';
-import type { Datatype, Tensor, TensorData, TensorMap, TensorSpec } from '../protocol/types.ts';
+import { allocate, type Datatype, type Tensor, type TensorData, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 
 /** A plugin: named tensors in, named tensors out (a Map or a plain object). */
 export type PluginFunction = (tensors: TensorMap) => TensorMap | Record<string, Tensor> | Promise<TensorMap | Record<string, Tensor>>;

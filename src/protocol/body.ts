@@ -6,9 +6,7 @@
  * bytes and headers.
  */
 import { InvalidInputError, UnsupportedMediaTypeError } from '../errors.ts';
-import { decompress } from './compression.ts';
-import type { InferPayload } from './types.ts';
-import { parseJson, parseJsonExact } from './json.ts';
+import { decompress, type InferPayload, parseJson, parseJsonExact } from '@modelgate/client/codec';
 
 /**
  * Media types an inference body may carry: JSON, the binary extension, and

@@ -4,10 +4,7 @@
  * names the field or tensor at fault.
  */
 import { InvalidInputError } from '../errors.ts';
-import type { BinaryReader } from './binary.ts';
-import { allocate, convertElement, isDatatype, NUL_IN_BYTES } from './datatypes.ts';
-import { jsonText } from './json.ts';
-import type { Datatype, InferRequest, Signature, Tensor, TensorData, TensorMap, TensorSpec } from './types.ts';
+import { allocate, type BinaryReader, convertElement, type Datatype, type InferRequest, isDatatype, jsonText, NUL_IN_BYTES, type Signature, type Tensor, type TensorData, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 
 /** Largest element count of one tensor; beyond it no body limit could carry the data anyway. */
 export const MAX_ELEMENTS = 2 ** 31 - 1;

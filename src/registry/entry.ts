@@ -5,7 +5,7 @@
  */
 import type { ModelConfig } from '../config/schema.ts';
 import type { LoadedModel } from '../executor/types.ts';
-import type { Signature } from '../protocol/types.ts';
+import type { Signature } from '@modelgate/client/codec';
 import { Signal } from './signal.ts';
 
 /** What the admin API shows of a model's state. */

@@ -4,8 +4,7 @@
  * wrong with it, and an optional field left out (a server metadata without `extensions`) is
  * read as the protocol says, not as a failure.
  */
-import { isDatatype } from '../protocol/datatypes.ts';
-import type { Signature, TensorSpec } from '../protocol/types.ts';
+import { isDatatype, type Signature, type TensorSpec } from '@modelgate/client/codec';
 
 /** The remote's answer does not have the shape the V2 protocol gives it. */
 export class MalformedMetadata extends Error {}

@@ -5,10 +5,10 @@
  * the whole call, and a breaker so a dead remote fails fast instead of piling
  * requests up. Remote models hold no slot under the resident caps.
  */
-import { ModelgateClient, ModelgateError, type InputTensor } from '../client/index.ts';
+import { ModelgateClient, ModelgateError, type InputTensor } from '@modelgate/client';
 import type { RemoteModelConfig } from '../config/schema.ts';
 import { DeadlineExceededError, NoSpareCapacityError, RemoteFailedError, RemoteRejectedError, RemoteUnavailableError, RequestAbortedError, withRetryAfter } from '../errors.ts';
-import type { InferRequest, InferResult, Signature, TensorMap } from '../protocol/types.ts';
+import type { InferRequest, InferResult, Signature, TensorMap } from '@modelgate/client/codec';
 import type { RunObserver } from '../routing/model-target.ts';
 import type { InferContext, Target } from '../routing/target.ts';
 import { hasBinaryExtension, MalformedMetadata, signatureOf } from './metadata.ts';

@@ -1,4 +1,4 @@
-import type { InferRequest, InferResult, Signature } from '../protocol/types.ts';
+import type { InferRequest, InferResult, Signature } from '@modelgate/client/codec';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { InferContext, Target } from './target.ts';
 

@@ -8,7 +8,7 @@ import type { PostprocessSpec, SequenceSpec, StepSpec } from '../config/schema.t
 import { stepName } from '../config/route-graph.ts';
 import { StepFailedError, StepOutputMissingError } from '../errors.ts';
 import { checkTensor } from '../protocol/decode.ts';
-import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '../protocol/types.ts';
+import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '@modelgate/client/codec';
 import { applyOps, describeOps, type Plugin } from '../ops/postprocess.ts';
 import type { InferContext, Target } from './target.ts';
 

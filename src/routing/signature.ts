@@ -1,7 +1,7 @@
 /**
  * Signatures of composed targets: what a split's variants all accept and all give.
  */
-import type { Signature, TensorSpec } from '../protocol/types.ts';
+import type { Signature, TensorSpec } from '@modelgate/client/codec';
 
 /** Two dimensions agree if equal or if either is dynamic (-1); the merged one is the fixed of the two. */
 function mergeDims(a: readonly number[], b: readonly number[]): number[] | undefined {

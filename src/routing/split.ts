@@ -6,7 +6,7 @@
 import { causedBy, NoSpareCapacityError } from '../errors.ts';
 import { createHash } from 'node:crypto';
 import type { SplitSpec } from '../config/schema.ts';
-import type { InferRequest, InferResult, Signature, TensorMap } from '../protocol/types.ts';
+import type { InferRequest, InferResult, Signature, TensorMap } from '@modelgate/client/codec';
 import { effectiveWeights } from '../experiments/rollouts.ts';
 import { commonSignature } from './signature.ts';
 import type { RouteStats } from '../experiments/stats.ts';

@@ -3,7 +3,7 @@
  * sequence. All answer the same calls, so routes compose and the HTTP layer
  * has one code path for every key.
  */
-import type { InferRequest, InferResult, Signature } from '../protocol/types.ts';
+import type { InferRequest, InferResult, Signature } from '@modelgate/client/codec';
 
 /** Per-request state that travels through composed targets. */
 export interface InferContext {

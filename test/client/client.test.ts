@@ -6,10 +6,13 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
-import { ModelgateClient, ModelgateError, type InputTensor } from '../../src/client/index.ts';
+import { ModelgateClient, ModelgateError, type InputTensor } from '@modelgate/client';
 import { addMulModel, identityModel, type ElemType } from '../../src/onnx/builder.ts';
 import { eventually, buildGateway, scaleModel, slowModel, slowRequest, TOKEN } from '../helpers/gateway.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
 
 /** Per datatype: the ONNX element type and data as the client takes it (typed arrays, exact at the extremes). */
 const SAMPLES: Array<[InputTensor['datatype'], ElemType, InputTensor['data']]> = [
@@ -167,16 +170,21 @@ t.test('admin helpers: models and live routes, with the ETag handled', async (t)
   t.match(await client.admin.routes.get('chain').catch((caught: unknown) => caught), { status: 404 });
 });
 
-t.test('the client loads neither onnxruntime nor fastify', async (t) => {
+t.test('the client package loads undici and its own files only: neither the server, onnxruntime nor fastify', async (t) => {
   const script = `
     import { registerHooks } from 'node:module';
     const seen = [];
     registerHooks({ resolve(specifier, context, next) { const result = next(specifier, context); seen.push(result.url); return result; } });
-    await import(${JSON.stringify(new URL('../../src/client/index.ts', import.meta.url).href)});
+    await import('@modelgate/client');
     console.log(JSON.stringify(seen));`;
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
-  t.equal(child.status, 0, child.stderr);
-  const loaded = JSON.parse(child.stdout) as string[];
-  t.ok(loaded.some((url) => url.includes('/undici/')), 'undici is loaded');
-  t.same(loaded.filter((url) => /onnxruntime|\/fastify\/|\/src\/(http|registry|executor|routing\/router)/.test(url)), []);
+  // Both ways the package resolves: its sources (as tests see it) and its built dist/ (as applications do).
+  for (const conditions of [['--conditions=modelgate-source'], []]) {
+    const child = spawnSync(process.execPath, [...conditions, '--input-type=module', '-e', script], { encoding: 'utf8', cwd: ROOT });
+    t.equal(child.status, 0, child.stderr);
+    const loaded = (JSON.parse(child.stdout) as string[]).filter((url) => url.startsWith('file:'));
+    t.ok(loaded.some((url) => url.includes('/node_modules/undici/')), 'undici is loaded');
+    const own = `${pathToFileURL(path.join(ROOT, 'packages/client')).href}/`;
+    t.same(loaded.filter((url) => !url.startsWith(own) && !url.includes('/node_modules/undici/')), [], `nothing else is loaded (${conditions.join(' ') || 'dist/'})`);
+    t.ok(loaded.every((url) => !url.startsWith(own) || url.includes(conditions.length > 0 ? '/src/' : '/dist/')), 'from the files the condition selects');
+  }
 });

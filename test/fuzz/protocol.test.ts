@@ -6,11 +6,8 @@
  */
 import fc from 'fast-check';
 import t from 'tap';
-import { splitBody } from '../../src/protocol/binary.ts';
+import { encodeInferResponse, jsonText, parseJsonExact, type Signature, splitBody, type Tensor } from '@modelgate/client/codec';
 import { decodeInferRequest } from '../../src/protocol/decode.ts';
-import { encodeInferResponse } from '../../src/protocol/encode.ts';
-import { jsonText, parseJsonExact } from '../../src/protocol/json.ts';
-import type { Signature, Tensor } from '../../src/protocol/types.ts';
 import { AUTH, buildGateway } from '../helpers/gateway.ts';
 import { bytesOf, checkAnswer, CONTROL, encodeWire, fuzzGateway, fuzzedRequest, KEYS, toWire, validRequest, type Datatype } from './arbitraries.ts';
 

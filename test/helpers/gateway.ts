@@ -13,7 +13,7 @@ import type { ModelConfig } from '../../src/config/schema.ts';
 import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { affineModel, buildModel } from '../../src/onnx/builder.ts';
 import type { Executor, LoadedModel } from '../../src/executor/types.ts';
-import type { TensorMap } from '../../src/protocol/types.ts';
+import type { TensorMap } from '@modelgate/client/codec';
 import type { Teardown } from './programs.ts';
 
 export { eventually } from './programs.ts';

@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:net';
 import path from 'node:path';
 import t from 'tap';
 import { freePort } from '../../bench/ports.ts';
-import { ModelgateClient } from '../../src/client/index.ts';
+import { ModelgateClient } from '@modelgate/client';
 import { validateConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { addMulModel, identityModel } from '../../src/onnx/builder.ts';

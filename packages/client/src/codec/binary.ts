@@ -5,7 +5,7 @@
  * BYTES elements as a 4-byte little-endian length and the bytes. With a
  * header length of 0 (or none) the whole body is the single input's data.
  */
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from './errors.ts';
 import { allocate, NUL_IN_BYTES } from './datatypes.ts';
 import { parseJson } from './json.ts';
 import type { Datatype, Signature, Tensor, TensorData } from './types.ts';

@@ -4,11 +4,11 @@
  * conversions are the server's own (src/protocol), so both sides agree on
  * every datatype, exact 64-bit integers and BYTES framing.
  */
-import { fromBytes, toBytes } from '../protocol/binary.ts';
-import { allocate, convertElement, isDatatype } from '../protocol/datatypes.ts';
-import { encodeData } from '../protocol/encode.ts';
-import { parseJson, parseJsonExact } from '../protocol/json.ts';
-import type { Datatype, Tensor, TensorData } from '../protocol/types.ts';
+import { fromBytes, toBytes } from './codec/binary.ts';
+import { allocate, convertElement, isDatatype } from './codec/datatypes.ts';
+import { encodeData } from './codec/encode.ts';
+import { parseJson, parseJsonExact } from './codec/json.ts';
+import type { Datatype, Tensor, TensorData } from './codec/types.ts';
 
 export type { Datatype, TensorData };
 

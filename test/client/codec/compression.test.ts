@@ -1,6 +1,6 @@
 import { deflateRawSync, deflateSync, gunzipSync, gzipSync, inflateSync } from 'node:zlib';
 import t from 'tap';
-import { chooseEncoding, compress, decompress } from '../../src/protocol/compression.ts';
+import { chooseEncoding, compress, decompress } from '@modelgate/client/codec';
 
 const text = Buffer.from('{"inputs":[]}'.repeat(100));
 

@@ -3,7 +3,7 @@
  * it cannot read.
  */
 import t from 'tap';
-import { decodeResponse, encodeRequest } from '../../src/client/tensors.ts';
+import { decodeResponse, encodeRequest } from '../../packages/client/src/tensors.ts';
 
 t.test('inputs the client refuses before sending', async (t) => {
   t.throws(() => encodeRequest([{ name: 'x', datatype: 'BYTES', shape: [1], data: [new Uint8Array([1])] }], { binary: false }), /BYTES given as Uint8Array need the binary form/);

@@ -6,7 +6,7 @@
  */
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { BodyTooLargeError, InvalidInputError, UnsupportedMediaTypeError } from '../errors.ts';
+import { BodyTooLargeError, InvalidInputError, UnsupportedMediaTypeError } from './errors.ts';
 
 export type Encoding = 'gzip' | 'deflate';
 

@@ -69,3 +69,43 @@ export interface InferResult {
 export type InferPayload =
   | { readonly json: unknown; readonly exact?: () => unknown }
   | { readonly binary: Buffer; readonly headerLength: string | undefined };
+
+/** `GET /v2/models/{key}`: a model's (or any key's) metadata. */
+export interface ModelMetadata {
+  readonly name: string;
+  readonly versions: readonly string[];
+  readonly platform: string;
+  readonly inputs: readonly TensorSpec[];
+  readonly outputs: readonly TensorSpec[];
+}
+
+/** `GET /v2`: the server's name, version and protocol extensions. */
+export interface ServerMetadata {
+  readonly name: string;
+  readonly version: string;
+  readonly extensions: readonly string[];
+}
+
+/** How many times something happened and the nanoseconds it took in all. */
+export interface Duration {
+  count: number;
+  ns: number;
+}
+
+/** One entry of `model_stats` (the statistics extension), as Triton writes it. */
+export interface ModelStatistics {
+  readonly name: string;
+  readonly version: string;
+  /** Milliseconds since the epoch of the last request, 0 for none. */
+  readonly last_inference: number;
+  /** Successful inferences, each row of a batched request counted. */
+  readonly inference_count: number;
+  /** Model executions: requests batched together share one. */
+  readonly execution_count: number;
+  readonly inference_stats: {
+    readonly success: Duration; readonly fail: Duration; readonly queue: Duration;
+    readonly compute_input: Duration; readonly compute_infer: Duration; readonly compute_output: Duration;
+    readonly cache_hit: Duration; readonly cache_miss: Duration;
+  };
+  readonly batch_stats: ReadonlyArray<{ readonly batch_size: number; readonly compute_input: Duration; readonly compute_infer: Duration; readonly compute_output: Duration }>;
+}

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { jsonText, parseJson, parseJsonExact } from '../../src/protocol/json.ts';
+import { jsonText, parseJson, parseJsonExact } from '@modelgate/client/codec';
 
 t.test('parseJsonExact reads integers beyond 2^53 exactly, as bigints; everything else as JSON.parse reads it', async (t) => {
   t.same(parseJsonExact('[9007199254740991,9007199254740992,-9223372036854775808,18446744073709551615]'), [9007199254740991, 9007199254740992n, -9223372036854775808n, 18446744073709551615n]);
