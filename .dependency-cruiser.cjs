@@ -21,8 +21,8 @@ const LAYERS = [
   ['packages/client/src/(index|tensors)\\.ts$'],
   ['src/protocol/'],
   ['src/(errors|waiting)\\.ts$'],
-  // The codec, shared with the client package: the server's errors.ts re-exports its errors.
-  ['packages/client/src/codec/'],
+  // The codec and the wire shapes, shared with the client package: the server's errors.ts re-exports the codec's errors.
+  ['packages/client/src/codec/', 'packages/client/src/wire\\.ts$'],
 ];
 
 const layerRules = LAYERS.flatMap((layer, index) => {

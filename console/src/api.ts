@@ -1,8 +1,14 @@
 /**
  * The console's only way to the gateway: same-origin fetches. The admin token lives in
  * sessionStorage (gone when the tab closes) and travels only as the Authorization header
- * of /admin calls: never in a URL, never in localStorage.
+ * of /admin calls: never in a URL, never in localStorage. The shapes of the answers are
+ * the client package's (`@modelgate/client/wire`, types only); the calls are the browser's
+ * fetch, because the client's transport is undici's connection pool, which runs on Node only.
  */
+export type {
+  Capacity, Interval, ModelList, ModelMetadata, ModelStatus, RouteStats, RouteView, Split, Step, TensorSpec,
+} from '@modelgate/client/wire';
+
 const TOKEN = 'modelgate.adminToken';
 
 export function token(): string | null {
@@ -63,68 +69,3 @@ export function admin<T>(method: string, url: string, body?: unknown, headers: R
 export function v2<T>(method: string, url: string, body?: unknown): Promise<Answer<T>> {
   return call<T>(method, url, body, {});
 }
-
-export interface ModelStatus {
-  name: string;
-  keys: string[];
-  state: 'unloaded' | 'loading' | 'resident' | 'failed' | 'remote';
-  inFlight: number;
-  loads: number;
-  evictions: number;
-  lastUsedAt: string | null;
-  reason?: string;
-}
-
-export interface Capacity {
-  maxResidentModels: number | null;
-  residentModels: number;
-  maxResidentBytes: number | null;
-  residentBytes: number;
-}
-
-export interface Variant { target: string; weight: number }
-export interface Rollout {
-  candidate: string;
-  steps: number[];
-  status?: { state: string; step: number; weight: number; reason?: string; since?: string };
-  [field: string]: unknown;
-}
-export interface Split {
-  variants: Variant[];
-  stickyHeader?: string;
-  shadow?: { target: string; percent?: number };
-  rollout?: Rollout;
-}
-export interface Step {
-  name?: string;
-  target: string;
-  inputs?: Record<string, string>;
-  outputs?: Record<string, string>;
-  postprocess?: Array<Record<string, unknown>>;
-}
-export interface RouteView {
-  key: string;
-  kind: 'split' | 'sequence';
-  version: number;
-  split?: Split;
-  sequence?: { steps: Step[] };
-}
-
-export interface Interval { value: number; low95: number; high95: number }
-export interface VariantStats {
-  target: string;
-  requests: number;
-  errors: number;
-  latencyMs: { p50: number | null; p95: number | null; p99: number | null };
-  errorRate: Interval | null;
-  errorRateDifference?: Interval | null;
-}
-export interface Window {
-  since: string;
-  variants: VariantStats[];
-  shadow?: { target: string; sent: number; dropped: number; errors: number; compared: number; agreement: number | null; agreementInterval: Interval | null; latencyMs: VariantStats['latencyMs'] };
-}
-export interface RouteStats { key: string; version: number; sinceChange: Window; sinceStart: Window }
-
-export interface TensorMetadata { name: string; datatype: string; shape: number[] }
-export interface ModelMetadata { name: string; platform?: string; inputs: TensorMetadata[]; outputs: TensorMetadata[] }

@@ -7,7 +7,7 @@ import { html, render } from 'htm/preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import {
   admin, ApiError, signIn, signOut, token, v2,
-  type Capacity, type ModelMetadata, type ModelStatus, type RouteStats, type RouteView, type Split, type Step,
+  type Capacity, type ModelList, type ModelMetadata, type ModelStatus, type RouteStats, type RouteView, type Split, type Step,
 } from './api.ts';
 import { IntervalBar, LineChart, percent, type Series } from './charts.ts';
 
@@ -92,7 +92,7 @@ function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
 
 // ---- every key ------------------------------------------------------------------
 
-interface Overview { models: ModelStatus[]; capacity: Capacity; routes: RouteView[] }
+interface Overview { models: readonly ModelStatus[]; capacity: Capacity; routes: readonly RouteView[] }
 
 const stateText = (model: ModelStatus) => (model.state === 'unloaded' ? 'not loaded' : model.state === 'failed' ? `failed: ${model.reason ?? 'unknown reason'}` : model.state);
 
@@ -105,7 +105,7 @@ function Keys({ onUnauthorized }: { onUnauthorized: () => void }) {
   const refresh = useCallback(async () => {
     try {
       const [models, routes] = await Promise.all([
-        admin<{ models: ModelStatus[]; capacity: Capacity }>('GET', '/admin/models'),
+        admin<ModelList>('GET', '/admin/models'),
         admin<{ routes: RouteView[] }>('GET', '/admin/routes'),
       ]);
       setOverview({ models: models.body.models, capacity: models.body.capacity, routes: routes.body.routes });
@@ -297,7 +297,7 @@ function SequencePage({ view }: { view: RouteView }) {
 
 // ---- a model ---------------------------------------------------------------------------
 
-const exampleShape = (shape: number[]) => shape.map((dimension) => (dimension < 0 ? 1 : dimension));
+const exampleShape = (shape: readonly number[]) => shape.map((dimension) => (dimension < 0 ? 1 : dimension));
 
 function ModelPage({ modelKey }: { modelKey: string }) {
   const [metadata, setMetadata] = useState<ModelMetadata | undefined>(undefined);

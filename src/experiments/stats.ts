@@ -1,3 +1,4 @@
+import type { RouteStats as RouteStatsView, StatsWindow } from '@modelgate/client/wire';
 import { difference, wilson } from './intervals.ts';
 
 /**
@@ -122,8 +123,9 @@ export class RouteStats {
     }
   }
 
-  snapshot(variants: readonly string[], shadow: string | undefined) {
-    const view = (which: 'current' | 'total') => {
+  /** The windows as `GET /admin/routes/{key}/stats` answers them (the client package's shape). */
+  snapshot(variants: readonly string[], shadow: string | undefined): Pick<RouteStatsView, 'sinceChange' | 'sinceStart'> {
+    const view = (which: 'current' | 'total'): Omit<StatsWindow, 'since'> => {
       const windows = variants.map((variant) => this.#variants.get(variant)?.[which] ?? new VariantWindow());
       const first = windows[0] as VariantWindow;
       return {

@@ -5,6 +5,7 @@
  * Changes run one at a time; with a shared store each runs on the newest document, and the
  * documents other replicas write are applied whole (routes and models in one new table).
  */
+import type { RouteStats as RouteStatsView } from '@modelgate/client/wire';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { displayPath } from '../config/pointer.ts';
 import { checkRoutes } from '../config/route-graph.ts';
@@ -219,7 +220,7 @@ export class Router {
     return { key, kind: route.split !== undefined ? 'split' : 'sequence', version: this.#versions.get(key) as number, route };
   }
 
-  stats(key: string) {
+  stats(key: string): RouteStatsView {
     const view = this.get(key);
     const split = view.route.split;
     const stats = this.#statsFor(key);

@@ -14,6 +14,7 @@ import type { ModelConfig, RegistryConfig } from '../config/schema.ts';
 import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, NoSpareCapacityError, QueueFullError, withRetryAfter } from '../errors.ts';
 import type { Executor, LoadedModel } from '../executor/types.ts';
 import { untilStopped, type Waiting } from '../waiting.ts';
+import type { Capacity, ModelStatus } from '@modelgate/client/wire';
 import type { Signature } from '@modelgate/client/codec';
 import { demandAt, Entry, type ModelState, type Retired } from './entry.ts';
 import { startLoad, type LoadParts } from './loading.ts';
@@ -23,16 +24,8 @@ import { swapVersion } from './swap.ts';
 export type { ModelState } from './entry.ts';
 export type { RegistryEvents } from './slots.ts';
 
-export interface ModelStatus {
-  readonly name: string;
-  readonly keys: readonly string[];
-  readonly state: ModelState;
-  readonly inFlight: number;
-  readonly loads: number;
-  readonly evictions: number;
-  /** ISO time of the last lease, or null if never used. */
-  readonly lastUsedAt: string | null;
-}
+// What the admin API shows of a model: the client package's shape, so the two cannot drift.
+export type { ModelStatus } from '@modelgate/client/wire';
 
 /** A model held for one use; `release` exactly once. */
 export interface Lease {
@@ -262,7 +255,7 @@ export class ModelRegistry {
   }
 
   /** The caps and what holds a place under them now (models, and their files' bytes times instances). */
-  capacity(): { maxResidentModels: number | null; residentModels: number; maxResidentBytes: number | null; residentBytes: number } {
+  capacity(): Capacity {
     const holding = [...this.#entries.values()].filter((entry) => entry.holdsSlot);
     return {
       maxResidentModels: this.#config.maxResidentModels ?? null,

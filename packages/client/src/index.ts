@@ -17,10 +17,12 @@ import { Pool, type Dispatcher } from 'undici';
 import { compress as compressBody, decompress, type Encoding } from './codec/compression.ts';
 import { parseJson } from './codec/json.ts';
 import type { ModelMetadata, ModelStatistics, ServerMetadata } from './codec/types.ts';
+import type { ModelList, ModelStatus, RouteSpec, RouteStats, RouteView, Split } from './wire.ts';
 import { decodeResponse, encodeRequest, type InferResponse, type InputTensor, type RequestedOutput } from './tensors.ts';
 
 export type { Datatype, InferResponse, InputTensor, OutputTensor, RequestedOutput, TensorData } from './tensors.ts';
 export type { Duration, ModelMetadata, ModelStatistics, ServerMetadata, TensorSpec as TensorMetadata } from './codec/types.ts';
+export type * from './wire.ts';
 
 export interface ClientOptions {
   /** The server's base URL, `http://` or `https://`, e.g. `http://127.0.0.1:8080`. */
@@ -58,27 +60,6 @@ export interface InferOptions {
 
 export interface CallOptions {
   readonly signal?: AbortSignal;
-}
-
-/** A model of the gateway's registry, as the admin API shows it. */
-export interface ModelStatus {
-  readonly name: string;
-  readonly keys: readonly string[];
-  /** remote: served by another V2 server (no session here); failed: its last load failed, or a remote's breaker is open. */
-  readonly state: 'unloaded' | 'loading' | 'resident' | 'failed' | 'remote';
-  readonly inFlight: number;
-  readonly loads: number;
-  readonly evictions: number;
-  readonly lastUsedAt: string | null;
-}
-
-/** A split or sequence route; `version` is its ETag, for `ifMatch`. */
-export interface RouteView {
-  readonly key: string;
-  readonly kind: 'split' | 'sequence';
-  readonly version: number;
-  readonly split?: Record<string, unknown>;
-  readonly sequence?: Record<string, unknown>;
 }
 
 export interface ConditionalOptions extends CallOptions {
@@ -231,7 +212,7 @@ export class ModelgateClient {
   /** The gateway's admin API; calls carry the token given as `token`. */
   readonly admin = {
     models: {
-      list: async (options: CallOptions = {}): Promise<ModelStatus[]> => (await this.#json<{ models: ModelStatus[] }>('GET', '/admin/models', options, true)).models,
+      list: async (options: CallOptions = {}): Promise<ModelStatus[]> => (await this.#json<ModelList>('GET', '/admin/models', options, true)).models as ModelStatus[],
       load: (name: string, options: CallOptions = {}): Promise<ModelStatus> => this.#json('POST', `/admin/models/${segment(name)}/load`, options, true),
       unload: (name: string, options: CallOptions = {}): Promise<ModelStatus> => this.#json('POST', `/admin/models/${segment(name)}/unload`, options, true),
     },
@@ -239,16 +220,16 @@ export class ModelgateClient {
       list: async (options: CallOptions = {}): Promise<RouteView[]> => (await this.#json<{ routes: RouteView[] }>('GET', '/admin/routes', options, true)).routes,
       get: (key: string, options: CallOptions = {}): Promise<RouteView> => this.#json('GET', `/admin/routes/${segment(key)}`, options, true),
       /** Creates or replaces a route: `{ split: ... }` or `{ sequence: ... }`. */
-      put: (key: string, route: Readonly<Record<string, unknown>>, options: ConditionalOptions = {}): Promise<RouteView> =>
+      put: (key: string, route: RouteSpec, options: ConditionalOptions = {}): Promise<RouteView> =>
         this.#json('PUT', `/admin/routes/${segment(key)}`, options, true, route),
       /** Changes some fields of a split, e.g. `{ split: { variants: [...] } }`. */
-      patch: (key: string, change: Readonly<Record<string, unknown>>, options: ConditionalOptions = {}): Promise<RouteView> =>
+      patch: (key: string, change: { readonly split: Partial<Split> }, options: ConditionalOptions = {}): Promise<RouteView> =>
         this.#json('PATCH', `/admin/routes/${segment(key)}`, options, true, change),
       delete: async (key: string, options: ConditionalOptions = {}): Promise<void> => {
         await this.#call({ method: 'DELETE', path: `/admin/routes/${segment(key)}`, admin: true, signal: options.signal, headers: conditional(options) });
       },
-      /** Per-variant requests, errors and latency. */
-      stats: (key: string, options: CallOptions = {}): Promise<Record<string, unknown>> => this.#json('GET', `/admin/routes/${segment(key)}/stats`, options, true),
+      /** Per-variant requests, errors and latency, and the shadow's agreement: since the route's last change, and since the start. */
+      stats: (key: string, options: CallOptions = {}): Promise<RouteStats> => this.#json('GET', `/admin/routes/${segment(key)}/stats`, options, true),
     },
   };
 
