@@ -5,37 +5,14 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import type { TensorMap } from '@modelgate/client/codec';
-import { validateConfig } from '../../src/config/load.ts';
 import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, QueueFullError } from '../../src/errors.ts';
-import { OnnxExecutor } from '../../src/executor/onnx.ts';
-import { ModelRegistry } from '../../src/registry/registry.ts';
-import { CountingExecutor, makeRepository, scaleModel, type TestContext } from '../helpers/gateway.ts';
-
-/** A registry over `count` models m1..m<count> (m<k> multiplies by k), with the registry and model options given. */
-function registryOf(t: TestContext, count: number, registry: Record<string, unknown> = {}, model: (name: string) => Record<string, unknown> = () => ({})) {
-  const files: Record<string, Uint8Array | string> = { 'broken.onnx': 'not an onnx model' };
-  for (let k = 1; k <= count; k++) files[`m${k}.onnx`] = scaleModel(k);
-  const repository = makeRepository(t, files);
-  const names = Array.from({ length: count }, (_, index) => `m${index + 1}`);
-  const config = validateConfig({
-    modelRepository: repository,
-    registry,
-    models: [...names.map((name) => ({ name, path: `${name}.onnx`, batching: false, ...model(name) })), { name: 'broken', path: 'broken.onnx', batching: false }],
-  }, repository);
-  const executor = new CountingExecutor(new OnnxExecutor(repository));
-  const models = new ModelRegistry(config.models, config.registry, executor);
-  t.teardown(() => executor.close());
-  return { models, executor };
-}
-
-const input = (x: number): TensorMap => new Map([['x', { datatype: 'FP32', shape: [1, 1], data: new Float32Array([x]) }]]);
+import type { ModelRegistry } from '../../src/registry/registry.ts';
+import { registryOf, scalarInput as input, scalarOf } from '../helpers/registry.ts';
 
 async function runOn(models: ModelRegistry, name: string, x: number): Promise<number> {
   const lease = await models.acquire(name);
   try {
-    const outputs = await lease.model.run(input(x), ['y']);
-    return (outputs.get('y')?.data as Float32Array)[0] as number;
+    return scalarOf(await lease.model.run(input(x), ['y']));
   } finally {
     lease.release();
   }
