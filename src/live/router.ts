@@ -6,10 +6,8 @@
  * documents other replicas write are applied whole (routes and models in one new table).
  */
 import type { RouteStats as RouteStatsView } from '@modelgate/client/wire';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { displayPath } from '../config/pointer.ts';
 import { checkRoutes } from '../config/route-graph.ts';
-import { RouteBodySchema, RoutePatchSchema, type RolloutStatus, type RouteSpec, type SplitSpec } from '../config/schema.ts';
+import type { RolloutStatus, RouteSpec, SplitSpec } from '../config/schema.ts';
 import { ConcurrentChangeError, InvalidRouteError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
 import { guardRollout, resumeRollout, startRollout, withStatus } from '../experiments/rollouts.ts';
 import { RouteStats } from '../experiments/stats.ts';
@@ -21,13 +19,11 @@ import type { Target, TargetTable } from '../routing/target.ts';
 import { applyState, documentOf, entryDigest, sameContent, type ModelStateEntry, type RouteState, type StateEntry } from '../store/document.ts';
 import { DocumentKeeper, StaleDocumentError, type Log, type SharedState } from './keeper.ts';
 import { checkIfMatch } from './precondition.ts';
+import { readRouteBody, readRoutePatch } from './route-bodies.ts';
 import type { AdoptedModels, RouterOptions, RouteView } from './types.ts';
 
 export type { SharedState } from './keeper.ts';
 export type { AdoptedModels, RouterOptions, RouteView } from './types.ts';
-
-const routeBody = TypeCompiler.Compile(RouteBodySchema);
-const patchBody = TypeCompiler.Compile(RoutePatchSchema);
 
 export class Router {
   #models: ReadonlyMap<string, Target>;
@@ -237,7 +233,7 @@ export class Router {
     return this.#writing(async () => {
       this.#checkPrecondition(key, ifMatch);
       const created = !this.#current.routes.has(key);
-      const route = startRollout({ key, ...(checkBody(routeBody, body) as Omit<RouteSpec, 'key'>) });
+      const route = startRollout({ key, ...(readRouteBody(body)) });
       guardRollout(this.#current.routes.get(key), route);
       const view = await this.#change(key, route);
       return { created, view };
@@ -249,12 +245,12 @@ export class Router {
     return this.#writing(async () => {
       const current = this.get(key).route;
       this.#checkPrecondition(key, ifMatch);
-      const changes = checkBody(patchBody, body) as { split?: Partial<SplitSpec> };
+      const changes = readRoutePatch(body);
       if (changes.split !== undefined && current.split === undefined) {
         throw new InvalidRouteError(`route '${key}' is a sequence: a patch cannot make it a split`);
       }
       const merged = current.split === undefined ? {} : { split: { ...current.split, ...changes.split } };
-      let route: RouteSpec = { key, ...(checkBody(routeBody, merged) as Omit<RouteSpec, 'key'>) };
+      let route: RouteSpec = { key, ...(readRouteBody(merged)) };
       // A patch that brings a rollout starts it; one that does not keeps the rollout as it stands.
       if (changes.split?.rollout !== undefined) route = startRollout(route);
       guardRollout(current, changes.split?.rollout === undefined ? { ...route, split: { ...(route.split as SplitSpec), rollout: undefined } } : route);
@@ -403,12 +399,4 @@ function withVersion(versions: ReadonlyMap<string, number>, key: string, version
   if (version === undefined) next.delete(key);
   else next.set(key, version);
   return next;
-}
-
-function checkBody(checker: { Errors(value: unknown): Iterable<{ path: string; message: string }> }, body: unknown): unknown {
-  const problems = [...checker.Errors(body)];
-  if (problems.length > 0) {
-    throw new InvalidRouteError(problems.map((problem) => `${problem.path === '' ? 'body' : displayPath(problem.path)}: ${problem.message}`).join('; '));
-  }
-  return body;
 }
