@@ -11,8 +11,8 @@
  * per instance, so an instance never idles while the next batch crosses to
  * it); requests that arrive meanwhile wait and go together in the next.
  */
-import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
 import { allocate, type Signature, type Tensor, type TensorData, type TensorMap } from '@modelgate/client/codec';
+import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
 import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
 import type { Executor, LoadedModel } from './types.ts';
 import type { Waiting } from '../waiting.ts';

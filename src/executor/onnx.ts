@@ -4,10 +4,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
+import { fromOrtType, type Signature, type Tensor, type TensorData, type TensorMap, type TensorSpec, toOrtType } from '@modelgate/client/codec';
 import type { ModelConfig, SessionOptions } from '../config/schema.ts';
 import { resolveInRepository } from '../config/paths.ts';
 import { InferenceFailedError, scrubPaths } from '../errors.ts';
-import { fromOrtType, type Signature, type Tensor, type TensorData, type TensorMap, type TensorSpec, toOrtType } from '@modelgate/client/codec';
 import type { Executor, LoadedModel } from './types.ts';
 
 export class OnnxExecutor implements Executor {

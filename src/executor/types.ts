@@ -3,8 +3,8 @@
  * on worker threads or remote backends later. The registry decides what is
  * resident; an executor only loads, runs and releases.
  */
-import type { ModelConfig } from '../config/schema.ts';
 import type { Signature, TensorMap } from '@modelgate/client/codec';
+import type { ModelConfig } from '../config/schema.ts';
 import type { Waiting } from '../waiting.ts';
 
 /** A model whose session is open. */

@@ -5,10 +5,10 @@
  * The executor gives each model instance a thread of its own.
  */
 import { parentPort } from 'node:worker_threads';
+import type { Tensor } from '@modelgate/client/codec';
 import { OnnxExecutor } from './onnx.ts';
 import type { LoadedModel } from './types.ts';
 import type { ModelConfig } from '../config/schema.ts';
-import type { Tensor } from '@modelgate/client/codec';
 
 export type WorkerRequest =
   | { id: number; kind: 'load'; handle: number; model: ModelConfig; repository: string }

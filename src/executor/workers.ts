@@ -15,10 +15,10 @@
  */
 import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
+import type { Signature, Tensor, TensorMap } from '@modelgate/client/codec';
 import { RUN_IN_AUTO, type ModelConfig } from '../config/schema.ts';
 import { resolveInRepository } from '../config/paths.ts';
 import { InferenceFailedError, errorFromWorker, WorkerLostError, withRetryAfter } from '../errors.ts';
-import type { Signature, Tensor, TensorMap } from '@modelgate/client/codec';
 import { OnnxExecutor } from './onnx.ts';
 import type { Executor, LoadedModel } from './types.ts';
 import type { WorkerAnswer, WorkerRequest } from './worker.ts';

@@ -7,8 +7,8 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync } from 'fastify';
-import { InvalidInputError } from '../errors.ts';
 import { parseJson } from '@modelgate/client/codec';
+import { InvalidInputError } from '../errors.ts';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
 import { errors, validatedInHandler } from './schemas.ts';
 

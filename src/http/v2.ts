@@ -3,8 +3,8 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsync, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
-import { InvalidInputError } from '../errors.ts';
 import { chooseEncoding, compress, COMPRESSION_THRESHOLD, HEADER_LENGTH } from '@modelgate/client/codec';
+import { InvalidInputError } from '../errors.ts';
 import { readInferBody } from '../protocol/body.ts';
 import type { DataPlane } from '../inference/dataplane.ts';
 import {

@@ -3,9 +3,9 @@
  * `parameters.classification: k` comes back as the k largest entries along
  * its last axis, each a BYTES element "value:index", largest first.
  */
+import { halfToFloat, type Tensor } from '@modelgate/client/codec';
 import { InvalidInputError } from '../errors.ts';
 import { topk } from '../ops/postprocess.ts';
-import { halfToFloat, type Tensor } from '@modelgate/client/codec';
 
 export function classify(tensor: Tensor, count: number, name: string): Tensor {
   const axis = tensor.shape.length - 1;

@@ -3,10 +3,10 @@
  * of HTTP; the REST layer adapts it (as KServe's dataplane.py is apart from
  * its endpoints).
  */
+import { decodeRawBody, encodeInferResponse, type InferPayload, type InferRequest, type InferResult, type ModelMetadata, type ModelStatistics, parseJsonExact, type ServerMetadata, type Signature, splitBody, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 import { InvalidInputError, KeyNotFoundError, VersionNotFoundError } from '../errors.ts';
 import type { InferContext, RunTiming, Target, TargetTable } from '../routing/target.ts';
 import { untilStopped } from '../waiting.ts';
-import { decodeRawBody, encodeInferResponse, type InferPayload, type InferRequest, type InferResult, type ModelMetadata, type ModelStatistics, parseJsonExact, type ServerMetadata, type Signature, splitBody, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 import { classify } from './classification.ts';
 import { decodeInferRequest } from '../protocol/decode.ts';
 import { InferenceStatistics } from './statistics.ts';

@@ -8,11 +8,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import type { Signature } from '@modelgate/client/codec';
 import { validateModel } from '../config/load.ts';
 import { applyModelState, entryOf, entryOfRemote } from './model-state.ts';
 import { NAME_PATTERN, type ModelConfig, type RemoteModelConfig } from '../config/schema.ts';
 import { InvalidModelError, ModelConflictError, ModelNotFoundError, ModelNotLoadableError, RepositoryNotWritableError } from '../errors.ts';
-import type { Signature } from '@modelgate/client/codec';
 import type { ModelRegistry, ModelStatus } from '../registry/registry.ts';
 import type { RemoteModel } from '../remote/remote-target.ts';
 import type { AdoptedModels, Router } from './router.ts';

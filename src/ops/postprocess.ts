@@ -3,9 +3,9 @@
  * tensors, and plugins. Each op also describes its result statically, so a
  * sequence's signature (and its checks) are known before a request runs.
  */
+import { allocate, type Datatype, type Tensor, type TensorData, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 import type { PostprocessSpec } from '../config/schema.ts';
 import { InvalidInputError, PluginFailedError } from '../errors.ts';
-import { allocate, type Datatype, type Tensor, type TensorData, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 
 /** A plugin: named tensors in, named tensors out (a Map or a plain object). */
 export type PluginFunction = (tensors: TensorMap) => TensorMap | Record<string, Tensor> | Promise<TensorMap | Record<string, Tensor>>;

@@ -5,8 +5,8 @@
  * and anything else is JSON. Free of fastify: the REST layer hands over the
  * bytes and headers.
  */
-import { InvalidInputError, UnsupportedMediaTypeError } from '../errors.ts';
 import { decompress, type InferPayload, parseJson, parseJsonExact } from '@modelgate/client/codec';
+import { InvalidInputError, UnsupportedMediaTypeError } from '../errors.ts';
 
 /**
  * Media types an inference body may carry: JSON, the binary extension, and

@@ -3,8 +3,8 @@
  * tensors, before anything runs. Every rejection is an InvalidInputError that
  * names the field or tensor at fault.
  */
-import { InvalidInputError } from '../errors.ts';
 import { allocate, type BinaryReader, convertElement, type Datatype, type InferRequest, isDatatype, jsonText, NUL_IN_BYTES, type Signature, type Tensor, type TensorData, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
+import { InvalidInputError } from '../errors.ts';
 
 /** Largest element count of one tensor; beyond it no body limit could carry the data anyway. */
 export const MAX_ELEMENTS = 2 ** 31 - 1;

@@ -3,9 +3,9 @@
  * current one, earlier versions still finishing requests, a new one loading
  * beside them) and the counters its scheduling and the admin API read.
  */
+import type { Signature } from '@modelgate/client/codec';
 import type { ModelConfig } from '../config/schema.ts';
 import type { LoadedModel } from '../executor/types.ts';
-import type { Signature } from '@modelgate/client/codec';
 import { Signal } from './signal.ts';
 
 /** What the admin API shows of a model's state. */

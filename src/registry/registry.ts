@@ -10,12 +10,12 @@
  * resident set (no new leases) and releases its session when its last lease
  * ends, so no request loses its model.
  */
+import type { Capacity, ModelStatus } from '@modelgate/client/wire';
+import type { Signature } from '@modelgate/client/codec';
 import type { ModelConfig, RegistryConfig } from '../config/schema.ts';
 import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, NoSpareCapacityError, QueueFullError, withRetryAfter } from '../errors.ts';
 import type { Executor, LoadedModel } from '../executor/types.ts';
 import { untilStopped, type Waiting } from '../waiting.ts';
-import type { Capacity, ModelStatus } from '@modelgate/client/wire';
-import type { Signature } from '@modelgate/client/codec';
 import { demandAt, Entry, type ModelState, type Retired } from './entry.ts';
 import { startLoad, type LoadParts } from './loading.ts';
 import { Slots, type RegistryEvents } from './slots.ts';

@@ -6,9 +6,9 @@
  * requests up. Remote models hold no slot under the resident caps.
  */
 import { ModelgateClient, ModelgateError, type InputTensor } from '@modelgate/client';
+import type { InferRequest, InferResult, Signature, TensorMap } from '@modelgate/client/codec';
 import type { RemoteModelConfig } from '../config/schema.ts';
 import { DeadlineExceededError, NoSpareCapacityError, RemoteFailedError, RemoteRejectedError, RemoteUnavailableError, RequestAbortedError, withRetryAfter } from '../errors.ts';
-import type { InferRequest, InferResult, Signature, TensorMap } from '@modelgate/client/codec';
 import type { RunObserver } from '../routing/model-target.ts';
 import type { InferContext, Target } from '../routing/target.ts';
 import { hasBinaryExtension, MalformedMetadata, signatureOf } from './metadata.ts';

@@ -4,11 +4,11 @@
  * (KServe InferenceGraph's complaint, kserve#3051). Each step holds its model
  * only while it runs, so a chain longer than the resident cap still completes.
  */
+import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '@modelgate/client/codec';
 import type { PostprocessSpec, SequenceSpec, StepSpec } from '../config/schema.ts';
 import { stepName } from '../config/route-graph.ts';
 import { StepFailedError, StepOutputMissingError } from '../errors.ts';
 import { checkTensor } from '../protocol/decode.ts';
-import type { InferRequest, InferResult, Signature, TensorMap, TensorSpec } from '@modelgate/client/codec';
 import { applyOps, describeOps, type Plugin } from '../ops/postprocess.ts';
 import type { InferContext, Target } from './target.ts';
 

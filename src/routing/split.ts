@@ -3,10 +3,10 @@
  * when a header names one; a share is mirrored to a shadow target whose
  * answers are compared and discarded.
  */
+import type { InferRequest, InferResult, Signature, TensorMap } from '@modelgate/client/codec';
 import { causedBy, NoSpareCapacityError } from '../errors.ts';
 import { createHash } from 'node:crypto';
 import type { SplitSpec } from '../config/schema.ts';
-import type { InferRequest, InferResult, Signature, TensorMap } from '@modelgate/client/codec';
 import { effectiveWeights } from '../experiments/rollouts.ts';
 import { commonSignature } from './signature.ts';
 import type { RouteStats } from '../experiments/stats.ts';

@@ -8,8 +8,8 @@
  */
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { addMulModel, affineModel, identityModel, type ElemType } from '../../src/onnx/builder.ts';
 import { jsonText, parseJsonExact } from '@modelgate/client/codec';
+import { addMulModel, affineModel, identityModel, type ElemType } from '../../src/onnx/builder.ts';
 
 export type Datatype = 'BOOL' | 'UINT8' | 'INT64' | 'FP16' | 'FP32' | 'BYTES';
 

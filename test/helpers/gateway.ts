@@ -7,13 +7,13 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { Test } from 'tap';
+import type { TensorMap } from '@modelgate/client/codec';
 import { buildApp } from '../../src/app.ts';
 import { validateConfig } from '../../src/config/load.ts';
 import type { ModelConfig } from '../../src/config/schema.ts';
 import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { affineModel, buildModel } from '../../src/onnx/builder.ts';
 import type { Executor, LoadedModel } from '../../src/executor/types.ts';
-import type { TensorMap } from '@modelgate/client/codec';
 import type { Teardown } from './programs.ts';
 
 export { eventually } from './programs.ts';

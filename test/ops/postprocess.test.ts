@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
-import type { PostprocessSpec } from '../../src/config/schema.ts';
 import type { Tensor, TensorMap, TensorSpec } from '@modelgate/client/codec';
+import type { PostprocessSpec } from '../../src/config/schema.ts';
 import { applyOps, describeOps, type Plugin } from '../../src/ops/postprocess.ts';
 import { closeTo } from '../helpers/gateway.ts';
 

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
-import { decodeInferRequest } from '../../src/protocol/decode.ts';
 import type { Datatype, Signature } from '@modelgate/client/codec';
+import { decodeInferRequest } from '../../src/protocol/decode.ts';
 
 const signature: Signature = {
   inputs: [

@@ -1,8 +1,8 @@
 import t from 'tap';
+import type { Tensor } from '@modelgate/client/codec';
 import { BUCKETS, bucketBounds, outputsAgree, stickyBucket } from '../../src/routing/split.ts';
 import { commonSignature } from '../../src/routing/signature.ts';
 import { LatencyHistogram } from '../../src/experiments/stats.ts';
-import type { Tensor } from '@modelgate/client/codec';
 
 function variantOf(bounds: readonly number[], bucket: number): number {
   return bounds.findIndex((bound) => bucket < bound);

@@ -1,11 +1,11 @@
 /**
- * `modelgate/client`: a typed client for the Open Inference Protocol (KServe
+ * `@modelgate/client`: a typed client for the Open Inference Protocol (KServe
  * V2) over undici, for modelgate and any other V2 server (Triton, KServe).
- * It loads neither onnxruntime nor fastify: only the protocol codec it
- * shares with the server.
+ * It installs and loads nothing of the server's (no onnxruntime, no fastify):
+ * undici, and the protocol codec (./codec) the server imports from here.
  *
  * ```ts
- * import { ModelgateClient } from 'modelgate/client';
+ * import { ModelgateClient } from '@modelgate/client';
  * const client = new ModelgateClient({ url: 'http://127.0.0.1:8080' });
  * const { outputs } = await client.infer('iris', [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: new Float32Array([5.1, 3.5, 1.4, 0.2]) }]);
  * await client.close();

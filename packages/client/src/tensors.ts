@@ -1,8 +1,8 @@
 /**
  * The client's side of the codec: application tensors to V2 request bodies
  * (JSON or the binary extension) and V2 answers back to typed arrays. The
- * conversions are the server's own (src/protocol), so both sides agree on
- * every datatype, exact 64-bit integers and BYTES framing.
+ * conversions are the codec's, which the server decodes and encodes with too,
+ * so both sides agree on every datatype, exact 64-bit integers and BYTES framing.
  */
 import { fromBytes, toBytes } from './codec/binary.ts';
 import { allocate, convertElement, isDatatype } from './codec/datatypes.ts';
