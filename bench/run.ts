@@ -44,7 +44,36 @@ function mlp(input: number, hidden: number, output: number, seed: number): Uint8
   });
 }
 
+/**
+ * A cheap stand-in for the MLP: the same input and output y (through 32 hidden units, not
+ * 2048), and a `confidence` output, a row's first input element, so a request decides which
+ * of its rows the cheap model is sure of.
+ */
+function cheapModel(): Uint8Array {
+  const weights = (n: number, scale: number) => Array.from({ length: n }, (_, i) => Math.cos(i * 7.77) * scale);
+  return buildModel({
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 512] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 512] }, { name: 'confidence', type: 'float32', shape: ['batch', 1] }],
+    initializers: [
+      { name: 'W1', type: 'float32', dims: [512, 32], values: weights(512 * 32, 1 / Math.sqrt(512)) },
+      { name: 'B1', type: 'float32', dims: [32], values: weights(32, 0.1) },
+      { name: 'W2', type: 'float32', dims: [32, 512], values: weights(32 * 512, 1 / Math.sqrt(32)) },
+      { name: 'B2', type: 'float32', dims: [512], values: weights(512, 0.1) },
+      { name: 'starts', type: 'int64', dims: [1], values: [0n] },
+      { name: 'ends', type: 'int64', dims: [1], values: [1n] },
+      { name: 'axes', type: 'int64', dims: [1], values: [1n] },
+    ],
+    nodes: [
+      { op: 'Gemm', inputs: ['x', 'W1', 'B1'], outputs: ['h'] },
+      { op: 'Relu', inputs: ['h'], outputs: ['r'] },
+      { op: 'Gemm', inputs: ['r', 'W2', 'B2'], outputs: ['y'] },
+      { op: 'Slice', inputs: ['x', 'starts', 'ends', 'axes'], outputs: ['confidence'] },
+    ],
+  });
+}
+
 const models = new Map<string, Uint8Array>([
+  ['cheap.onnx', cheapModel()],
   ['tiny.onnx', demoModels().get('iris/v2.onnx') as Uint8Array],
   ['mlp.onnx', mlp(512, 2048, 512, 1)],
   ['big-identity.onnx', buildModel({ inputs: [{ name: 'x', type: 'float32', shape: ['n'] }], outputs: [{ name: 'y', type: 'float32', shape: ['n'] }], nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }] })],
@@ -123,14 +152,18 @@ async function load(url: string, options: { connections: number; body?: string |
 }
 
 /** Latency of sequential requests (concurrency 1), in µs: autocannon's histogram has only millisecond resolution. */
-async function sequentialLatency(url: string, body: string): Promise<{ p50: number; p99: number }> {
+async function sequentialLatency(url: string | readonly string[], body: string): Promise<{ p50: number; p99: number }> {
   const samples: number[] = [];
+  // With several URLs, a sample is one call to each, one after another.
+  const urls = typeof url === 'string' ? [url] : url;
   for (let round = 0; round < ROUNDS; round++) {
     const until = performance.now() + SECONDS * 1000;
     while (performance.now() < until) {
       const begin = performance.now();
-      const response = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-      await response.body.dump();
+      for (const each of urls) {
+        const response = await request(each, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        await response.body.dump();
+      }
       samples.push((performance.now() - begin) * 1000);
     }
   }
@@ -304,6 +337,33 @@ try {
   row('8. remote hop, c=1 latency: direct / through a gateway', `p50 ${fixed(directLatency.p50)} / ${fixed(hopLatency.p50)} µs`, `+${fixed(hopLatency.p50 - directLatency.p50)} µs for the hop`);
   results.remoteHop = { direct, viaHop, directLatency, hopLatency, ratio: viaHop.requests / direct.requests };
 
+  }
+
+  if (only('9')) {
+  // 9. Graphs. A cascade whose cheap first step is sure of 8 rows in 10 (their first element is 1),
+  // against every row to the expensive MLP; an ensemble of three against the three called in turn.
+  const graphs = await started(gateway('graphs', {
+    models: [{ name: 'cheap', path: 'cheap.onnx' }, { name: 'mlp', path: 'mlp.onnx' }, ...[0, 1, 2].map((i) => ({ name: `t${i}`, path: `t${i}.onnx` }))],
+    routes: [
+      { key: 'cascade', cascade: { steps: [{ target: 'cheap', accept: { output: 'confidence', min: 0.5 } }, { target: 'mlp' }] } },
+      { key: 'three', ensemble: { members: [0, 1, 2].map((i) => ({ target: `t${i}` })) } },
+    ],
+  }));
+  const rows = 10;
+  const x = new Float32Array(rows * 512).fill(0.5);
+  for (let row = 0; row < 8; row++) x[row * 512] = 1;
+  for (let row = 8; row < rows; row++) x[row * 512] = 0;
+  const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, 512], parameters: { binary_data_size: x.byteLength } }], outputs: [{ name: 'y', parameters: { binary_data: true } }] }));
+  const cascadeBody = { body: Buffer.concat([header, Buffer.from(x.buffer)]), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } };
+  const viaCascade = await load(graphs, { connections: 16, ...cascadeBody, path: '/v2/models/cascade/infer' });
+  const allExpensive = await load(graphs, { connections: 16, ...cascadeBody, path: '/v2/models/mlp/infer' });
+  row('9. cascade, 10-row requests, 8 rows accepted by a cheap model, c=16', `${fixed(viaCascade.requests * rows)} rows/s, ${fixed(viaCascade.cpuPerRequest / rows)} µs CPU/row`, `${(viaCascade.requests / allExpensive.requests).toFixed(2)}x the rows/s, ${(viaCascade.cpuPerRequest / allExpensive.cpuPerRequest).toFixed(2)} of the CPU per row of every row to the MLP`);
+  row('9. every row to the expensive MLP, same requests', `${fixed(allExpensive.requests * rows)} rows/s, ${fixed(allExpensive.cpuPerRequest / rows)} µs CPU/row`);
+  const body256 = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 256], data: new Array(256).fill(0.5) }] });
+  const ensemble = await sequentialLatency(`${graphs}/v2/models/three/infer`, body256);
+  const inTurn = await sequentialLatency([0, 1, 2].map((i) => `${graphs}/v2/models/t${i}/infer`), body256);
+  row('9. ensemble of three (256-1024-256), c=1: ensemble / the three in turn', `p50 ${fixed(ensemble.p50)} / ${fixed(inTurn.p50)} µs`, `${(ensemble.p50 / inTurn.p50).toFixed(2)} of the time`);
+  results.graphs = { cascade: viaCascade, allExpensive, cascadeRowsRatio: viaCascade.requests / allExpensive.requests, cascadeCpuRatio: viaCascade.cpuPerRequest / allExpensive.cpuPerRequest, ensemble, inTurn, ensembleLatencyRatio: ensemble.p50 / inTurn.p50 };
   }
 
   if (only('6')) {

@@ -8,7 +8,7 @@ import createError from '@fastify/error';
 // The codec's own (400, 413, 415): plain classes, so the client package raises them without fastify.
 export { BodyTooLargeError, InvalidInputError, UnsupportedMediaTypeError } from '@modelgate/client/codec';
 
-/** 404: no model, split or sequence is served under this key. */
+/** 404: no model or route is served under this key. */
 export const KeyNotFoundError = createError<'MG_KEY_NOT_FOUND', 404, [string]>(
   'MG_KEY_NOT_FOUND', "Key '%s' is not served by this gateway", 404);
 
@@ -157,6 +157,28 @@ export class StepFailedError extends Error {
     this.retryAfterSeconds = failure.retryAfterSeconds;
   }
 }
+
+/** A required ensemble member failed: the request fails with the member's status, naming it. */
+export class MemberFailedError extends Error {
+  readonly code = 'MG_MEMBER_FAILED';
+  readonly statusCode: number;
+  readonly retryAfterSeconds: number | undefined;
+  constructor(member: string, cause: unknown) {
+    const failure = cause as Error & { statusCode?: number; retryAfterSeconds?: number };
+    super(`ensemble member '${member}': ${failure.message}`, { cause });
+    this.name = 'MemberFailedError';
+    this.statusCode = failure.statusCode ?? 500;
+    this.retryAfterSeconds = failure.retryAfterSeconds;
+  }
+}
+
+/** 502: every member of an ensemble is optional, and none answered. */
+export const NoMemberAnsweredError = createError<'MG_NO_MEMBER_ANSWERED', 502, [string, string]>(
+  'MG_NO_MEMBER_ANSWERED', "No member of ensemble '%s' answered: %s", 502);
+
+/** 400: no case of a switch holds for the request, and the switch has no default. */
+export const NoCaseMatchedError = createError<'MG_NO_CASE_MATCHED', 400, [string, string]>(
+  'MG_NO_CASE_MATCHED', "No case of switch '%s' holds for this request, and it has no default: %s", 400);
 
 /** A remote V2 server refused the request (a 4xx): its status and message pass through. */
 export class RemoteRejectedError extends Error {

@@ -34,13 +34,17 @@ t.test('every error has an MG_ code and the status its name promises', async (t)
     ConcurrentChangeError: ['MG_CONCURRENT_CHANGE', 409],
     PluginFailedError: ['MG_PLUGIN_FAILED', 500],
     StepOutputMissingError: ['MG_STEP_OUTPUT_MISSING', 500],
+    NoMemberAnsweredError: ['MG_NO_MEMBER_ANSWERED', 502],
+    NoCaseMatchedError: ['MG_NO_CASE_MATCHED', 400],
     // Their status is the cause's (a step's error, a remote's 4xx): built below with one of 503 and 422.
     StepFailedError: ['MG_STEP_FAILED', 503],
+    MemberFailedError: ['MG_MEMBER_FAILED', 503],
     RemoteRejectedError: ['MG_REMOTE_REJECTED', 422],
   };
   const cause = Object.assign(new Error('busy'), { statusCode: 503 });
   const made: Record<string, (make: new (...args: never[]) => Error) => Error> = {
     StepFailedError: (make) => new (make as typeof errors.StepFailedError)('a', cause),
+    MemberFailedError: (make) => new (make as typeof errors.MemberFailedError)('a', cause),
     RemoteRejectedError: (make) => new (make as typeof errors.RemoteRejectedError)('refused', 422),
   };
   const constructors = Object.entries(errors).filter(([name]) => name.endsWith('Error') && name !== 'ConfigError');

@@ -10,6 +10,7 @@ import {
   type Capacity, type ModelList, type ModelMetadata, type ModelStatus, type RouteView,
 } from './api.ts';
 import { currentKey, keyHref, Link, messageOf, Problem, REFRESH_MS, usePolling } from './common.ts';
+import { GraphPage } from './graphs.ts';
 import { SequencePage, SplitPage } from './routes.ts';
 
 // ---- sign-in ------------------------------------------------------------------
@@ -209,6 +210,7 @@ function KeyPage({ keyName, onUnauthorized }: { keyName: string; onUnauthorized:
     <${Problem} error=${error} />
     ${route?.kind === 'split' ? html`<${SplitPage} view=${route} onChanged=${setRoute} />` : null}
     ${route?.kind === 'sequence' ? html`<${SequencePage} view=${route} />` : null}
+    ${route?.kind === 'ensemble' || route?.kind === 'switch' || route?.kind === 'cascade' ? html`<${GraphPage} view=${route} />` : null}
     ${route === null && model !== undefined ? html`<${ModelPage} modelKey=${keyName} />` : null}
   </main>`;
 }

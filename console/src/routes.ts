@@ -35,7 +35,7 @@ export function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (vi
   usePolling(async () => {
     const answer = await admin<RouteStats>('GET', `/admin/routes/${encodeURIComponent(view.key)}/stats`);
     const now = Date.now();
-    for (const variant of answer.body.sinceChange.variants) {
+    for (const variant of answer.body.sinceChange.variants ?? []) {
       if (variant.latencyMs.p95 === null) continue;
       const points = latency.current.get(variant.target) ?? [];
       points.push([now, variant.latencyMs.p95]);
@@ -74,7 +74,7 @@ export function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (vi
   };
   const current = stats?.sinceChange;
   const first = split.variants[0]?.target ?? '';
-  const maxRate = Math.max(0.01, ...(current?.variants.map((variant) => variant.errorRate?.high95 ?? 0) ?? []));
+  const maxRate = Math.max(0.01, ...(current?.variants ?? []).map((variant) => variant.errorRate?.high95 ?? 0));
   const series: Series[] = [...latency.current].map(([name, points]) => ({ name: `${name} p95`, points }));
   const status = split.rollout?.status;
   return html`<section>
@@ -103,7 +103,7 @@ export function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (vi
       <p class="muted">Since ${new Date(current.since).toLocaleString()}, refreshed every ${REFRESH_MS / 1000} s.</p>
       <table class="stats">
         <thead><tr><th scope="col">Variant</th><th scope="col">Requests</th><th scope="col">Errors</th><th scope="col">Error rate (95% interval)</th><th scope="col">p50 ms</th><th scope="col">p95 ms</th><th scope="col">p99 ms</th></tr></thead>
-        <tbody>${current.variants.map((variant) => html`<tr>
+        <tbody>${(current.variants ?? []).map((variant) => html`<tr>
           <th scope="row">${variant.target}</th>
           <td>${variant.requests}</td>
           <td>${variant.errors}</td>

@@ -4,7 +4,9 @@
  * route reaches itself, and nesting stays shallow.
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { POSTPROCESS_OPS, type RouteSpec, type SequenceSpec, type StepSpec } from './schema.ts';
+import { memberName, type CascadeSpec, type EnsembleSpec, type SwitchSpec } from './graph-schema.ts';
+import { linearPattern } from './patterns.ts';
+import { POSTPROCESS_OPS, ROUTE_KINDS, type RouteKind, type RouteSpec, type SequenceSpec, type StepSpec } from './schema.ts';
 import { displayPath } from './pointer.ts';
 
 /** The name a step's outputs go by: `<name>.<output>`. */
@@ -22,6 +24,13 @@ export interface RouteIssue {
   readonly key: string;
   readonly path: string;
   readonly message: string;
+  /** A cycle: each route may be fine alone, but not with the others (409 for a live change). */
+  readonly cycle?: true;
+}
+
+/** The kind of a route: the one kind field it sets (the first, if it broke the rule and set several). */
+export function routeKind(route: RouteSpec): RouteKind {
+  return ROUTE_KINDS.find((kind) => route[kind] !== undefined) ?? 'split';
 }
 
 /** Keys a route calls, with where each is named. */
@@ -30,13 +39,55 @@ export function routeTargets(route: RouteSpec): Array<{ target: string; path: st
   route.split?.variants.forEach((variant, index) => targets.push({ target: variant.target, path: `split.variants[${index}].target` }));
   if (route.split?.shadow !== undefined) targets.push({ target: route.split.shadow.target, path: 'split.shadow.target' });
   route.sequence?.steps.forEach((step, index) => targets.push({ target: step.target, path: `sequence.steps[${index}].target` }));
+  route.ensemble?.members.forEach((member, index) => targets.push({ target: member.target, path: `ensemble.members[${index}].target` }));
+  route.switch?.cases.forEach((option, index) => targets.push({ target: option.target, path: `switch.cases[${index}].target` }));
+  if (route.switch?.default !== undefined) targets.push({ target: route.switch.default, path: 'switch.default' });
+  route.cascade?.steps.forEach((step, index) => targets.push({ target: step.target, path: `cascade.steps[${index}].target` }));
   return targets;
+}
+
+type Issue = (path: string, message: string) => void;
+
+function checkEnsemble(ensemble: EnsembleSpec, issue: Issue): void {
+  const names = new Set<string>();
+  ensemble.members.forEach((member, index) => {
+    const name = memberName(member);
+    if (name.includes('.')) issue(`ensemble.members[${index}].name`, `target '${member.target}' has a dot in its key: give the member a name`);
+    else if (names.has(name)) issue(`ensemble.members[${index}].name`, `member name '${name}' is already used: give the member a name of its own`);
+    names.add(name);
+  });
+}
+
+function checkSwitch(choice: SwitchSpec, issue: Issue): void {
+  choice.cases.forEach(({ when }, index) => {
+    const at = `switch.cases[${index}].when`;
+    if ((when.header === undefined) === (when.parameter === undefined)) issue(at, 'needs exactly one of header or parameter');
+    const tests = [when.equals, when.in, when.matches].filter((test) => test !== undefined).length;
+    if (tests !== 1) issue(at, 'needs exactly one of equals, in or matches');
+    if (when.matches !== undefined) {
+      try {
+        linearPattern(when.matches);
+      } catch (error) {
+        issue(`${at}.matches`, (error as Error).message);
+      }
+    }
+  });
+}
+
+function checkCascade(cascade: CascadeSpec, issue: Issue): void {
+  cascade.steps.forEach((step, index) => {
+    const at = `cascade.steps[${index}].accept`;
+    const last = index === cascade.steps.length - 1;
+    if (last && step.accept !== undefined) issue(at, 'the last step takes every row left: it has no accept');
+    else if (!last && step.accept === undefined) issue(at, 'every step but the last says which rows it answers');
+    else if (step.accept !== undefined && (step.accept.min === undefined) === (step.accept.max === undefined)) issue(at, 'needs exactly one of min or max');
+  });
 }
 
 const opCheckers = new Map(POSTPROCESS_OPS.map((schema) => [schema.properties.op.const as string, TypeCompiler.Compile(schema)]));
 
 /** What can be checked of a sequence without loading anything: step names, input references, op arguments, plugin names. */
-function checkSequence(sequence: SequenceSpec, plugins: ReadonlySet<string> | undefined, issue: (path: string, message: string) => void): void {
+function checkSequence(sequence: SequenceSpec, plugins: ReadonlySet<string> | undefined, issue: Issue): void {
   const earlier = new Set<string>(['request']);
   sequence.steps.forEach((step, index) => {
     const at = `sequence.steps[${index}]`;
@@ -72,9 +123,12 @@ export function checkRoutes(routes: readonly RouteSpec[], modelKeys: ReadonlySet
       byKey.set(route.key, route);
       indexOf.set(route.key, index);
     }
-    const kinds = (route.split === undefined ? 0 : 1) + (route.sequence === undefined ? 0 : 1);
-    if (kinds !== 1) issue('', 'a route has exactly one of split or sequence');
+    const kinds = ROUTE_KINDS.filter((kind) => route[kind] !== undefined).length;
+    if (kinds !== 1) issue('', `a route has exactly one of ${ROUTE_KINDS.join(', ')}`);
     if (route.sequence !== undefined) checkSequence(route.sequence, plugins, issue);
+    if (route.ensemble !== undefined) checkEnsemble(route.ensemble, issue);
+    if (route.switch !== undefined) checkSwitch(route.switch, issue);
+    if (route.cascade !== undefined) checkCascade(route.cascade, issue);
     if (route.split !== undefined && !route.split.variants.some((variant) => variant.weight > 0)) {
       issue('split.variants', 'at least one weight must be positive');
     }
@@ -124,7 +178,7 @@ function checkCycles(byKey: ReadonlyMap<string, RouteSpec>, indexOf: ReadonlyMap
   } catch (error) {
     if (error instanceof CycleError) {
       const key = error.keys[0] as string;
-      return [{ index: indexOf.get(key) as number, key, path: '', message: `route cycle: ${error.keys.join(' -> ')}` }];
+      return [{ index: indexOf.get(key) as number, key, path: '', message: `route cycle: ${error.keys.join(' -> ')}`, cycle: true }];
     }
     throw error;
   }

@@ -4,6 +4,7 @@
  * configuration reference. Unknown fields are errors everywhere.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { CascadeSchema, EnsembleSchema, SwitchSchema } from './graph-schema.ts';
 
 /** Model names and keys: safe in URLs, log lines and metric labels, never a path. */
 export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
@@ -83,7 +84,7 @@ export const ModelSchema = Type.Object({
 }, { additionalProperties: false });
 
 export const VariantSchema = Type.Object({
-  target: Type.String({ pattern: NAME_PATTERN, description: 'A key: model, split or sequence.' }),
+  target: Type.String({ pattern: NAME_PATTERN, description: 'A key: a model or any route.' }),
   weight: Type.Number({ minimum: 0, description: 'Share of traffic, proportional to the sum of weights.' }),
 }, { additionalProperties: false });
 
@@ -145,7 +146,7 @@ const PostprocessEntry = Type.Object({
 
 export const StepSchema = Type.Object({
   name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$', description: 'Names this step\'s outputs for later steps; default the target key (no dots).' })),
-  target: Type.String({ pattern: NAME_PATTERN, description: 'A key: model, split or sequence.' }),
+  target: Type.String({ pattern: NAME_PATTERN, description: 'A key: a model or any route.' }),
   inputs: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.String({ pattern: '^[^.]+\\..+$' }), { description: 'This step\'s input name -> "<step>.<output>" or "request.<input>". Default: the previous step\'s outputs by matching name, or its single output into the single input.' })),
   postprocess: Type.Optional(Type.Array(PostprocessEntry, { maxItems: 32, description: "Applied in order to this step's outputs." })),
 }, { additionalProperties: false });
@@ -154,17 +155,25 @@ export const SequenceSchema = Type.Object({
   steps: Type.Array(StepSchema, { minItems: 1, maxItems: 16 }),
 }, { additionalProperties: false });
 
+/** The route kinds, each a field of a route: exactly one is set. */
+export const ROUTE_KINDS = ['split', 'sequence', 'ensemble', 'switch', 'cascade'] as const;
+export type RouteKind = typeof ROUTE_KINDS[number];
+
+const kinds = {
+  split: Type.Optional(SplitSchema),
+  sequence: Type.Optional(SequenceSchema),
+  ensemble: Type.Optional(EnsembleSchema),
+  switch: Type.Optional(SwitchSchema),
+  cascade: Type.Optional(CascadeSchema),
+};
+
 export const RouteSchema = Type.Object({
   key: Name,
-  split: Type.Optional(SplitSchema),
-  sequence: Type.Optional(SequenceSchema),
-}, { additionalProperties: false });
+  ...kinds,
+}, { additionalProperties: false, description: 'Exactly one of split, sequence, ensemble, switch or cascade.' });
 
-/** The body of `PUT /admin/routes/{key}`: a route without its key (exactly one of split or sequence). */
-export const RouteBodySchema = Type.Object({
-  split: Type.Optional(SplitSchema),
-  sequence: Type.Optional(SequenceSchema),
-}, { additionalProperties: false, description: 'Exactly one of split or sequence.' });
+/** The body of `PUT /admin/routes/{key}`: a route without its key. */
+export const RouteBodySchema = Type.Object(kinds, { additionalProperties: false, description: 'Exactly one of split, sequence, ensemble, switch or cascade.' });
 
 /** The body of `PATCH /admin/routes/{key}`: some fields of a split. */
 export const RoutePatchSchema = Type.Object({
@@ -190,7 +199,7 @@ export const GatewayConfigSchema = Type.Object({
   modelRepository: Type.String({ default: 'models', minLength: 1, description: 'Directory of model files, relative to the config file (or absolute).' }),
   registry: RegistrySchema,
   models: Type.Array(ModelSchema, { default: [] }),
-  routes: Type.Array(RouteSchema, { default: [], description: 'Split and sequence routes, each behind its own key.' }),
+  routes: Type.Array(RouteSchema, { default: [], description: 'Routes (splits, sequences, ensembles, switches and cascades), each behind its own key.' }),
   store: StoreSchema,
   stateFile: Type.Optional(Type.String({ minLength: 1, description: 'Where live route changes are kept, relative to the config file. Default: <config name>.state.json beside it.' })),
   plugins: Type.Optional(Type.String({ minLength: 1, description: 'Directory of post-processing plugins (.js/.mjs modules), relative to the config file; loaded at start-up.' })),
@@ -207,7 +216,7 @@ export type RolloutStatus = Static<typeof RolloutStatusSchema>;
 export type SequenceSpec = Static<typeof SequenceSchema>;
 export type StepSpec = Static<typeof StepSchema>;
 export type PostprocessSpec = Static<typeof PostprocessSchema>;
-/** A route as configured or set through the admin API: exactly one of split or sequence. */
+/** A route as configured or set through the admin API: exactly one of its kinds. */
 export type RouteSpec = Static<typeof RouteSchema>;
 
 /** A model as the gateway uses it: keys defaulted, path resolved inside the repository. */

@@ -115,7 +115,7 @@ export function command(route: RouteSpec, action: 'pause' | 'resume' | 'abort', 
 /** What the driver needs of the router. */
 export interface RolloutHost {
   list(): ReadonlyArray<{ readonly key: string; readonly route: RouteSpec }>;
-  stats(key: string): { sinceChange: { variants: ReadonlyArray<{ target: string; requests: number; errors: number; latencyMs: { p99: number | null } }> } };
+  stats(key: string): { sinceChange: { variants?: ReadonlyArray<{ target: string; requests: number; errors: number; latencyMs: { p99: number | null } }> } };
   updateRollout(key: string, next: (route: RouteSpec) => RolloutStatus | undefined): Promise<RolloutStatus | undefined>;
 }
 
@@ -179,7 +179,7 @@ export class RolloutDriver {
   }
 
   #window(key: string, candidate: string): StepWindow {
-    const variants = this.#host.stats(key).sinceChange.variants;
+    const variants = this.#host.stats(key).sinceChange.variants ?? [];
     const mine = variants.filter((variant) => variant.target === candidate);
     const others = variants.filter((variant) => variant.target !== candidate).map((variant) => variant.latencyMs.p99).filter((p99): p99 is number => p99 !== null);
     return {

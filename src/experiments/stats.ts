@@ -47,10 +47,13 @@ function round(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
 
-/** What one window knows of one variant. */
+/** What one window knows of one variant (a split's, or a graph's member, case or step). */
 class VariantWindow {
   requests = 0;
   errors = 0;
+  /** A cascade step's rows: every row it ran on, and those it answered. */
+  rows = 0;
+  accepted = 0;
   readonly latency = new LatencyHistogram();
 
   snapshot() {
@@ -107,6 +110,14 @@ export class RouteStats {
     }
   }
 
+  /** A cascade step ran on `rows` rows and answered `accepted` of them. */
+  recordRows(step: string, rows: number, accepted: number): void {
+    for (const window of this.#windows(this.#variants, step, () => new VariantWindow())) {
+      window.rows += rows;
+      window.accepted += accepted;
+    }
+  }
+
   recordShadow(target: string, outcome: { dropped: true } | { dropped: false; milliseconds: number; failed: boolean; agreed?: boolean }): void {
     for (const window of this.#windows(this.#shadow, target, () => new ShadowWindow())) {
       if (outcome.dropped) {
@@ -123,19 +134,24 @@ export class RouteStats {
     }
   }
 
-  /** The windows as `GET /admin/routes/{key}/stats` answers them (the client package's shape). */
-  snapshot(variants: readonly string[], shadow: string | undefined): Pick<RouteStatsView, 'sinceChange' | 'sinceStart'> {
+  /**
+   * The windows as `GET /admin/routes/{key}/stats` answers them (the client package's shape):
+   * a split's `variants`, an ensemble's `members`, a switch's `cases` or a cascade's `steps`
+   * (with their rows), by the names they were recorded under.
+   */
+  snapshot(variants: readonly string[], shadow: string | undefined, field: 'variants' | 'members' | 'cases' | 'steps' = 'variants'): Pick<RouteStatsView, 'sinceChange' | 'sinceStart'> {
     const view = (which: 'current' | 'total'): Omit<StatsWindow, 'since'> => {
       const windows = variants.map((variant) => this.#variants.get(variant)?.[which] ?? new VariantWindow());
       const first = windows[0] as VariantWindow;
       return {
-        variants: variants.map((variant, index) => {
+        [field]: variants.map((variant, index) => {
           const window = windows[index] as VariantWindow;
           return {
             target: variant,
             ...window.snapshot(),
             errorRate: wilson(window.errors, window.requests),
-            ...(index === 0 ? {} : { errorRateDifference: difference({ events: window.errors, trials: window.requests }, { events: first.errors, trials: first.requests }) }),
+            ...(index === 0 || field !== 'variants' ? {} : { errorRateDifference: difference({ events: window.errors, trials: window.requests }, { events: first.errors, trials: first.requests }) }),
+            ...(field === 'steps' ? { rows: window.rows, accepted: window.accepted, acceptedShare: window.rows === 0 ? null : round(window.accepted / window.rows) } : {}),
           };
         }),
         ...(shadow === undefined ? {} : { shadow: { target: shadow, ...(this.#shadow.get(shadow)?.[which] ?? new ShadowWindow()).snapshot() } }),

@@ -4,7 +4,8 @@
  */
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { RouteBodySchema, RoutePatchSchema, SequenceSchema, SplitSchema } from '../config/schema.ts';
+import { CascadeSchema, EnsembleSchema, SwitchSchema } from '../config/graph-schema.ts';
+import { ROUTE_KINDS, RouteBodySchema, RoutePatchSchema, SequenceSchema, SplitSchema } from '../config/schema.ts';
 import type { Router, RouteView } from '../live/router.ts';
 import { RouteConflictError } from '../errors.ts';
 import { command } from '../experiments/rollouts.ts';
@@ -18,23 +19,37 @@ const IfMatch = Type.Object({ 'if-match': Type.Optional(Type.String({ descriptio
 const RouteBody = { ...RouteBodySchema, examples: [{ split: { variants: [{ target: 'iris-v1', weight: 90 }, { target: 'iris-v2', weight: 10 }], stickyHeader: 'x-user-id' } }] };
 const RouteResponse = Type.Object({
   key: Type.String(),
-  kind: Type.Union([Type.Literal('split'), Type.Literal('sequence')]),
+  kind: Type.Union(ROUTE_KINDS.map((kind) => Type.Literal(kind)), { description: 'Which field holds the route.' }),
   version: Type.Integer({ description: 'Changes with every live change; the ETag is this number, quoted.' }),
   split: Type.Optional(SplitSchema),
   sequence: Type.Optional(SequenceSchema),
+  ensemble: Type.Optional(EnsembleSchema),
+  switch: Type.Optional(SwitchSchema),
+  cascade: Type.Optional(CascadeSchema),
 });
 const Percentiles = Type.Object({ p50: Type.Union([Type.Number(), Type.Null()]), p95: Type.Union([Type.Number(), Type.Null()]), p99: Type.Union([Type.Number(), Type.Null()]) });
 const Interval = (description: string) => Type.Union([
   Type.Object({ value: Type.Number(), low95: Type.Number(), high95: Type.Number() }),
   Type.Null(),
 ], { description });
+const entry = {
+  target: Type.String(), requests: Type.Integer(), errors: Type.Integer(), latencyMs: Percentiles,
+  errorRate: Interval('errors / requests with its 95% Wilson score interval; null with no requests.'),
+};
 const Window = Type.Object({
   since: Type.String({ format: 'date-time' }),
-  variants: Type.Array(Type.Object({
-    target: Type.String(), requests: Type.Integer(), errors: Type.Integer(), latencyMs: Percentiles,
-    errorRate: Interval('errors / requests with its 95% Wilson score interval; null with no requests.'),
+  variants: Type.Optional(Type.Array(Type.Object({
+    ...entry,
     errorRateDifference: Type.Optional(Interval('This variant\'s error rate minus the first variant\'s, with its 95% Newcombe interval: while it contains 0, the data do not yet tell the two apart. Absent on the first variant; null while either has no requests.')),
-  })),
+  }), { description: "A split's variants." })),
+  members: Type.Optional(Type.Array(Type.Object(entry), { description: "An ensemble's members, by member name." })),
+  cases: Type.Optional(Type.Array(Type.Object(entry), { description: "A switch's cases, by index (and default): the requests each took." })),
+  steps: Type.Optional(Type.Array(Type.Object({
+    ...entry,
+    rows: Type.Integer({ description: 'Rows the step ran on.' }),
+    accepted: Type.Integer({ description: 'Rows it answered.' }),
+    acceptedShare: Type.Union([Type.Number(), Type.Null()], { description: 'accepted / rows; null before any row.' }),
+  }), { description: "A cascade's steps, by index." })),
   shadow: Type.Optional(Type.Object({
     target: Type.String(), sent: Type.Integer(), dropped: Type.Integer(), errors: Type.Integer(), compared: Type.Integer(),
     agreement: Type.Union([Type.Number(), Type.Null()], { description: 'Share of compared shadow answers that agreed with the primary.' }),
@@ -45,7 +60,7 @@ const Window = Type.Object({
 const StatsResponse = Type.Object({ key: Type.String(), version: Type.Integer(), sinceChange: Window, sinceStart: Window });
 
 function present(view: RouteView) {
-  return { key: view.key, kind: view.kind, version: view.version, ...(view.route.split === undefined ? { sequence: view.route.sequence } : { split: view.route.split }) };
+  return { key: view.key, kind: view.kind, version: view.version, [view.kind]: view.route[view.kind] };
 }
 
 function withEtag(reply: FastifyReply, view: RouteView) {

@@ -140,6 +140,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
       const { key, version } = request.params;
       const { body, headerLength, context } = await dataPlane.infer(key, payload, header, gone.signal, version);
       if (context.decisions.length > 0) reply.header('x-modelgate-variant', context.decisions.join(','));
+      if (context.cases !== undefined && context.cases.length > 0) reply.header('x-modelgate-case', context.cases.join(','));
       if (headerLength === undefined) reply.type('application/json; charset=utf-8');
       else reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength));
       // A string's length never exceeds its byte length: no need to measure its UTF-8.

@@ -107,7 +107,7 @@ export class DataPlane {
       throw new InvalidInputError("request: 'timeout' must be a positive whole number of microseconds");
     }
     const timing: RunTiming = { queueMs: 0, inferMs: 0, executions: 0, batchSize: 1 };
-    const context: InferContext = { decisions: [], header, signal, deadline: timeout === undefined ? undefined : started + timeout / 1000, timing };
+    const context: InferContext = { decisions: [], cases: [], header, signal, deadline: timeout === undefined ? undefined : started + timeout / 1000, timing };
     // Known already in the common case: no promise, no listener.
     const signature = target.knownSignature() ?? await untilStopped(target.signature(), context, key);
     const decoding = performance.now();

@@ -6,7 +6,9 @@
  * documents other replicas write are applied whole (routes and models in one new table).
  */
 import type { RouteStats as RouteStatsView } from '@modelgate/client/wire';
-import { checkRoutes } from '../config/route-graph.ts';
+import { memberName } from '../config/graph-schema.ts';
+import { checkRoutes, routeKind } from '../config/route-graph.ts';
+import { caseLabels } from '../routing/switch.ts';
 import type { RolloutStatus, RouteSpec, SplitSpec } from '../config/schema.ts';
 import { ConcurrentChangeError, InvalidRouteError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
 import { guardRollout, resumeRollout, startRollout, withStatus } from '../experiments/rollouts.ts';
@@ -213,14 +215,19 @@ export class Router {
   get(key: string): RouteView {
     const route = this.#current.routes.get(key);
     if (route === undefined) throw new RouteNotFoundError(key);
-    return { key, kind: route.split !== undefined ? 'split' : 'sequence', version: this.#versions.get(key) as number, route };
+    return { key, kind: routeKind(route), version: this.#versions.get(key) as number, route };
   }
 
   stats(key: string): RouteStatsView {
     const view = this.get(key);
-    const split = view.route.split;
+    const { split, ensemble, cascade } = view.route;
     const stats = this.#statsFor(key);
-    return { key, version: view.version, ...stats.snapshot(split?.variants.map((variant) => variant.target) ?? [], split?.shadow?.target) };
+    const choice = view.route.switch;
+    const snapshot = ensemble !== undefined ? stats.snapshot(ensemble.members.map(memberName), undefined, 'members')
+      : choice !== undefined ? stats.snapshot(caseLabels(choice), undefined, 'cases')
+        : cascade !== undefined ? stats.snapshot(cascade.steps.map((_, index) => String(index)), undefined, 'steps')
+          : stats.snapshot(split?.variants.map((variant) => variant.target) ?? [], split?.shadow?.target);
+    return { key, version: view.version, ...snapshot };
   }
 
   resetStats(key: string): void {
@@ -328,7 +335,9 @@ export class Router {
     routes.set(key, route);
     const issues = checkRoutes([...routes.values()], new Set(this.#models.keys()), new Set(this.#plugins.keys()));
     if (issues.length > 0) {
-      throw new InvalidRouteError(issues.map((issue) => `${issue.key === key ? '' : `route '${issue.key}': `}${issue.path === '' ? '' : `${issue.path}: `}${issue.message}`).join('; '));
+      const message = issues.map((issue) => `${issue.key === key ? '' : `route '${issue.key}': `}${issue.path === '' ? '' : `${issue.path}: `}${issue.message}`).join('; ');
+      // A cycle conflicts with the routes there are; anything else is wrong in the body itself.
+      throw issues.every((issue) => issue.cycle === true) ? new RouteConflictError(message) : new InvalidRouteError(message);
     }
     const table = this.#build(routes);
     // Everything that reaches the changed route may see a different signature.

@@ -1,5 +1,5 @@
 /** The shapes the router and the live models share with the admin API. */
-import type { RouteSpec } from '../config/schema.ts';
+import type { RouteKind, RouteSpec } from '../config/schema.ts';
 import type { Plugin } from '../ops/postprocess.ts';
 import type { RouteObserver } from '../routing/split.ts';
 import type { Target } from '../routing/target.ts';
@@ -10,7 +10,7 @@ import type { Log } from './keeper.ts';
 /** A route as the admin API shows it. */
 export interface RouteView {
   readonly key: string;
-  readonly kind: 'split' | 'sequence';
+  readonly kind: RouteKind;
   readonly version: number;
   readonly route: RouteSpec;
 }

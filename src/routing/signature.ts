@@ -4,7 +4,7 @@
 import type { Signature, TensorSpec } from '@modelgate/client/codec';
 
 /** Two dimensions agree if equal or if either is dynamic (-1); the merged one is the fixed of the two. */
-function mergeDims(a: readonly number[], b: readonly number[]): number[] | undefined {
+export function mergeDims(a: readonly number[], b: readonly number[]): number[] | undefined {
   if (a.length !== b.length) return undefined;
   const merged: number[] = [];
   for (let axis = 0; axis < a.length; axis++) {

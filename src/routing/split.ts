@@ -38,10 +38,12 @@ export function stickyBucket(route: string, user: string): number {
   return createHash('sha256').update(route).update('\0').update(user).digest().readUInt32BE(0) % BUCKETS;
 }
 
-/** What a split reports per request and per shadow copy. */
+/** What routes report: a split per request and per shadow copy; a graph per node (member, case or step) and a cascade's rows. */
 export interface RouteObserver {
   variant(route: string, variant: string, seconds: number, failed: boolean): void;
   shadow(route: string, target: string, outcome: 'dropped' | 'error' | 'agreed' | 'disagreed' | 'answered'): void;
+  node?(route: string, node: string, seconds: number, failed: boolean): void;
+  rows?(route: string, step: string, rows: number, accepted: number): void;
 }
 
 export class SplitTarget implements Target {

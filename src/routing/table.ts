@@ -7,8 +7,11 @@ import { routeTargets } from '../config/route-graph.ts';
 import type { RouteSpec, SequenceSpec } from '../config/schema.ts';
 import type { RouteStats } from '../experiments/stats.ts';
 import type { Plugin } from '../ops/postprocess.ts';
+import { CascadeTarget } from './cascade.ts';
+import { EnsembleTarget } from './ensemble.ts';
 import { SequenceTarget } from './sequence.ts';
 import { SplitTarget, type RouteObserver } from './split.ts';
+import { SwitchTarget } from './switch.ts';
 import type { Target, TargetTable } from './target.ts';
 
 export interface RouteTable {
@@ -20,7 +23,7 @@ export interface RouteTable {
 
 /** What routes are built with, beside the models. */
 export interface TableParts {
-  /** The statistics a split records into, kept across tables. */
+  /** The statistics a route records into (a split's variants, a graph's nodes), kept across tables. */
   readonly stats: (key: string) => RouteStats;
   /** Post-processing plugins by name. */
   readonly plugins: ReadonlyMap<string, Plugin>;
@@ -34,16 +37,28 @@ export function buildTable(routes: ReadonlyMap<string, RouteSpec>, models: Reado
   const build = (key: string): Target => {
     const existing = targets.get(key);
     if (existing !== undefined) return existing;
-    const { split, sequence } = routes.get(key) as RouteSpec;
-    const target = split !== undefined
-      ? new SplitTarget(key, split, split.variants.map((variant) => build(variant.target)),
-        split.shadow === undefined ? undefined : build(split.shadow.target), parts.stats(key), parts.observer)
-      : new SequenceTarget(key, sequence as SequenceSpec, (sequence as SequenceSpec).steps.map((step) => build(step.target)), parts.plugins);
+    const target = buildRoute(key, routes.get(key) as RouteSpec, build, parts);
     targets.set(key, target);
     return target;
   };
   for (const key of routes.keys()) build(key);
   return { routes, targets };
+}
+
+function buildRoute(key: string, route: RouteSpec, build: (key: string) => Target, parts: TableParts): Target {
+  const { split, sequence, ensemble, cascade } = route;
+  const choice = route.switch;
+  if (split !== undefined) {
+    return new SplitTarget(key, split, split.variants.map((variant) => build(variant.target)),
+      split.shadow === undefined ? undefined : build(split.shadow.target), parts.stats(key), parts.observer);
+  }
+  if (ensemble !== undefined) return new EnsembleTarget(key, ensemble, ensemble.members.map((member) => build(member.target)), parts.stats(key), parts.observer);
+  if (choice !== undefined) {
+    return new SwitchTarget(key, choice, choice.cases.map((option) => build(option.target)),
+      choice.default === undefined ? undefined : build(choice.default), parts.stats(key), parts.observer);
+  }
+  if (cascade !== undefined) return new CascadeTarget(key, cascade, cascade.steps.map((step) => build(step.target)), parts.stats(key), parts.observer);
+  return new SequenceTarget(key, sequence as SequenceSpec, (sequence as SequenceSpec).steps.map((step) => build(step.target)), parts.plugins);
 }
 
 /** Whether route `from` calls `to`, directly or through other routes. */

@@ -1,14 +1,17 @@
 /**
- * Everything a client calls is a target behind a key: a model, a split or a
- * sequence. All answer the same calls, so routes compose and the HTTP layer
+ * Everything a client calls is a target behind a key: a model or a route of
+ * any kind. All answer the same calls, so routes compose and the HTTP layer
  * has one code path for every key.
  */
 import type { InferRequest, InferResult, Signature } from '@modelgate/client/codec';
+import type { RouteKind } from '../config/schema.ts';
 
 /** Per-request state that travels through composed targets. */
 export interface InferContext {
   /** Split decisions made so far, as `route=variant`, in order. */
   readonly decisions: string[];
+  /** Switch decisions made so far: the index of the case that took the request, or `default`, in order. */
+  readonly cases?: string[] | undefined;
   /** A request header by lower-case name (for sticky splits). */
   readonly header: (name: string) => string | undefined;
   /** performance.now() after which queued work for this request must not start (504). */
@@ -35,7 +38,7 @@ export interface RunTiming {
 
 export interface Target {
   readonly key: string;
-  readonly kind: 'model' | 'split' | 'sequence';
+  readonly kind: 'model' | RouteKind;
   /** Inputs the target takes and outputs it gives; may load a model to learn them. */
   signature(): Promise<Signature>;
   /** The signature if it is known without loading anything (a model loaded before, a route verified). */

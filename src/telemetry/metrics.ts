@@ -24,6 +24,10 @@ export class Metrics implements RouteObserver {
   readonly #variantRequests = new Counter({ name: 'modelgate_route_requests_total', help: 'Requests a split sent to each variant.', labelNames: ['route', 'variant'], registers: [this.registry] });
   readonly #variantErrors = new Counter({ name: 'modelgate_route_errors_total', help: 'Failed requests of each split variant.', labelNames: ['route', 'variant'], registers: [this.registry] });
   readonly #variantLatency = new Histogram({ name: 'modelgate_route_latency_seconds', help: 'Latency of each split variant.', labelNames: ['route', 'variant'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #nodeRequests = new Counter({ name: 'modelgate_graph_node_requests_total', help: 'Requests each node of an ensemble, switch or cascade ran (a member, a case by index or default, a step by index).', labelNames: ['route', 'node'], registers: [this.registry] });
+  readonly #nodeErrors = new Counter({ name: 'modelgate_graph_node_errors_total', help: 'Failed requests of each graph node.', labelNames: ['route', 'node'], registers: [this.registry] });
+  readonly #nodeLatency = new Histogram({ name: 'modelgate_graph_node_latency_seconds', help: 'Latency of each graph node.', labelNames: ['route', 'node'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #cascadeRows = new Counter({ name: 'modelgate_cascade_rows_total', help: 'Rows each cascade step ran on, by outcome: accepted (answered there) or passed (sent on to the next step).', labelNames: ['route', 'node', 'outcome'], registers: [this.registry] });
   readonly #shadows = new Counter({ name: 'modelgate_shadow_requests_total', help: 'Shadow copies by outcome: agreed, disagreed, answered (nothing to compare), error, dropped.', labelNames: ['route', 'variant', 'outcome'], registers: [this.registry] });
   readonly #rollouts = new Counter({ name: 'modelgate_rollout_transitions_total', help: 'Moves of guarded rollouts, by route and the state moved to (progressing for a step up).', labelNames: ['route', 'to'], registers: [this.registry] });
   readonly #batches = new Histogram({ name: 'modelgate_batch_size', help: 'Rows in each batch a model ran (dynamic batching).', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [this.registry] });
@@ -133,6 +137,17 @@ export class Metrics implements RouteObserver {
     this.#variantRequests.inc({ route, variant });
     if (failed) this.#variantErrors.inc({ route, variant });
     else this.#variantLatency.observe({ route, variant }, seconds);
+  }
+
+  node(route: string, node: string, seconds: number, failed: boolean): void {
+    this.#nodeRequests.inc({ route, node });
+    if (failed) this.#nodeErrors.inc({ route, node });
+    else this.#nodeLatency.observe({ route, node }, seconds);
+  }
+
+  rows(route: string, node: string, rows: number, accepted: number): void {
+    this.#cascadeRows.inc({ route, node, outcome: 'accepted' }, accepted);
+    this.#cascadeRows.inc({ route, node, outcome: 'passed' }, rows - accepted);
   }
 
   shadow(route: string, variant: string, outcome: 'dropped' | 'error' | 'agreed' | 'disagreed' | 'answered'): void {

@@ -62,7 +62,7 @@ t.test('routes: keys, kinds, weights, targets and cycles', async (t) => {
   ] }, repository, {})), [
     "routes[0].key: 'a' is already a model key",
     "routes[2].key: 'r1' is already the key of another route",
-    'routes[3]: a route has exactly one of split or sequence',
+    'routes[3]: a route has exactly one of split, sequence, ensemble, switch, cascade',
     'routes[4].split.variants: at least one weight must be positive',
     "routes[1].split.variants[1].target: unknown key 'nope'",
     "routes[4].split.shadow.target: unknown key 'ghost'",

@@ -34,7 +34,7 @@ t.test('each problem is reported at its route and path', async (t) => {
   t.same(issues([split('r', ['a', 'nope'])]), ["r split.variants[1].target: unknown key 'nope'"]);
   t.same(issues([split('r', ['a'], { shadow: { target: 'gone', percent: 5 } })]), ["r split.shadow.target: unknown key 'gone'"]);
   t.same(issues([{ key: 'r', split: { variants: [{ target: 'a', weight: 0 }] } } as RouteSpec]), ['r split.variants: at least one weight must be positive']);
-  t.same(issues([{ key: 'r' } as RouteSpec]), ['r : a route has exactly one of split or sequence']);
+  t.same(issues([{ key: 'r' } as RouteSpec]), ['r : a route has exactly one of split, sequence, ensemble, switch, cascade']);
   t.same(issues([sequence('s', [{ target: 'a' }, { target: 'a' }])]), ["s sequence.steps[1].name: step name 'a' is already used (or reserved)"]);
   t.same(issues([sequence('s', [{ name: 'request', target: 'a' }])]), ["s sequence.steps[0].name: step name 'request' is already used (or reserved)"]);
   t.same(issues([sequence('s', [{ target: 'a', inputs: { x: 'later.y' } }, { name: 'later', target: 'b' }])]), ["s sequence.steps[0].inputs.x: 'later.y' names no earlier step (nor request)"]);

@@ -80,9 +80,34 @@ t.test('the demo chain and split answer as the README says', async (t) => {
   t.match(split.headers['x-modelgate-variant'], /^iris=iris-v[12]$/);
 });
 
+t.test('the demo ensemble, switch and cascade answer from the two classifiers as the configuration says', async (t) => {
+  const app = await demo(t);
+  const all = { inputs: [{ name: 'input', datatype: 'FP32', shape: [150, 4], data: FEATURES }] };
+  const probabilities = async (key: string, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}) => {
+    const response = await infer(app, key, { ...all, ...extra }, headers);
+    t.equal(response.statusCode, 200, `${key}: ${response.body.slice(0, 200)}`);
+    return { response, data: response.json().outputs.find((output: { name: string }) => output.name === 'probabilities').data as number[] };
+  };
+  const { data: v1 } = await probabilities('iris-v1');
+  const { data: v2 } = await probabilities('iris-v2');
+  const { data: ensemble } = await probabilities('iris-ensemble');
+  ensemble.forEach((p, i) => t.ok(Math.abs(p - (v1[i]! + 2 * v2[i]!) / 3) < 1e-5, `ensemble element ${i}: (v1 + 2 v2) / 3`));
+  const { response: tiered, data: gold } = await probabilities('iris-by-tier', { 'x-tier': 'gold' });
+  t.equal(tiered.headers['x-modelgate-case'], '0');
+  t.same(gold, v2, 'gold users get v2');
+  const { response: other, data: bronze } = await probabilities('iris-by-tier', { 'x-tier': 'bronze' });
+  t.equal(other.headers['x-modelgate-case'], 'default');
+  t.same(bronze, v1);
+  const { response: cascade, data: cascaded } = await probabilities('iris-cascade', {}, { outputs: [{ name: 'probabilities' }, { name: 'cascade_step' }] });
+  const sure = Array.from({ length: 150 }, (_, row) => Math.max(...v1.slice(row * 3, row * 3 + 3)) >= 0.45);
+  t.ok(sure.some(Boolean) && !sure.every(Boolean), `v1 is sure of ${sure.filter(Boolean).length} of 150 flowers: both steps answer some`);
+  t.same(cascaded, sure.flatMap((yes, row) => (yes ? v1 : v2).slice(row * 3, row * 3 + 3)), 'each flower from the step that was sure of it');
+  t.same(cascade.json().outputs.find((output: { name: string }) => output.name === 'cascade_step').data, sure.map((yes) => (yes ? 0 : 1)));
+});
+
 t.test('the shipped configuration validates, the model repository aside', async (t) => {
   const config = validateConfig({ ...parse(readFileSync(CONFIG, 'utf8')), modelRepository: t.testdir() }, path.dirname(CONFIG), {});
   t.equal(config.registry.maxResidentModels, 3);
   t.ok(config.models.length > (config.registry.maxResidentModels ?? 0), 'the cap is below the number of models');
-  t.same(config.routes.map((route) => route.key), ['iris', 'iris-pipeline']);
+  t.same(config.routes.map((route) => route.key), ['iris', 'iris-pipeline', 'iris-ensemble', 'iris-by-tier', 'iris-cascade']);
 });

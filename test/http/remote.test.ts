@@ -93,7 +93,7 @@ t.test('a split between a local and a remote model; a chain from local into remo
   const factors = new Set<number>();
   for (let i = 0; i < 40; i++) factors.add((await infer(app, 'ab', scaleRequest(1))).json().outputs[0].data[0]);
   t.same([...factors].sort(), [2, 3], 'both variants answered');
-  const stats = app.router.stats('ab').sinceStart.variants;
+  const stats = app.router.stats('ab').sinceStart.variants ?? [];
   t.same(stats.map((variant) => variant.errors), [0, 0]);
   t.equal(stats.reduce((sum, variant) => sum + variant.requests, 0), 40);
   const chained = await infer(app, 'chain', scaleRequest(1.5));

@@ -106,7 +106,7 @@ t.test('explicit mappings, request inputs in later steps, and unmapped inputs', 
     [{ steps: [{ target: 'scale', postprocess: [{ op: 'plugin', name: 'missing' }] }] }, 400, /no plugin 'missing'/],
     [{ steps: [{ target: 'head', postprocess: [{ op: 'topk', output: 'y', k: 4 }] }] }, 400, /step 'head': postprocess\[0\] \(topk\): k 4 is larger than dimension 3/],
     [{ steps: [{ target: 'ghost' }] }, 400, /sequence\.steps\[0\]\.target: unknown key 'ghost'/],
-    [{ steps: [{ target: 'seq' }] }, 400, /route cycle: seq -> seq/],
+    [{ steps: [{ target: 'seq' }] }, 409, /route cycle: seq -> seq/],
     [{ steps: [] }, 400, /sequence\.steps: Expected array length to be greater or equal to 1/],
   ];
   for (const [sequence, status, message] of cases) {

@@ -110,7 +110,7 @@ t.test('invalid and impossible changes leave the route exactly as it was', async
     ['negative weight', { split: split({ one: -1 }) }, 400, /split\.variants\[0\]\.weight: Expected number to be greater or equal to 0/, 'PUT'],
     ['no positive weight', { split: split({ one: 0 }) }, 400, /at least one weight must be positive/, 'PUT'],
     ['not an object', [], 400, /body: Expected object/, 'PUT'],
-    ['a cycle', { split: split({ ab: 1 }) }, 400, /route cycle: ab -> ab/, 'PUT'],
+    ['a cycle', { split: split({ ab: 1 }) }, 409, /route cycle: ab -> ab/, 'PUT'],
     ['incompatible variant', { split: split({ one: 1, int: 1 }) }, 400, /variants disagree: 'int' takes input 'x' as INT32, but 'one' as FP32/, 'PUT'],
     ['a target that cannot load', { split: split({ one: 1, corrupt: 1 }) }, 409, /route 'ab' cannot serve: Model 'corrupt' failed to load/, 'PUT'],
     ['a shadow that cannot load', { split: { ...split({ one: 1 }), shadow: { target: 'corrupt', percent: 5 } } }, 409, /cannot serve/, 'PUT'],

@@ -65,7 +65,7 @@ t.test('invalid changes are refused with the reason and leave every route as it 
   const { router } = routerOf(t, [{ key: 'ab', ...split({ m1: 1, m2: 1 }) }, { key: 'outer', sequence: { steps: [{ target: 'ab' }] } }]);
   const before = router.list();
   await t.rejects(router.put('ab', split({ nope: 1 }), undefined), InvalidRouteError, 'an unknown target');
-  await t.rejects(router.put('ab', split({ outer: 1 }), undefined), new InvalidRouteError('route cycle: ab -> outer -> ab'), 'a route that would reach itself');
+  await t.rejects(router.put('ab', split({ outer: 1 }), undefined), new RouteConflictError('route cycle: ab -> outer -> ab'), 'a route that would reach itself: 409');
   await t.rejects(router.put('ab', { split: { variants: [] } }, undefined), InvalidRouteError, 'no variants');
   await t.rejects(router.put('ab', { split: { variants: [{ target: 'm1', weight: 1 }] }, sequence: { steps: [{ target: 'm1' }] } }, undefined), InvalidRouteError, 'two kinds');
   await t.rejects(router.put('m9', { split: { variants: [{ target: 'broken', weight: 1 }] } }, undefined), RouteConflictError, 'a target that cannot load is 409');

@@ -142,16 +142,59 @@ export interface Sequence {
   readonly steps: readonly Step[];
 }
 
-/** A route as `PUT /admin/routes/{key}` takes it: one kind. */
-export type RouteSpec = { readonly split: Split } | { readonly sequence: Sequence };
+export interface EnsembleMember {
+  readonly target: string;
+  /** Its outputs are named `<name>.<output>`; default the target key. */
+  readonly name?: string;
+  /** Its weight in `weighted_mean`; default 1. */
+  readonly weight?: number;
+  /** Default true: its failure fails the request; false: it is left out, listed in `ensemble_missing`. */
+  readonly required?: boolean;
+}
 
-/** A split or sequence route; `version` is its ETag, for `ifMatch`. */
+/** Every member gets the request at once; the answer renames their outputs, or reduces one across them. */
+export interface Ensemble {
+  readonly members: readonly EnsembleMember[];
+  readonly combine?: { readonly op: 'mean' | 'weighted_mean' | 'max' | 'min' | 'vote'; readonly output: string; readonly as?: string };
+}
+
+/** One of `header` or `parameter`, and one of `equals`, `in` or `matches` (compared as text). */
+export interface Condition {
+  readonly header?: string;
+  readonly parameter?: string;
+  readonly equals?: string | number | boolean;
+  readonly in?: ReadonlyArray<string | number | boolean>;
+  readonly matches?: string;
+}
+
+/** The first case whose condition holds takes the request; none: `default`. */
+export interface Switch {
+  readonly cases: ReadonlyArray<{ readonly when: Condition; readonly target: string }>;
+  readonly default?: string;
+}
+
+/** Row by row: each step answers the rows it accepts, the rest go on; the last step takes every row left. */
+export interface Cascade {
+  readonly steps: ReadonlyArray<{ readonly target: string; readonly accept?: { readonly output: string; readonly min?: number; readonly max?: number } }>;
+}
+
+export type RouteKind = 'split' | 'sequence' | 'ensemble' | 'switch' | 'cascade';
+
+/** A route as `PUT /admin/routes/{key}` takes it: one kind. */
+export type RouteSpec =
+  | { readonly split: Split } | { readonly sequence: Sequence } | { readonly ensemble: Ensemble }
+  | { readonly switch: Switch } | { readonly cascade: Cascade };
+
+/** A route; `version` is its ETag, for `ifMatch`; the field named by `kind` holds it. */
 export interface RouteView {
   readonly key: string;
-  readonly kind: 'split' | 'sequence';
+  readonly kind: RouteKind;
   readonly version: number;
   readonly split?: Split;
   readonly sequence?: Sequence;
+  readonly ensemble?: Ensemble;
+  readonly switch?: Switch;
+  readonly cascade?: Cascade;
 }
 
 /** A proportion with its 95% interval. */
@@ -188,11 +231,26 @@ export interface ShadowStats {
   readonly latencyMs: LatencySummary;
 }
 
+/** A cascade step's figures: the rows it ran on, those it answered, and their share. */
+export interface CascadeStepStats extends VariantStats {
+  readonly rows: number;
+  readonly accepted: number;
+  readonly acceptedShare: number | null;
+}
+
+/** One window of a route's statistics: the entries of its kind (`target` names a member or case by its name). */
 export interface StatsWindow {
   /** ISO time the window began. */
   readonly since: string;
-  readonly variants: readonly VariantStats[];
+  /** A split's variants. */
+  readonly variants?: readonly VariantStats[];
   readonly shadow?: ShadowStats;
+  /** An ensemble's members, by member name. */
+  readonly members?: readonly VariantStats[];
+  /** A switch's cases, by index (and `default`): the requests each took. */
+  readonly cases?: readonly VariantStats[];
+  /** A cascade's steps, by index. */
+  readonly steps?: readonly CascadeStepStats[];
 }
 
 /** `GET /admin/routes/{key}/stats`: since the route's last change, and since the gateway started. */

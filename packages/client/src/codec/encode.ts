@@ -26,7 +26,8 @@ export function encodeInferResponse(result: InferResult, id: string | undefined,
   }
   const idPart = id === undefined ? '' : `,"id":${JSON.stringify(id)}`;
   const versionPart = version === undefined ? '' : `,"model_version":${JSON.stringify(version)}`;
-  return { json: `{"model_name":${JSON.stringify(result.modelName)}${versionPart}${idPart},"outputs":[${parts.join(',')}]}`, blobs };
+  const parametersPart = result.parameters === undefined ? '' : `,"parameters":${JSON.stringify(result.parameters)}`;
+  return { json: `{"model_name":${JSON.stringify(result.modelName)}${versionPart}${idPart}${parametersPart},"outputs":[${parts.join(',')}]}`, blobs };
 }
 
 /** A tensor's elements as a flat JSON array, row-major, as V2 writes them. */

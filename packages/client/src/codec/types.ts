@@ -49,6 +49,8 @@ export interface InferResult {
   /** The model that produced the outputs. */
   readonly modelName: string;
   readonly outputs: TensorMap;
+  /** Response-level parameters (e.g. an ensemble's `ensemble_missing`). */
+  readonly parameters?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /**

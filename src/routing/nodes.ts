@@ -1,0 +1,68 @@
+/**
+ * What the graph routes (ensemble, switch, cascade) share: each records its
+ * nodes (members, cases, steps) into the route's statistics and metrics, and
+ * works its signature out once from its targets' (again after a failure).
+ */
+import type { Signature } from '@modelgate/client/codec';
+import type { RouteStats } from '../experiments/stats.ts';
+import type { RouteObserver } from './split.ts';
+
+export class NodeRecorder {
+  readonly #route: string;
+  readonly #stats: RouteStats;
+  readonly #observer: RouteObserver | undefined;
+
+  constructor(route: string, stats: RouteStats, observer: RouteObserver | undefined) {
+    this.#route = route;
+    this.#stats = stats;
+    this.#observer = observer;
+  }
+
+  /** Settles as `work` does, recording the node's request, its latency or its failure. */
+  async timed<T>(node: string, work: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const result = await work();
+      this.#record(node, performance.now() - started, false);
+      return result;
+    } catch (error) {
+      this.#record(node, performance.now() - started, true);
+      throw error;
+    }
+  }
+
+  /** A cascade step ran on `rows` rows and answered `accepted` of them. */
+  rows(step: string, rows: number, accepted: number): void {
+    this.#stats.recordRows(step, rows, accepted);
+    this.#observer?.rows?.(this.#route, step, rows, accepted);
+  }
+
+  #record(node: string, milliseconds: number, failed: boolean): void {
+    this.#stats.recordVariant(node, milliseconds, failed);
+    this.#observer?.node?.(this.#route, node, milliseconds / 1000, failed);
+  }
+}
+
+/** A signature worked out once, and again after a failure (a target that could not load yet). */
+export class SignatureOnce {
+  readonly #work: () => Promise<Signature>;
+  #pending: Promise<Signature> | undefined;
+  #known: Signature | undefined;
+
+  constructor(work: () => Promise<Signature>) {
+    this.#work = work;
+  }
+
+  get(): Promise<Signature> {
+    this.#pending ??= this.#work().then((signature) => {
+      this.#known = signature;
+      return signature;
+    });
+    this.#pending.catch(() => { this.#pending = undefined; });
+    return this.#pending;
+  }
+
+  get known(): Signature | undefined {
+    return this.#known;
+  }
+}
