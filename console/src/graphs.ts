@@ -33,6 +33,15 @@ function nodesOf(view: RouteView): Node[] {
   }));
 }
 
+/** A route's targets in a line, for the list of every key. */
+export function routeSummary(route: RouteView): string {
+  if (route.split !== undefined) return route.split.variants.map((variant) => `${variant.target} ${variant.weight}`).join(' · ');
+  if (route.sequence !== undefined) return route.sequence.steps.map((step) => step.target).join(' → ');
+  if (route.ensemble !== undefined) return `all of ${route.ensemble.members.map((member) => member.target).join(', ')}${route.ensemble.combine === undefined ? '' : ` (${route.ensemble.combine.op})`}`;
+  if (route.cascade !== undefined) return route.cascade.steps.map((step) => step.target).join(' ⇢ ');
+  return `${nodesOf(route).map((node) => `${node.label}: ${node.target}`).join(' · ')}`;
+}
+
 export function GraphPage({ view }: { view: RouteView }) {
   const [stats, setStats] = useState<RouteStats | undefined>(undefined);
   const [error, setError] = useState<string | undefined>(undefined);

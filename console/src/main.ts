@@ -10,7 +10,7 @@ import {
   type Capacity, type ModelList, type ModelMetadata, type ModelStatus, type RouteView,
 } from './api.ts';
 import { currentKey, keyHref, Link, messageOf, Problem, REFRESH_MS, usePolling } from './common.ts';
-import { GraphPage } from './graphs.ts';
+import { GraphPage, routeSummary } from './graphs.ts';
 import { SequencePage, SplitPage } from './routes.ts';
 
 // ---- sign-in ------------------------------------------------------------------
@@ -102,7 +102,7 @@ function Keys({ onUnauthorized }: { onUnauthorized: () => void }) {
         ${rows.map((row) => html`<tr>
           <th scope="row"><${Link} href=${keyHref(row.key)}>${row.key}</${Link}></th>
           <td>${row.kind}</td>
-          <td>${row.model !== undefined ? row.model.name : row.route?.split !== undefined ? row.route.split.variants.map((variant) => `${variant.target} ${variant.weight}`).join(' · ') : row.route?.sequence?.steps.map((step) => step.target).join(' → ')}</td>
+          <td>${row.model !== undefined ? row.model.name : row.route === undefined ? '' : routeSummary(row.route)}</td>
           <td>${row.model === undefined ? '' : html`<span class=${`state state-${row.model.state}`}>${stateText(row.model)}</span>`}</td>
           <td>${row.model?.inFlight ?? ''}</td>
           <td>${row.model === undefined || row.model.state === 'remote' || row.key !== row.model.keys[0] ? '' : html`

@@ -254,7 +254,7 @@ export class Router {
       this.#checkPrecondition(key, ifMatch);
       const changes = readRoutePatch(body);
       if (changes.split !== undefined && current.split === undefined) {
-        throw new InvalidRouteError(`route '${key}' is a sequence: a patch cannot make it a split`);
+        throw new InvalidRouteError(`route '${key}' is a ${routeKind(current)}: a patch changes a split's fields only (PUT replaces any route)`);
       }
       const merged = current.split === undefined ? {} : { split: { ...current.split, ...changes.split } };
       let route: RouteSpec = { key, ...(readRouteBody(merged)) };

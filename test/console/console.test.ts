@@ -24,6 +24,8 @@ const routes = [
     split: { variants: [{ target: 'one', weight: 100 }, { target: 'two', weight: 0 }], rollout: { candidate: 'two', steps: [10, 50, 100], stepMs: 600_000, minRequests: 100, maxErrorRate: 0.05 } },
   },
   { key: 'chain', sequence: { steps: [{ name: 'first', target: 'one' }, { name: 'second', target: 'two', inputs: { x: 'first.y' } }] } },
+  { key: 'both', ensemble: { members: [{ target: 'one' }, { target: 'two', name: 'double', required: false }], combine: { op: 'mean', output: 'y' } } },
+  { key: 'tiered', cascade: { steps: [{ target: 'one', accept: { output: 'y', min: 1 } }, { target: 'two' }] } },
 ];
 const screenshots = process.env.CONSOLE_SCREENSHOTS;
 
@@ -165,6 +167,23 @@ t.test('the console in a browser', { skip: skipWithout('chromium') }, async (t) 
     const text = await page.getByRole('list', { name: 'Steps in order' }).textContent();
     t.match(text, /request.*first.*target one.*second.*target two.*x ← first\.y/s);
     await shot(page, 'sequence');
+  });
+
+  await t.test('an ensemble and a cascade: their members and steps with their statistics', async (t) => {
+    for (const x of [0.5, 2, 3]) t.equal((await app.inject({ method: 'POST', url: '/v2/models/tiered/infer', payload: { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: [x] }] } })).statusCode, 200);
+    t.equal((await app.inject({ method: 'POST', url: '/v2/models/both/infer', payload: { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], data: [1] }] } })).statusCode, 200);
+    const { page } = await open('/console/keys/both');
+    await signIn(page);
+    await page.getByRole('heading', { name: 'Members' }).waitFor();
+    await page.getByRole('row', { name: /^double/ }).getByText('1', { exact: true }).first().waitFor();
+    t.match(await page.getByRole('row', { name: /^double/ }).textContent(), /double\s*two\s*optional\s*1\s*0/);
+    t.match(await page.getByText(/^Combines/).textContent(), /y by mean into y/);
+    await shot(page, 'ensemble');
+    const cascade = await open('/console/keys/tiered');
+    await signIn(cascade.page);
+    await cascade.page.getByRole('heading', { name: 'Steps' }).waitFor();
+    await cascade.page.getByRole('row', { name: /^0/ }).getByText(/2 \(66\.7%\)/).waitFor();
+    t.match(await cascade.page.getByRole('row', { name: /^0/ }).textContent(), /0\s*one\s*rows whose largest y is ≥ 1\s*3\s*0.*3\s*2 \(66\.7%\)/);
   });
 
   await t.test('a model: inputs and outputs, one request sent from the form', async (t) => {

@@ -232,6 +232,9 @@ t.test('graph routes through the admin API: If-Match, the route as set, and kept
   t.equal(created.statusCode, 201, created.body);
   t.match(created.json(), { key: 'g', kind: 'cascade', ...spec });
   const etag = created.headers.etag as string;
+  const patch = await first.inject({ method: 'PATCH', url: '/admin/routes/g', headers: JSON_AUTH, payload: { split: { stickyHeader: 'x-user' } } });
+  t.equal(patch.statusCode, 400);
+  t.match(patch.json().error, "route 'g' is a cascade: a patch changes a split's fields only (PUT replaces any route)");
   const replace = { switch: { cases: [{ when: { header: 'x-a', equals: '1' }, target: 'b' }], default: 'a' } };
   t.equal((await first.inject({ method: 'PUT', url: '/admin/routes/g', headers: { ...JSON_AUTH, 'if-match': '"999"' }, payload: replace })).statusCode, 412);
   const replaced = await first.inject({ method: 'PUT', url: '/admin/routes/g', headers: { ...JSON_AUTH, 'if-match': etag }, payload: replace });
