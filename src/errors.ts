@@ -142,33 +142,35 @@ export const StepOutputMissingError = createError<'MG_STEP_OUTPUT_MISSING', 500,
   'MG_STEP_OUTPUT_MISSING', "input '%s': '%s' was not produced", 500);
 
 /**
- * A sequence step failed: the step's own error with the step named. Its status, Retry-After
- * and `cause` are the step's, so a 503 of a step is a 503 of the chain.
+ * A part of a route failed (a sequence step, an ensemble member): the part's own error with
+ * the part named. Its status, Retry-After and `cause` are the part's, so a 503 of a step is a
+ * 503 of the chain.
  */
-export class StepFailedError extends Error {
-  readonly code = 'MG_STEP_FAILED';
+abstract class PartFailedError extends Error {
   readonly statusCode: number;
   readonly retryAfterSeconds: number | undefined;
-  constructor(step: string, cause: unknown) {
+  constructor(part: string, cause: unknown) {
     const failure = cause as Error & { statusCode?: number; retryAfterSeconds?: number };
-    super(`step '${step}': ${failure.message}`, { cause });
-    this.name = 'StepFailedError';
+    super(`${part}: ${failure.message}`, { cause });
+    this.name = new.target.name;
     this.statusCode = failure.statusCode ?? 500;
     this.retryAfterSeconds = failure.retryAfterSeconds;
   }
 }
 
+/** A sequence step failed. */
+export class StepFailedError extends PartFailedError {
+  readonly code = 'MG_STEP_FAILED';
+  constructor(step: string, cause: unknown) {
+    super(`step '${step}'`, cause);
+  }
+}
+
 /** A required ensemble member failed: the request fails with the member's status, naming it. */
-export class MemberFailedError extends Error {
+export class MemberFailedError extends PartFailedError {
   readonly code = 'MG_MEMBER_FAILED';
-  readonly statusCode: number;
-  readonly retryAfterSeconds: number | undefined;
   constructor(member: string, cause: unknown) {
-    const failure = cause as Error & { statusCode?: number; retryAfterSeconds?: number };
-    super(`ensemble member '${member}': ${failure.message}`, { cause });
-    this.name = 'MemberFailedError';
-    this.statusCode = failure.statusCode ?? 500;
-    this.retryAfterSeconds = failure.retryAfterSeconds;
+    super(`ensemble member '${member}'`, cause);
   }
 }
 

@@ -11,7 +11,7 @@ import type { CascadeSpec } from '../config/graph-schema.ts';
 import { InferenceFailedError, InvalidInputError } from '../errors.ts';
 import type { RouteStats } from '../experiments/stats.ts';
 import { mergeRows, rowMaxima, takeAllRows, takeRows } from '../ops/combine.ts';
-import { NodeRecorder, SignatureOnce } from './nodes.ts';
+import { GraphTarget } from './nodes.ts';
 import { commonSignature } from './signature.ts';
 import type { RouteObserver } from './split.ts';
 import type { InferContext, Target } from './target.ts';
@@ -21,31 +21,17 @@ export const CASCADE_STEP = 'cascade_step';
 
 type Part = { readonly tensor: Tensor; readonly rows: readonly number[] };
 
-export class CascadeTarget implements Target {
+export class CascadeTarget extends GraphTarget implements Target {
   readonly kind = 'cascade';
-  readonly key: string;
   readonly #spec: CascadeSpec;
   readonly #steps: readonly Target[];
-  readonly #nodes: NodeRecorder;
-  readonly #signature: SignatureOnce;
   /** The outputs every step gives: what the answer is made of. */
   #outputs: readonly string[] = [];
 
   constructor(key: string, spec: CascadeSpec, steps: readonly Target[], stats: RouteStats, observer?: RouteObserver) {
-    this.key = key;
+    super(key, stats, observer);
     this.#spec = spec;
     this.#steps = steps;
-    this.#nodes = new NodeRecorder(key, stats, observer);
-    this.#signature = new SignatureOnce(() => this.#makeSignature());
-  }
-
-  /** The inputs every step takes, the outputs every step gives, and `cascade_step`. */
-  signature(): Promise<Signature> {
-    return this.#signature.get();
-  }
-
-  knownSignature(): Signature | undefined {
-    return this.#signature.known;
   }
 
   async prepare(): Promise<void> {
@@ -54,7 +40,7 @@ export class CascadeTarget implements Target {
 
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
     // Known in the common case: the data plane reads a key's signature before its first request.
-    if (this.#signature.known === undefined) await this.#signature.get();
+    if (this.knownSignature() === undefined) await this.signature();
     const rows = rowsOf(request.inputs);
     const parts = new Map<string, Part[]>();
     const stepOf = new BigInt64Array(rows);
@@ -63,7 +49,7 @@ export class CascadeTarget implements Target {
     let inputs = request.inputs;
     for (const [index, step] of this.#spec.steps.entries()) {
       const label = String(index);
-      const result = await this.#nodes.timed(label, () => (this.#steps[index] as Target).infer({ inputs }, context));
+      const result = await this.nodes.timed(label, () => (this.#steps[index] as Target).infer({ inputs }, context));
       if (rows === 0) return { modelName: this.key, outputs: pick(result.outputs, request.outputs) };
       const accepted: number[] = [];
       const passed: number[] = [];
@@ -75,7 +61,7 @@ export class CascadeTarget implements Target {
         if (scores === undefined) throw new InferenceFailedError(this.key, `step ${index} ('${step.target}') gave no '${output}'`);
         rowMaxima(scores).forEach((score, row) => (min !== undefined ? score >= min : score <= (max as number)) ? accepted.push(row) : passed.push(row));
       }
-      this.#nodes.rows(label, positions.length, accepted.length);
+      this.nodes.rows(label, positions.length, accepted.length);
       const answered = accepted.map((row) => positions[row] as number);
       for (const row of answered) stepOf[row] = BigInt(index);
       for (const name of this.#outputs) {
@@ -111,7 +97,8 @@ export class CascadeTarget implements Target {
     return mergeRows(parts, rows);
   }
 
-  async #makeSignature(): Promise<Signature> {
+  /** The inputs every step takes, the outputs every step gives, and `cascade_step`. */
+  protected async makeSignature(): Promise<Signature> {
     const signatures = await Promise.all(this.#steps.map((step) => step.signature()));
     const labels = this.#spec.steps.map((step, index) => `step ${index} ('${step.target}')`);
     const { inputs } = commonSignature(signatures, labels);

@@ -11,7 +11,7 @@ import { InferenceFailedError, MemberFailedError, NoMemberAnsweredError } from '
 import type { RouteStats } from '../experiments/stats.ts';
 import { combinable, combineTensors } from '../ops/combine.ts';
 import { untilStopped } from '../waiting.ts';
-import { NodeRecorder, SignatureOnce } from './nodes.ts';
+import { GraphTarget } from './nodes.ts';
 import { commonSignature, mergeDims } from './signature.ts';
 import type { RouteObserver } from './split.ts';
 import type { InferContext, Target } from './target.ts';
@@ -37,31 +37,17 @@ function combinedSpec(combine: CombineSpec, signatures: readonly Signature[], na
   return { ...(merged as TensorSpec), name: combine.as ?? combine.output };
 }
 
-export class EnsembleTarget implements Target {
+export class EnsembleTarget extends GraphTarget implements Target {
   readonly kind = 'ensemble';
-  readonly key: string;
   readonly #spec: EnsembleSpec;
   readonly #members: readonly Target[];
   readonly #names: readonly string[];
-  readonly #nodes: NodeRecorder;
-  readonly #signature: SignatureOnce;
 
   constructor(key: string, spec: EnsembleSpec, members: readonly Target[], stats: RouteStats, observer?: RouteObserver) {
-    this.key = key;
+    super(key, stats, observer);
     this.#spec = spec;
     this.#members = members;
     this.#names = spec.members.map(memberName);
-    this.#nodes = new NodeRecorder(key, stats, observer);
-    this.#signature = new SignatureOnce(() => this.#makeSignature());
-  }
-
-  /** The inputs every member takes; the combined output (if any), then every member's outputs renamed. */
-  signature(): Promise<Signature> {
-    return this.#signature.get();
-  }
-
-  knownSignature(): Signature | undefined {
-    return this.#signature.known;
   }
 
   /** Loads every member, one at a time; an optional member that cannot load does not stop the route. */
@@ -76,7 +62,7 @@ export class EnsembleTarget implements Target {
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
     const settled = await Promise.all(this.#members.map((member, index) => {
       const name = this.#names[index] as string;
-      const run = this.#nodes.timed(name, () => member.infer({ inputs: request.inputs }, context));
+      const run = this.nodes.timed(name, () => member.infer({ inputs: request.inputs }, context));
       // An optional member still running at the request's deadline is left out, not waited for.
       const bounded = this.#required(index) ? run : untilStopped(run, { deadline: context.deadline }, name);
       return bounded.then((result) => ({ result, error: undefined }), (error: unknown) => ({ result: undefined, error }));
@@ -137,7 +123,8 @@ export class EnsembleTarget implements Target {
     return combineTensors(combine.op, tensors, present.map(({ index }) => this.#spec.members[index]?.weight ?? 1));
   }
 
-  async #makeSignature(): Promise<Signature> {
+  /** The inputs every member takes; the combined output (if any), then every member's outputs renamed. */
+  protected async makeSignature(): Promise<Signature> {
     const signatures = await Promise.all(this.#members.map((member) => member.signature()));
     const { inputs } = commonSignature(signatures.map((signature) => ({ inputs: signature.inputs, outputs: [] })), this.#names);
     const renamed = signatures.flatMap((signature, index) => signature.outputs.map((output) => ({ ...output, name: `${this.#names[index]}.${output.name}` })));

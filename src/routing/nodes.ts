@@ -7,6 +7,31 @@ import type { Signature } from '@modelgate/client/codec';
 import type { RouteStats } from '../experiments/stats.ts';
 import type { RouteObserver } from './split.ts';
 
+/** The part every graph target shares: its key, its nodes' recorder, its signature worked out once. */
+export abstract class GraphTarget {
+  readonly key: string;
+  protected readonly nodes: NodeRecorder;
+  readonly #signature: SignatureOnce;
+
+  constructor(key: string, stats: RouteStats, observer: RouteObserver | undefined) {
+    this.key = key;
+    this.nodes = new NodeRecorder(key, stats, observer);
+    // Lazily: the subclass's fields are set by the time anyone asks.
+    this.#signature = new SignatureOnce(() => this.makeSignature());
+  }
+
+  signature(): Promise<Signature> {
+    return this.#signature.get();
+  }
+
+  knownSignature(): Signature | undefined {
+    return this.#signature.known;
+  }
+
+  /** Works the signature out from the nodes' signatures; rejects saying which nodes disagree. */
+  protected abstract makeSignature(): Promise<Signature>;
+}
+
 export class NodeRecorder {
   readonly #route: string;
   readonly #stats: RouteStats;

@@ -9,7 +9,7 @@ import type { ConditionSpec, SwitchSpec } from '../config/graph-schema.ts';
 import { linearPattern, MAX_MATCHED_LENGTH } from '../config/patterns.ts';
 import { NoCaseMatchedError } from '../errors.ts';
 import type { RouteStats } from '../experiments/stats.ts';
-import { NodeRecorder, SignatureOnce } from './nodes.ts';
+import { GraphTarget } from './nodes.ts';
 import { commonSignature } from './signature.ts';
 import type { RouteObserver } from './split.ts';
 import type { InferContext, Target } from './target.ts';
@@ -35,30 +35,21 @@ function textOf(value: unknown): string | undefined {
   return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : undefined;
 }
 
-export class SwitchTarget implements Target {
+export class SwitchTarget extends GraphTarget implements Target {
   readonly kind = 'switch';
-  readonly key: string;
   readonly #cases: ReadonlyArray<{ readonly when: ConditionSpec; readonly test: Test; readonly target: Target }>;
   readonly #fallback: Target | undefined;
-  readonly #nodes: NodeRecorder;
-  readonly #signature: SignatureOnce;
 
   constructor(key: string, spec: SwitchSpec, cases: readonly Target[], fallback: Target | undefined, stats: RouteStats, observer?: RouteObserver) {
-    this.key = key;
+    super(key, stats, observer);
     this.#cases = spec.cases.map((option, index) => ({ when: option.when, test: testOf(option.when), target: cases[index] as Target }));
     this.#fallback = fallback;
-    this.#nodes = new NodeRecorder(key, stats, observer);
-    const all = this.#all();
-    this.#signature = new SignatureOnce(async () => commonSignature(await Promise.all(all.map((target) => target.signature())), all.map((target) => target.key)));
   }
 
   /** What every case (and the default) accepts; rejects, naming the target, if they disagree. */
-  signature(): Promise<Signature> {
-    return this.#signature.get();
-  }
-
-  knownSignature(): Signature | undefined {
-    return this.#signature.known;
+  protected async makeSignature(): Promise<Signature> {
+    const all = this.#all();
+    return commonSignature(await Promise.all(all.map((target) => target.signature())), all.map((target) => target.key));
   }
 
   async prepare(): Promise<void> {
@@ -77,7 +68,7 @@ export class SwitchTarget implements Target {
     }
     const label = index === -1 ? 'default' : String(index);
     context.cases?.push(label);
-    return this.#nodes.timed(label, () => target.infer(request, context));
+    return this.nodes.timed(label, () => target.infer(request, context));
   }
 
   /** Ready when every target a request could be sent to is. */
