@@ -8,13 +8,13 @@
 import type { RouteStats as RouteStatsView } from '@modelgate/client/wire';
 import { memberName } from '../config/graph-schema.ts';
 import { checkRoutes, routeKind } from '../config/route-graph.ts';
-import { caseLabels } from '../routing/switch.ts';
 import type { RolloutStatus, RouteSpec, SplitSpec } from '../config/schema.ts';
 import { ConcurrentChangeError, InvalidRouteError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
 import { guardRollout, resumeRollout, startRollout, withStatus } from '../experiments/rollouts.ts';
 import { RouteStats } from '../experiments/stats.ts';
 import type { Plugin } from '../ops/postprocess.ts';
 import { commonSignature } from '../routing/signature.ts';
+import { caseLabels } from '../routing/switch.ts';
 import type { RouteObserver } from '../routing/split.ts';
 import { buildTable, reaches, usersOf, type RouteTable } from '../routing/table.ts';
 import type { Target, TargetTable } from '../routing/target.ts';
