@@ -275,3 +275,18 @@ t.test('a switch pattern that does not compile is refused, naming the field', as
   t.equal(response.statusCode, 400);
   t.match(response.json().error, "switch.cases[0].when.matches: '[' is not a valid regular expression");
 });
+
+t.test('an optional member still running at the request\'s deadline is left out; the others answer in time', async (t) => {
+  const { app, executor } = await buildGateway(t, FILES, {
+    models: MODELS,
+    routes: [{ key: 'timed', ensemble: { members: [{ target: 'a' }, { target: 'b', required: false }] } }],
+  });
+  t.equal((await infer(app, 'timed', body())).statusCode, 200, 'both loaded and answering');
+  const release = executor.hold('b');
+  t.teardown(release);
+  const response = await infer(app, 'timed', body(X, { parameters: { timeout: 200_000 } }));
+  t.equal(response.statusCode, 200, response.body);
+  t.same(response.json().parameters, { ensemble_missing: ['b'] }, 'b, held past the 200 ms deadline, is left out');
+  t.same(response.json().outputs.map((output: { name: string }) => output.name), ['a.y', 'a.label']);
+  release();
+});
