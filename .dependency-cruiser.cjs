@@ -6,7 +6,8 @@
  */
 const LAYERS = [
   ['src/(app|cli|openapi-document)\\.ts$', 'src/demo/', 'src/client/'],
-  ['src/http/'],
+  // The transports: gRPC reads the admin token and the repository index as REST does.
+  ['src/http/', 'src/grpc/'],
   ['src/telemetry/'],
   ['src/inference/'],
   ['src/live/'],
@@ -41,6 +42,7 @@ module.exports = {
   forbidden: [
     { name: 'no-circular', comment: 'an import circle', severity: 'error', from: {}, to: { circular: true } },
     { name: 'client-stands-alone', comment: 'the client package is installed without the server', severity: 'error', from: { path: '^packages/client/' }, to: { path: '^src/' } },
+    { name: 'http-without-grpc', comment: 'REST does not depend on the gRPC transport', severity: 'error', from: { path: '^src/http/' }, to: { path: '^src/grpc/' } },
     { name: 'ops-experiments-apart', severity: 'error', from: { path: '^src/(ops|experiments)/' }, to: { path: '^src/(ops|experiments)/', pathNot: '^src/$1/' } },
     { name: 'config-onnx-apart', comment: 'configuration is validated without reading models', severity: 'error', from: { path: '^src/config/' }, to: { path: '^src/onnx/' } },
     { name: 'demo-only-onnx', comment: 'the demo builds models from code and nothing else', severity: 'error', from: { path: '^src/demo/' }, to: { path: '^src/', pathNot: '^src/(demo|onnx|protocol)/|^src/errors\\.ts$|^packages/client/src/codec/' } },

@@ -34,11 +34,13 @@ COPY --from=build /app/packages/client/package.json ./packages/client/
 COPY --from=build /app/packages/client/dist ./packages/client/dist
 COPY --from=build --chown=node:node /app/models ./models
 COPY package.json ./
+# The gRPC service's definition, read at start-up.
+COPY proto ./proto
 # Owned by node: live route changes are saved beside the config (config/gateway.state.json).
 COPY --chown=node:node config ./config
 VOLUME ["/app/config", "/app/models"]
 USER node
-EXPOSE 8080
+EXPOSE 8080 8001
 # The demo config listens on 127.0.0.1; in a container, listen on every interface.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
   CMD node -e "fetch('http://127.0.0.1:8080/v2/health/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"

@@ -21,6 +21,7 @@ import { installObservability, OneLinePerRequest, requestId, sameLogger, type Dr
 import { ErrorBody, InferRequestBody } from './http/schemas.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import { v2Routes } from './http/v2.ts';
+import { GrpcGateway } from './grpc/server.ts';
 import { DataPlane } from './inference/dataplane.ts';
 import { ModelRegistry } from './registry/registry.ts';
 import { ModelTarget } from './routing/model-target.ts';
@@ -54,6 +55,8 @@ declare module 'fastify' {
     readonly drain: Drain;
     /** The health port's thread, with `server.healthPort`. */
     readonly health: HealthThread | undefined;
+    /** The gRPC face of the data plane; it listens when the CLI (or a test) says where. */
+    readonly grpc: GrpcGateway;
   }
 }
 
@@ -165,6 +168,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   app.decorate('dataPlane', dataPlane);
   app.decorate('router', router);
   app.decorate('adminToken', adminToken);
+  const grpc = new GrpcGateway({ dataPlane, registry, adminToken, messageLimitBytes: config.server.bodyLimitBytes, log: app.log, accessLog: config.server.accessLog });
+  app.decorate('grpc', grpc);
 
   await registerDocs(app, { version: VERSION }, () => router.table());
   const drain = installObservability(app, metrics, replica);
@@ -206,6 +211,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     rollouts.close();
     drain.begin();
     dataPlane.ready = false;
+    // No new calls; calls and streams in progress have the grace period, as HTTP requests do.
+    await grpc.close(config.server.shutdownGraceMs);
   });
   app.addHook('onClose', async () => {
     await health?.close();

@@ -128,6 +128,11 @@ async function main(): Promise<number | undefined> {
 
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
+    if (config.grpc !== undefined) {
+      const host = config.grpc.host ?? config.server.host;
+      const port = await app.grpc.listen(host, config.grpc.port);
+      app.log.info({ host, port }, 'gRPC listening');
+    }
   } catch (error) {
     app.log.error({ err: error }, 'cannot start');
     await app.close().catch(() => undefined);

@@ -94,6 +94,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   const token = raw.admin.token === undefined || raw.admin.token === '' ? undefined : raw.admin.token;
   return deepFreeze({
     server: raw.server,
+    grpc: raw.grpc,
     executor: raw.executor,
     admin: { token, maxModelBytes: raw.admin.maxModelBytes },
     modelRepository: repository as string,

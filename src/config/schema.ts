@@ -180,6 +180,11 @@ export const RoutePatchSchema = Type.Object({
   split: Type.Optional(Type.Partial(SplitSchema)),
 }, { additionalProperties: false, description: "Fields of the split to change (e.g. its variants' weights); the others stay." });
 
+export const GrpcSchema = Type.Object({
+  host: Type.Optional(Type.String({ minLength: 1, description: 'Address the gRPC server listens on; default server.host.' })),
+  port: Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port of the gRPC server (8001, as Triton); 0 picks a free one.' }),
+}, { additionalProperties: false, description: 'The Open Inference Protocol over gRPC (inference.GRPCInferenceService, proto/grpc_service.proto), beside REST. Absent: no gRPC server.' });
+
 export const ExecutorSchema = Type.Object({
   workers: Type.Optional(Type.Integer({ minimum: 0, maximum: 64, description: 'Idle worker threads kept ready for model loads (every model instance runs on a thread of its own, started when it loads; a thread freed by an unload is kept while fewer than this many are idle). 0: no worker threads, every model runs in the event loop\'s thread. Default: one less than the cores, at least 1.' })),
 }, { additionalProperties: false, default: {} });
@@ -194,6 +199,7 @@ export const StoreSchema = Type.Object({
 
 export const GatewayConfigSchema = Type.Object({
   server: ServerSchema,
+  grpc: Type.Optional(GrpcSchema),
   executor: ExecutorSchema,
   admin: AdminSchema,
   modelRepository: Type.String({ default: 'models', minLength: 1, description: 'Directory of model files, relative to the config file (or absolute).' }),
@@ -247,6 +253,8 @@ export interface RemoteModelConfig {
 /** The validated, frozen configuration. */
 export interface GatewayConfig {
   readonly server: Readonly<ServerConfig>;
+  /** The gRPC server's address; undefined: none. */
+  readonly grpc: { readonly host?: string | undefined; readonly port: number } | undefined;
   readonly executor: { readonly workers?: number | undefined };
   readonly admin: { readonly token: string | undefined; readonly maxModelBytes: number };
   /** Absolute, real path of the model repository. */

@@ -40,7 +40,7 @@ function body(raw: unknown, allowed: ReadonlySet<string>, where: string): Record
   return parsed as Record<string, unknown>;
 }
 
-function indexEntry(status: ModelStatus, failure: string | undefined) {
+export function indexEntry(status: ModelStatus, failure: string | undefined) {
   const state = status.state === 'resident' ? 'READY' as const : status.state === 'loading' ? 'LOADING' as const : 'UNAVAILABLE' as const;
   const reason = status.state === 'failed' ? `load failed: ${failure ?? 'unknown error'}` : status.state === 'unloaded' ? 'unloaded' : '';
   return { name: status.name, version: '1', state, reason };

@@ -3,7 +3,7 @@
  * of HTTP; the REST layer adapts it (as KServe's dataplane.py is apart from
  * its endpoints).
  */
-import { decodeRawBody, encodeInferResponse, type InferPayload, type InferRequest, type InferResult, type ModelMetadata, type ModelStatistics, parseJsonExact, type ServerMetadata, type Signature, splitBody, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
+import { BinaryReader, decodeRawBody, encodeInferResponse, type InferPayload, type InferRequest, type InferResult, type ModelMetadata, type ModelStatistics, parseJsonExact, type ServerMetadata, type Signature, splitBody, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 import { InvalidInputError, KeyNotFoundError, VersionNotFoundError } from '../errors.ts';
 import type { InferContext, RunTiming, Target, TargetTable } from '../routing/target.ts';
 import { untilStopped } from '../waiting.ts';
@@ -14,7 +14,6 @@ import { InferenceStatistics } from './statistics.ts';
 /** The one version every key serves, as Triton numbers them. */
 export const VERSION = '1';
 
-/** V2 model metadata. */
 /** An encoded response, with what the HTTP layer reports beside it. */
 export interface InferReply {
   /** The V2 JSON response text, or JSON header and binary tensors. */
@@ -24,11 +23,23 @@ export interface InferReply {
   readonly context: InferContext;
 }
 
+/** What a transport tells the data plane of a call besides its body. */
+export interface Call {
+  /** A request header (REST) or metadata entry (gRPC) by lower-case name. */
+  readonly header: InferContext['header'];
+  /** Aborted when the client goes away. */
+  readonly signal?: AbortSignal | undefined;
+  /** A version the path or message names. */
+  readonly version?: string | undefined;
+  /** The transport's own deadline (gRPC's), as performance.now() time. */
+  readonly deadline?: number | undefined;
+}
+
 export class DataPlane {
   readonly #targets: () => TargetTable;
   readonly #metadata: ServerMetadata;
   #ready = false;
-  #readyChanged: ((ready: boolean) => void) | undefined;
+  readonly #readyListeners: Array<(ready: boolean) => void> = [];
 
   readonly #defaultTimeoutMicros: number | undefined;
   readonly #statistics = new InferenceStatistics();
@@ -54,12 +65,12 @@ export class DataPlane {
 
   set ready(value: boolean) {
     this.#ready = value;
-    this.#readyChanged?.(value);
+    for (const listener of this.#readyListeners) listener(value);
   }
 
-  /** Tells `listener` every change of readiness (the health thread answers from it). */
+  /** Tells `listener` every change of readiness (the health thread and gRPC's health service answer from it). */
   onReadyChange(listener: (ready: boolean) => void): void {
-    this.#readyChanged = listener;
+    this.#readyListeners.push(listener);
   }
 
   /** The target behind `key`; with `version` (a `/versions/{v}/` path), that version must be one the key serves. */
@@ -87,19 +98,32 @@ export class DataPlane {
    * served by the snapshot it started with.
    */
   async infer(key: string, payload: InferPayload, header: InferContext['header'], signal?: AbortSignal, version?: string): Promise<InferReply> {
+    return this.serve(key, payload, { header, signal, version }, (result, request, context) => {
+      const { json, blobs } = encodeInferResponse(result, request.id, request.binaryOutputs, version);
+      return blobs.length === 0 ? { body: json, context } : binaryReply(json, blobs, context);
+    });
+  }
+
+  /**
+   * Decodes, runs and answers a request, the answer in whatever form `encode` gives it (the
+   * REST body, a gRPC message); the statistics count the encoding as the answer's cost.
+   * `deadline` (performance.now() time) bounds it beside the request's own `timeout`.
+   */
+  async serve<T>(key: string, payload: InferPayload, call: Call, encode: (result: InferResult, request: InferRequest, context: InferContext) => T): Promise<T> {
     const started = performance.now();
-    const target = this.target(key, version);
+    const target = this.target(key, call.version);
     try {
-      return await this.#infer(target, payload, header, signal, version, started);
+      return await this.#serve(target, payload, call, started, encode);
     } catch (error) {
       this.#statistics.failed(key, performance.now() - started);
       throw error;
     }
   }
 
-  async #infer(target: Target, payload: InferPayload, header: InferContext['header'], signal: AbortSignal | undefined, version: string | undefined, started: number): Promise<InferReply> {
+  async #serve<T>(target: Target, payload: InferPayload, call: Call, started: number, encode: (result: InferResult, request: InferRequest, context: InferContext) => T): Promise<T> {
+    const { header, signal } = call;
     const key = target.key;
-    const split = 'json' in payload ? undefined : splitBody(payload.binary, payload.headerLength);
+    const split = 'json' in payload ? undefined : 'tensors' in payload ? { header: payload.header, reader: new BinaryReader(payload.tensors) } : splitBody(payload.binary, payload.headerLength);
     const document = 'json' in payload ? payload.json : split?.header;
     // The deadline covers everything a request waits for, a first load to learn the signature included.
     const timeout = (document as { parameters?: { timeout?: unknown } } | undefined)?.parameters?.timeout ?? this.#defaultTimeoutMicros;
@@ -107,14 +131,16 @@ export class DataPlane {
       throw new InvalidInputError("request: 'timeout' must be a positive whole number of microseconds");
     }
     const timing: RunTiming = { queueMs: 0, inferMs: 0, executions: 0, batchSize: 1 };
-    const context: InferContext = { decisions: [], cases: [], header, signal, deadline: timeout === undefined ? undefined : started + timeout / 1000, timing };
+    const ownDeadline = timeout === undefined ? undefined : started + timeout / 1000;
+    const deadline = ownDeadline === undefined ? call.deadline : call.deadline === undefined ? ownDeadline : Math.min(ownDeadline, call.deadline);
+    const context: InferContext = { decisions: [], cases: [], header, signal, deadline, timing };
     // Known already in the common case: no promise, no listener.
     const signature = target.knownSignature() ?? await untilStopped(target.signature(), context, key);
     const decoding = performance.now();
     const decode = (exact: boolean): InferRequest => {
       if ('json' in payload) return decodeInferRequest(exact && payload.exact !== undefined ? payload.exact() : payload.json, signature);
-      if (split === undefined) return { inputs: decodeRawBody(payload.binary, signature) };
-      const again = exact ? splitBody(payload.binary, payload.headerLength, parseJsonExact) ?? split : split;
+      if (split === undefined) return { inputs: decodeRawBody((payload as { binary: Buffer }).binary, signature) };
+      const again = exact && 'binary' in payload ? splitBody(payload.binary, payload.headerLength, parseJsonExact) ?? split : split;
       return decodeInferRequest(again.header, signature, again.reader);
     };
     let request: InferRequest;
@@ -128,8 +154,7 @@ export class DataPlane {
     const decoded = performance.now();
     const result = classified(await target.infer(request, context), request.classification);
     const encoding = performance.now();
-    const { json, blobs } = encodeInferResponse(result, request.id, request.binaryOutputs, version);
-    const reply: InferReply = blobs.length === 0 ? { body: json, context } : binaryReply(json, blobs, context);
+    const reply = encode(result, request, context);
     const ended = performance.now();
     this.#statistics.succeeded(key, { totalMs: ended - started, inputMs: decoded - decoding, outputMs: ended - encoding, rows: rows(request.inputs, signature), timing });
     return reply;

@@ -55,9 +55,11 @@ export interface InferResult {
 
 /**
  * A request body as it arrived: parsed JSON (with `exact`, which reads its
- * text again with 64-bit integers exact, if it came as text), or the bytes of
- * a binary-extension request.
+ * text again with 64-bit integers exact, if it came as text), the bytes of
+ * a binary-extension request, or one already apart (gRPC's): the JSON header
+ * as an object, every input's `binary_data_size` bytes in `tensors`.
  */
 export type InferPayload =
   | { readonly json: unknown; readonly exact?: () => unknown }
-  | { readonly binary: Buffer; readonly headerLength: string | undefined };
+  | { readonly binary: Buffer; readonly headerLength: string | undefined }
+  | { readonly header: unknown; readonly tensors: Buffer };

@@ -1,0 +1,274 @@
+/**
+ * The Open Inference Protocol over gRPC: `inference.GRPCInferenceService` of
+ * proto/grpc_service.proto on @grpc/grpc-js, beside REST over the same data
+ * plane (one decoder, one set of targets, the same statistics), with
+ * `grpc.health.v1.Health` for Kubernetes probes and server reflection for
+ * grpcurl. The app builds it; the CLI (or a test) makes it listen.
+ */
+import { fileURLToPath } from 'node:url';
+import { loadPackageDefinition, Metadata, Server, ServerCredentials, status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import type { FastifyBaseLogger } from 'fastify';
+import { HealthImplementation } from 'grpc-health-check';
+import { InvalidInputError, UnauthorizedError } from '../errors.ts';
+import { tokenMatches } from '../http/admin.ts';
+import { indexEntry } from '../http/repository.ts';
+import type { DataPlane } from '../inference/dataplane.ts';
+import type { ModelRegistry } from '../registry/registry.ts';
+import type { InferContext } from '../routing/target.ts';
+import { payloadOf, responseOf, type ProtoInferRequest } from './messages.ts';
+import { grpcError } from './status.ts';
+
+const PROTO = fileURLToPath(new URL('../../proto/grpc_service.proto', import.meta.url));
+// keepCase: the message fields as the .proto spells them; longs as strings, so 64-bit integers stay exact.
+const definition = loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+const SERVICE = 'inference.GRPCInferenceService';
+const service = (loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: { service: ServiceDefinition } } }).inference.GRPCInferenceService.service;
+
+const UNSUPPORTED: Readonly<Record<string, string>> = {
+  SystemSharedMemoryStatus: 'shared memory', SystemSharedMemoryRegister: 'shared memory', SystemSharedMemoryUnregister: 'shared memory',
+  CudaSharedMemoryStatus: 'CUDA shared memory', CudaSharedMemoryRegister: 'CUDA shared memory', CudaSharedMemoryUnregister: 'CUDA shared memory',
+  Trace: 'trace settings', LogSettings: 'log settings',
+};
+
+export interface GrpcParts {
+  readonly dataPlane: DataPlane;
+  readonly registry: ModelRegistry;
+  readonly adminToken: string;
+  /** Largest message either way (server.bodyLimitBytes): RESOURCE_EXHAUSTED beyond. */
+  readonly messageLimitBytes: number;
+  readonly log: FastifyBaseLogger;
+  /** One line per call, as the REST access log (server.accessLog). */
+  readonly accessLog: boolean;
+}
+
+type Call = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
+
+/** A metadata entry by name, as the data plane reads headers (the first value, as text). */
+function headerOf(metadata: Metadata): InferContext['header'] {
+  return (name) => {
+    const value = metadata.get(name.toLowerCase())[0];
+    return value === undefined ? undefined : typeof value === 'string' ? value : value.toString('utf8');
+  };
+}
+
+/** The call's gRPC deadline as performance.now() time; undefined without one. */
+function deadlineOf(call: Call): number | undefined {
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) ? performance.now() + (at - Date.now()) : undefined;
+}
+
+/** A call's abort signal: aborted when the client cancels, so its queued work never runs. */
+function signalOf(call: Call): AbortSignal {
+  const controller = new AbortController();
+  call.once('cancelled', () => controller.abort());
+  return controller.signal;
+}
+
+export class GrpcGateway {
+  readonly #parts: GrpcParts;
+  readonly #health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE]: 'NOT_SERVING' });
+  #server: Server | undefined;
+  /** Inference calls and streams in progress: shutdown waits for them, not for health watchers. */
+  #active = 0;
+  #quiet: (() => void) | undefined;
+
+  constructor(parts: GrpcParts) {
+    this.#parts = parts;
+    const serving = (ready: boolean) => {
+      for (const name of ['', SERVICE]) this.#health.setStatus(name, ready ? 'SERVING' : 'NOT_SERVING');
+    };
+    serving(parts.dataPlane.ready);
+    parts.dataPlane.onReadyChange(serving);
+  }
+
+  /** Listens; resolves with the port (useful with port 0). */
+  listen(host: string, port: number): Promise<number> {
+    const limit = this.#parts.messageLimitBytes;
+    const server = new Server({ 'grpc.max_receive_message_length': limit, 'grpc.max_send_message_length': limit });
+    server.addService(service, this.#handlers());
+    this.#health.addToServer(server);
+    new ReflectionService(definition).addToServer(server);
+    this.#server = server;
+    const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    return new Promise((resolve, reject) => {
+      server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)));
+    });
+  }
+
+  /**
+   * Takes no new calls; inference calls and streams in progress have `graceMs` to finish, then
+   * whatever is left (a stream still open, health watchers, which never end by themselves) is cut.
+   */
+  async close(graceMs: number): Promise<void> {
+    const server = this.#server;
+    if (server === undefined) return;
+    this.#server = undefined;
+    server.tryShutdown(() => undefined);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, graceMs);
+      timer.unref();
+      this.#quiet = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      if (this.#active === 0) this.#quiet();
+    });
+    server.forceShutdown();
+  }
+
+  /** Counts an inference call or stream in progress until `done` is called. */
+  #begin(): () => void {
+    this.#active += 1;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.#active -= 1;
+      if (this.#active === 0) this.#quiet?.();
+    };
+  }
+
+  #handlers(): UntypedServiceImplementation {
+    const { dataPlane, registry } = this.#parts;
+    const handlers: UntypedServiceImplementation = {
+      ServerLive: this.#unary('ServerLive', async () => ({ live: true })),
+      ServerReady: this.#unary('ServerReady', async () => ({ ready: dataPlane.ready })),
+      ModelReady: this.#unary('ModelReady', async (request: { name: string; version: string }) => {
+        const target = dataPlane.target(request.name, request.version || undefined);
+        try {
+          target.assertReady();
+          return { ready: true };
+        } catch {
+          return { ready: false };
+        }
+      }),
+      ServerMetadata: this.#unary('ServerMetadata', async () => dataPlane.serverMetadata()),
+      ModelMetadata: this.#unary('ModelMetadata', async (request: { name: string; version: string }) => dataPlane.modelMetadata(request.name, request.version || undefined)),
+      ModelInfer: this.#unary('ModelInfer', async (request: ProtoInferRequest, call) => {
+        const done = this.#begin();
+        const { response, context } = await this.#infer(request, call, signalOf(call)).finally(done);
+        const metadata = new Metadata();
+        if (context.decisions.length > 0) metadata.set('x-modelgate-variant', context.decisions.join(','));
+        if (context.cases !== undefined && context.cases.length > 0) metadata.set('x-modelgate-case', context.cases.join(','));
+        if (context.decisions.length > 0 || (context.cases?.length ?? 0) > 0) call.sendMetadata(metadata);
+        return response;
+      }),
+      ModelStreamInfer: (call: ServerDuplexStream<ProtoInferRequest, unknown>) => this.#stream(call),
+      ModelConfig: this.#unary('ModelConfig', async (request: { name: string; version: string }) => ({ config: await this.#config(request.name, request.version || undefined) })),
+      ModelStatistics: this.#unary('ModelStatistics', async (request: { name: string; version: string }) => dataPlane.statistics(request.name || undefined, request.version || undefined)),
+      RepositoryIndex: this.#unary('RepositoryIndex', async (request: { ready: boolean }, call) => {
+        this.#authorize(call);
+        const entries = registry.status().map((model) => indexEntry(model, registry.failureReason(model.name)));
+        return { models: request.ready ? entries.filter((entry) => entry.state === 'READY') : entries };
+      }),
+      RepositoryModelLoad: this.#unary('RepositoryModelLoad', async (request: { model_name: string; parameters: Record<string, unknown> }, call) => {
+        this.#authorize(call);
+        if (Object.keys(request.parameters).length > 0) throw new InvalidInputError(`load '${request.model_name}': load parameters (a config or files) are not supported: models come from the model repository`);
+        await registry.load(request.model_name);
+        return {};
+      }),
+      RepositoryModelUnload: this.#unary('RepositoryModelUnload', async (request: { model_name: string; parameters: Record<string, unknown> }, call) => {
+        this.#authorize(call);
+        if (Object.keys(request.parameters).some((name) => name !== 'unload_dependents')) throw new InvalidInputError(`unload '${request.model_name}': the only parameter is 'unload_dependents'`);
+        await registry.unload(request.model_name);
+        return {};
+      }),
+    };
+    for (const [method, what] of Object.entries(UNSUPPORTED)) {
+      handlers[method] = (_call: unknown, callback: sendUnaryData<unknown>) => callback({ code: status.UNIMPLEMENTED, details: `${method}: modelgate does not implement ${what}` });
+    }
+    return handlers;
+  }
+
+  #unary<Q>(method: string, work: (request: Q, call: ServerUnaryCall<Q, unknown>) => Promise<unknown>) {
+    return (call: ServerUnaryCall<Q, unknown>, callback: sendUnaryData<unknown>) => {
+      const started = performance.now();
+      work(call.request, call).then((response) => {
+        this.#logCall(method, call.request, status.OK, started);
+        callback(null, response);
+      }, (error: unknown) => {
+        const failure = grpcError(error, (cause) => this.#parts.log.error({ err: cause, method }, 'unexpected error'));
+        this.#logCall(method, call.request, failure.code as status, started);
+        callback(failure);
+      });
+    };
+  }
+
+  #logCall(method: string, request: unknown, code: status, started: number): void {
+    if (!this.#parts.accessLog && code === status.OK) return;
+    const key = (request as { model_name?: string; name?: string } | undefined)?.model_name ?? (request as { name?: string } | undefined)?.name;
+    this.#parts.log.info({ protocol: 'grpc', method, key: key === '' ? undefined : key, code: status[code], ms: Math.round((performance.now() - started) * 1000) / 1000 }, 'call');
+  }
+
+  async #infer(request: ProtoInferRequest, call: Call, signal: AbortSignal): Promise<{ response: Record<string, unknown>; context: InferContext }> {
+    const payload = payloadOf(request);
+    const key = request.model_name;
+    return this.#parts.dataPlane.serve(key, payload, { header: headerOf(call.metadata), signal, version: request.model_version || undefined, deadline: deadlineOf(call) },
+      (result, decoded, context) => ({ response: responseOf(key, decoded.id, result), context }));
+  }
+
+  /** Answers as they complete, each with its request's id; a bad request gets an error_message and the stream goes on. */
+  #stream(call: ServerDuplexStream<ProtoInferRequest, unknown>): void {
+    const signal = signalOf(call);
+    const done = this.#begin();
+    call.once('cancelled', done);
+    let pending = 0;
+    let ended = false;
+    const finish = () => {
+      if (!ended || pending > 0) return;
+      call.end();
+      done();
+    };
+    call.on('data', (request: ProtoInferRequest) => {
+      pending += 1;
+      const started = performance.now();
+      this.#infer(request, call, signal).then(({ response }) => {
+        this.#logCall('ModelStreamInfer', request, status.OK, started);
+        call.write({ error_message: '', infer_response: response });
+      }, (error: unknown) => {
+        const failure = grpcError(error, (cause) => this.#parts.log.error({ err: cause, method: 'ModelStreamInfer' }, 'unexpected error'));
+        this.#logCall('ModelStreamInfer', request, failure.code as status, started);
+        call.write({ error_message: failure.details, infer_response: { model_name: request.model_name, model_version: request.model_version, id: request.id } });
+      }).finally(() => {
+        pending -= 1;
+        finish();
+      });
+    });
+    call.on('end', () => {
+      ended = true;
+      finish();
+    });
+  }
+
+  #authorize(call: Call): void {
+    const authorization = headerOf(call.metadata)('authorization');
+    if (!tokenMatches(this.#parts.adminToken, authorization)) {
+      throw new UnauthorizedError(authorization === undefined ? 'The repository RPCs need the admin token as authorization metadata (Bearer <token>)' : 'Admin token is not valid');
+    }
+  }
+
+  /** What a client needs to build requests, in Triton's ModelConfig: max_batch_size, dims without the batch dimension when it batches. */
+  async #config(key: string, version: string | undefined) {
+    const target = this.#parts.dataPlane.target(key, version);
+    const signature = await target.signature();
+    const model = target.kind === 'model' ? (target as unknown as { model: string }).model : undefined;
+    const local = model !== undefined && this.#parts.registry.has(model) ? this.#parts.registry.config(model) : undefined;
+    const batching = local?.batching;
+    const batched = batching !== undefined && batching !== false && signature.inputs.every((input) => input.shape[0] === -1) && signature.outputs.every((output) => output.shape[0] === -1);
+    const dims = (shape: readonly number[]) => (batched ? shape.slice(1) : [...shape]);
+    const dataType = (datatype: string) => `TYPE_${datatype === 'BYTES' ? 'STRING' : datatype}`;
+    return {
+      name: key,
+      platform: local !== undefined ? 'onnxruntime_onnx' : target.kind === 'model' ? 'remote' : 'ensemble',
+      backend: local !== undefined ? 'onnxruntime' : '',
+      max_batch_size: batched ? batching.maxBatchSize : 0,
+      input: signature.inputs.map((input) => ({ name: input.name, data_type: dataType(input.datatype), dims: dims(input.shape) })),
+      output: signature.outputs.map((output) => ({ name: output.name, data_type: dataType(output.datatype), dims: dims(output.shape) })),
+      instance_group: local === undefined ? [] : [{ name: key, count: local.instances, kind: 'KIND_CPU' }],
+      ...(batched ? { dynamic_batching: { preferred_batch_size: [], max_queue_delay_microseconds: batching.maxQueueDelayMicros } } : {}),
+    };
+  }
+}
