@@ -168,7 +168,10 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   app.decorate('dataPlane', dataPlane);
   app.decorate('router', router);
   app.decorate('adminToken', adminToken);
-  const grpc = new GrpcGateway({ dataPlane, registry, adminToken, messageLimitBytes: config.server.bodyLimitBytes, log: app.log, accessLog: config.server.accessLog });
+  const grpc = new GrpcGateway({
+    dataPlane, registry, adminToken, messageLimitBytes: config.server.bodyLimitBytes, log: app.log, accessLog: config.server.accessLog,
+    observe: (key, status, seconds) => metrics.request(key, status, seconds, 'grpc'),
+  });
   app.decorate('grpc', grpc);
 
   await registerDocs(app, { version: VERSION }, () => router.table());

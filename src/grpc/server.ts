@@ -41,6 +41,8 @@ export interface GrpcParts {
   readonly log: FastifyBaseLogger;
   /** One line per call, as the REST access log (server.accessLog). */
   readonly accessLog: boolean;
+  /** Told of every inference call (key, the HTTP status its outcome carries, seconds), for metrics. */
+  readonly observe?: (key: string, status: number, seconds: number) => void;
 }
 
 type Call = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
@@ -204,10 +206,18 @@ export class GrpcGateway {
   }
 
   async #infer(request: ProtoInferRequest, call: Call, signal: AbortSignal): Promise<{ response: Record<string, unknown>; context: InferContext }> {
-    const payload = payloadOf(request);
+    const started = performance.now();
     const key = request.model_name;
-    return this.#parts.dataPlane.serve(key, payload, { header: headerOf(call.metadata), signal, version: request.model_version || undefined, deadline: deadlineOf(call) },
-      (result, decoded, context) => ({ response: responseOf(key, decoded.id, result), context }));
+    try {
+      const answer = await this.#parts.dataPlane.serve(key, payloadOf(request), { header: headerOf(call.metadata), signal, version: request.model_version || undefined, deadline: deadlineOf(call) },
+        (result, decoded, context) => ({ response: responseOf(key, decoded.id, result), context }));
+      this.#parts.observe?.(key, 200, (performance.now() - started) / 1000);
+      return answer;
+    } catch (error) {
+      const code = (error as { statusCode?: number }).statusCode;
+      this.#parts.observe?.(key, code !== undefined && code >= 400 && code < 600 ? code : 500, (performance.now() - started) / 1000);
+      throw error;
+    }
   }
 
   /** Answers as they complete, each with its request's id; a bad request gets an error_message and the stream goes on. */

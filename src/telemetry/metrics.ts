@@ -13,8 +13,8 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 export class Metrics implements RouteObserver {
   readonly registry = new Registry();
-  readonly #requests = new Counter({ name: 'modelgate_requests_total', help: 'Inference requests by key and HTTP status code.', labelNames: ['key', 'code'], registers: [this.registry] });
-  readonly #requestDuration = new Histogram({ name: 'modelgate_request_duration_seconds', help: 'Inference request latency by key, from the request arriving to the response sent.', labelNames: ['key'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #requests = new Counter({ name: 'modelgate_requests_total', help: 'Inference requests by key, HTTP status code (for gRPC, the status its error carries; 200 for OK) and protocol (http, grpc).', labelNames: ['key', 'code', 'protocol'], registers: [this.registry] });
+  readonly #requestDuration = new Histogram({ name: 'modelgate_request_duration_seconds', help: 'Inference request latency by key and protocol, from the request arriving to the response sent.', labelNames: ['key', 'protocol'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #inference = new Histogram({ name: 'modelgate_inference_duration_seconds', help: 'Time from handing a request to its model to its outputs (a wait to join a batch included), by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #queue = new Histogram({ name: 'modelgate_queue_duration_seconds', help: 'Time a request waited for its model to be resident (a load, a slot under the caps), by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #loads = new Counter({ name: 'modelgate_model_loads_total', help: 'Successful model loads.', labelNames: ['model'], registers: [this.registry] });
@@ -87,11 +87,11 @@ export class Metrics implements RouteObserver {
     };
   }
 
-  request(key: string, code: number, seconds: number): void {
-    const children = this.#perKey(this.#isKey(key) ? key : '');
+  request(key: string, code: number, seconds: number, protocol: 'http' | 'grpc' = 'http'): void {
+    const children = this.#perKey(this.#isKey(key) ? key : '', protocol);
     let counter = children.codes.get(code);
     if (counter === undefined) {
-      counter = this.#requests.labels(children.key, String(code));
+      counter = this.#requests.labels(children.key, String(code), protocol);
       children.codes.set(code, counter);
     }
     counter.inc();
@@ -113,13 +113,15 @@ export class Metrics implements RouteObserver {
   // Label children are looked up once per key and model, not on every request: prom-client
   // hashes the label set on each call otherwise. Both maps are bounded by the configuration.
   readonly #keys = new Map<string, { key: string; duration: Histogram.Internal<string>; codes: Map<number, Counter.Internal> }>();
+  readonly #grpcKeys = new Map<string, { key: string; duration: Histogram.Internal<string>; codes: Map<number, Counter.Internal> }>();
   readonly #models = new Map<string, { queue: Histogram.Internal<string>; inference: Histogram.Internal<string>; batchRows: Histogram.Internal<string>; batchRequests: Histogram.Internal<string> }>();
 
-  #perKey(key: string) {
-    let children = this.#keys.get(key);
+  #perKey(key: string, protocol: 'http' | 'grpc') {
+    const keys = protocol === 'http' ? this.#keys : this.#grpcKeys;
+    let children = keys.get(key);
     if (children === undefined) {
-      children = { key, duration: this.#requestDuration.labels(key), codes: new Map() };
-      this.#keys.set(key, children);
+      children = { key, duration: this.#requestDuration.labels(key, protocol), codes: new Map() };
+      keys.set(key, children);
     }
     return children;
   }

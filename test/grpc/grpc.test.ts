@@ -13,7 +13,7 @@ import { buildGateway, eventually, scaleModel, TOKEN } from '../helpers/gateway.
 
 const PROTO = path.resolve(import.meta.dirname, '../../proto/grpc_service.proto');
 const definition = loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-const Service = (loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } }).inference.GRPCInferenceService;
+const Service = (loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: Record<string, unknown>) => Client } }).inference.GRPCInferenceService;
 const health = loadPackageDefinition(loadSync(path.resolve(import.meta.dirname, '../../node_modules/grpc-health-check/proto/health/v1/health.proto'), { keepCase: true, enums: String })) as unknown as { grpc: { health: { v1: { Health: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } } } };
 
 type Unary = (request: unknown, metadata: Metadata, options: { deadline?: number }, callback: (error: ServiceError | null, response: unknown) => void) => unknown;
@@ -218,4 +218,18 @@ t.test('health Watch turns NOT_SERVING when the gateway closes', async (t) => {
   await eventually('NOT_SERVING', () => seen.includes('NOT_SERVING'));
   await closing;
   t.same(seen.slice(0, 2), ['SERVING', 'NOT_SERVING']);
+});
+
+t.test('messages past server.bodyLimitBytes are RESOURCE_EXHAUSTED; gzip requests are read; calls are counted with protocol grpc (grpc-js refuses the oversized message before the gateway sees it)', async (t) => {
+  const { rpc, app } = await grpcGateway(t, { 'big.onnx': identityModel('float32', ['n']) }, { server: { bodyLimitBytes: 64 * 1024 }, models: [{ name: 'big', path: 'big.onnx' }] });
+  const request = (floats: number) => ({ model_name: 'big', inputs: [{ name: 'x', datatype: 'FP32', shape: [floats] }], raw_input_contents: [Buffer.alloc(floats * 4)] });
+  t.match(await failure(rpc.call('ModelInfer', request(32 * 1024))), { code: 'RESOURCE_EXHAUSTED' }, '128 KiB against a 64 KiB limit');
+  const zipped = new Service(`127.0.0.1:${rpc.port}`, credentials.createInsecure(), { 'grpc.default_compression_algorithm': 2 } as never);
+  t.teardown(() => zipped.close());
+  const answer = await new Promise<{ raw_output_contents: Buffer[] }>((resolve, reject) => {
+    (zipped as unknown as Record<string, Unary>).ModelInfer?.call(zipped, request(4096), new Metadata(), {}, (error, response) => (error === null ? resolve(response as never) : reject(error)));
+  });
+  t.equal(answer.raw_output_contents[0]?.length, 4096 * 4, 'a gzip-compressed request answered');
+  const text = (await app.inject({ url: '/metrics' })).body;
+  t.match(text, /^modelgate_requests_total\{key="big",code="200",protocol="grpc"[^}]*\} 1$/m);
 });

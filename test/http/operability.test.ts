@@ -55,10 +55,10 @@ t.test('metrics: requests, latency, models and routes, with bounded labels', asy
   const text = await metricsOf(app);
   /** A series' value; 0 when it has not been created (no such event yet). */
   const value = (series: string) => Number(new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-  t.equal(value('modelgate_requests_total{key="deux",code="200"}'), 3);
-  t.equal(value('modelgate_requests_total{key="deux",code="400"}'), 1);
-  t.equal(value('modelgate_requests_total{key="",code="404"}'), 1, 'unknown keys do not make new series');
-  t.equal(value('modelgate_request_duration_seconds_count{key="deux"}'), 4);
+  t.equal(value('modelgate_requests_total{key="deux",code="200",protocol="http"}'), 3);
+  t.equal(value('modelgate_requests_total{key="deux",code="400",protocol="http"}'), 1);
+  t.equal(value('modelgate_requests_total{key="",code="404",protocol="http"}'), 1, 'unknown keys do not make new series');
+  t.equal(value('modelgate_request_duration_seconds_count{key="deux",protocol="http"}'), 4);
   t.equal(value('modelgate_model_loads_total{model="two"}'), 1);
   t.equal(value('modelgate_model_resident{model="two"}'), 1);
   t.equal(value('modelgate_model_in_flight{model="two"}'), 0);
@@ -93,7 +93,7 @@ t.test('every answer names its replica, every series carries it; x-model-key mus
   t.equal(answer.headers.get('x-modelgate-replica'), `${hostname()}:${port}`);
   t.match(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), new RegExp(`^modelgate_process_resident_memory_bytes\\{replica="${hostname()}:${port}"\\} \\d+$`, 'm'));
   const text = (await named.inject({ url: '/metrics' })).body;
-  t.match(text, /^modelgate_requests_total\{key="one",code="200",replica="gw-7-a"\} 1$/m);
+  t.match(text, /^modelgate_requests_total\{key="one",code="200",protocol="http",replica="gw-7-a"\} 1$/m);
   t.match(text, /^modelgate_process_resident_memory_bytes\{replica="gw-7-a"\} \d+$/m);
 
   // A mesh hashing on x-model-key placed the request by the header: it must name the path's key.
