@@ -12,6 +12,7 @@ RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY packages/client/tsconfig.json ./packages/client/
 COPY packages/client/src ./packages/client/src
+COPY packages/client/proto ./packages/client/proto
 COPY src ./src
 COPY console ./console
 # Compiles the client package and the server to dist/ (the console's assets into dist/console) and builds the demo models,
@@ -32,10 +33,10 @@ COPY --from=build /app/dist ./dist
 # node_modules/@modelgate/client links here: the codec the server imports.
 COPY --from=build /app/packages/client/package.json ./packages/client/
 COPY --from=build /app/packages/client/dist ./packages/client/dist
+# The gRPC service's definition, read at start-up by the server (and the client).
+COPY --from=build /app/packages/client/proto ./packages/client/proto
 COPY --from=build --chown=node:node /app/models ./models
 COPY package.json ./
-# The gRPC service's definition, read at start-up.
-COPY proto ./proto
 # Owned by node: live route changes are saved beside the config (config/gateway.state.json).
 COPY --chown=node:node config ./config
 VOLUME ["/app/config", "/app/models"]

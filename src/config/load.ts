@@ -64,7 +64,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
       return;
     }
     if (model.remote !== undefined) {
-      if (!isHttpUrl(model.remote.url)) issues.push(`models[${index}].remote.url: must be an http:// or https:// URL`);
+      if (!isRemoteUrl(model.remote.url)) issues.push(`models[${index}].remote.url: must be an http://, https://, grpc:// or grpcs:// URL`);
       remotes.push({ name: model.name, keys, remote: model.remote });
       return;
     }
@@ -125,7 +125,7 @@ export function validateModel(document: unknown, repository: string):
   const raw = withDefaults as Static<typeof ModelSchema>;
   if ((raw.path === undefined) === (raw.remote === undefined)) return { issues: ['exactly one of path (an ONNX file) or remote (another V2 server)'] };
   if (raw.remote !== undefined) {
-    if (!isHttpUrl(raw.remote.url)) return { issues: ['remote.url: must be an http:// or https:// URL'] };
+    if (!isRemoteUrl(raw.remote.url)) return { issues: ['remote.url: must be an http://, https://, grpc:// or grpcs:// URL'] };
     return { remote: deepFreeze({ name: raw.name, keys: raw.keys ?? [raw.name], remote: raw.remote }) };
   }
   if (raw.path === undefined) return { issues: ['path: required'] };
@@ -138,10 +138,10 @@ export function validateModel(document: unknown, repository: string):
   return { model: deepFreeze({ name: raw.name, path: raw.path, file, keys: raw.keys ?? [raw.name], pinned: raw.pinned, session: raw.session, batching: raw.batching, maxQueueSize: raw.maxQueueSize, instances: raw.instances, runIn: raw.runIn }) };
 }
 
-function isHttpUrl(url: string): boolean {
+function isRemoteUrl(url: string): boolean {
   try {
     const { protocol } = new URL(url);
-    return protocol === 'http:' || protocol === 'https:';
+    return ['http:', 'https:', 'grpc:', 'grpcs:'].includes(protocol);
   } catch {
     return false;
   }

@@ -54,7 +54,7 @@ export const BatchingSchema = Type.Object({
 }, { additionalProperties: false, default: {} });
 
 export const RemoteSchema = Type.Object({
-  url: Type.String({ minLength: 1, description: 'Base URL of the V2 server (Triton, KServe, another modelgate): http:// or https:// only.' }),
+  url: Type.String({ minLength: 1, description: 'Base URL of the V2 server (Triton, KServe, another modelgate): http:// or https:// (REST), grpc:// or grpcs:// (its gRPC service, e.g. grpc://triton:8001).' }),
   model: Type.String({ minLength: 1, maxLength: 256, description: 'The model\'s name on the remote server.' }),
   timeoutMs: Type.Integer({ default: 30_000, minimum: 1, description: 'Longest a call to the remote may take, connection included, in ms (504 past it; a request\'s own deadline may be shorter).' }),
   connections: Type.Integer({ default: 16, minimum: 1, maximum: 1024, description: 'Most keep-alive connections to the remote.' }),

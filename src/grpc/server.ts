@@ -1,11 +1,11 @@
 /**
  * The Open Inference Protocol over gRPC: `inference.GRPCInferenceService` of
- * proto/grpc_service.proto on @grpc/grpc-js, beside REST over the same data
+ * packages/client/proto/grpc_service.proto on @grpc/grpc-js, beside REST over the same data
  * plane (one decoder, one set of targets, the same statistics), with
  * `grpc.health.v1.Health` for Kubernetes probes and server reflection for
  * grpcurl. The app builds it; the CLI (or a test) makes it listen.
  */
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { loadPackageDefinition, Metadata, Server, ServerCredentials, status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -20,7 +20,8 @@ import type { InferContext } from '../routing/target.ts';
 import { payloadOf, responseOf, type ProtoInferRequest } from './messages.ts';
 import { grpcError } from './status.ts';
 
-const PROTO = fileURLToPath(new URL('../../proto/grpc_service.proto', import.meta.url));
+// One definition for the server and the client: the client package's.
+const PROTO = createRequire(import.meta.url).resolve('@modelgate/client/proto/grpc_service.proto');
 // keepCase: the message fields as the .proto spells them; longs as strings, so 64-bit integers stay exact.
 const definition = loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
 const SERVICE = 'inference.GRPCInferenceService';

@@ -64,7 +64,7 @@ export async function registerDocs(app: FastifyInstance, info: { version: string
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'modelgate', version: info.version, description: 'Open Inference Protocol (KServe V2) endpoints, one per key, and the admin API. The same protocol over gRPC (inference.GRPCInferenceService, the definition in proto/grpc_service.proto of the package; with `grpc.port` set, the server answers reflection, so `grpcurl -plaintext <host>:<grpc port> list` needs no .proto) serves the same keys.' },
+      info: { title: 'modelgate', version: info.version, description: 'Open Inference Protocol (KServe V2) endpoints, one per key, and the admin API. The same protocol over gRPC (inference.GRPCInferenceService, the definition in proto/grpc_service.proto of @modelgate/client; with `grpc.port` set, the server answers reflection, so `grpcurl -plaintext <host>:<grpc port> list` needs no .proto) serves the same keys.' },
       tags: [
         { name: 'inference', description: 'V2 inference, for any key' },
         { name: 'metadata', description: 'V2 server and model metadata' },

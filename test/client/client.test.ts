@@ -107,7 +107,7 @@ t.test('errors carry the status and the server\'s message; nothing but a 503 is 
   const [stats] = await client.stats('double');
   t.equal(stats?.inference_stats.fail.count, 1, 'a 400 is not retried');
   await t.rejects(client.infer('double', [{ name: 'x', datatype: 'FP32', shape: [2, 1], data: new Float32Array([1]) }]), { name: 'TypeError', message: "input 'x': data has 1 elements but shape [2,1] needs 2" });
-  t.throws(() => new ModelgateClient({ url: 'ftp://x' }), /must be http:\/\/ or https:\/\//);
+  t.throws(() => new ModelgateClient({ url: 'ftp://x' }), /must be http:\/\/, https:\/\/, grpc:\/\/ or grpcs:\/\//);
   t.throws(() => new ModelgateClient({ url: 'http://x', connections: 0 }), /'connections' must be a whole number above 0/);
   const admin = await new ModelgateClient({ url }).admin.models.list().catch((caught: unknown) => caught);
   t.match(admin, { status: 401, message: 'Admin API needs a bearer token' });

@@ -108,6 +108,7 @@ t.test('the client package alone: a small install, no native binary, and the sam
   const shipped = readdirSync(path.join(clientOnly, 'node_modules/@modelgate/client'), { recursive: true }).map(String);
   t.notOk(shipped.some((file) => file.startsWith('src')), 'the package ships its build, not its sources');
   t.ok(shipped.includes(path.join('dist', 'codec', 'index.d.ts')), 'and the codec\'s declarations');
+  t.ok(shipped.includes(path.join('proto', 'grpc_service.proto')), 'and the gRPC definition');
   t.same(readdirSync(path.join(clientOnly, 'node_modules')).sort(), ['.package-lock.json', '@modelgate', 'undici'], 'its one dependency is undici');
   const typed = await npmInstall(clientOnly, [typesNode]);
   t.equal(typed, undefined, 'installs @types/node for the type check');

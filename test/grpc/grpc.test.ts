@@ -11,7 +11,7 @@ import { floatToHalf } from '@modelgate/client/codec';
 import { addMulModel, identityModel } from '../../src/onnx/builder.ts';
 import { buildGateway, eventually, scaleModel, TOKEN } from '../helpers/gateway.ts';
 
-const PROTO = path.resolve(import.meta.dirname, '../../proto/grpc_service.proto');
+const PROTO = path.resolve(import.meta.dirname, '../../packages/client/proto/grpc_service.proto');
 const definition = loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
 const Service = (loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: Record<string, unknown>) => Client } }).inference.GRPCInferenceService;
 const health = loadPackageDefinition(loadSync(path.resolve(import.meta.dirname, '../../node_modules/grpc-health-check/proto/health/v1/health.proto'), { keepCase: true, enums: String })) as unknown as { grpc: { health: { v1: { Health: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } } } };

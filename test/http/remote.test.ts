@@ -149,14 +149,14 @@ t.test('a remote killed under traffic fails fast, harms no local key, and is ser
   t.equal(served, 1, 'served again with no restart of the gateway');
 });
 
-t.test('a remote URL that is not http(s) is refused at start-up, naming the field', async (t) => {
+t.test('a remote URL that is neither http(s) nor grpc(s) is refused at start-up, naming the field', async (t) => {
   const repository = makeRepository(t, {});
   const attempt = () => validateConfig({ modelRepository: repository, models: [{ name: 'far', remote: { url: 'file:///etc/passwd', model: 'm' } }, { name: 'both', path: 'x.onnx', remote: { url: 'http://127.0.0.1:1', model: 'm' } }] }, repository, {});
   t.throws(attempt, ConfigError);
   try {
     attempt();
   } catch (error) {
-    t.same((error as ConfigError).issues, ['models[0].remote.url: must be an http:// or https:// URL', 'models[1]: exactly one of path (an ONNX file) or remote (another V2 server)']);
+    t.same((error as ConfigError).issues, ['models[0].remote.url: must be an http://, https://, grpc:// or grpcs:// URL', 'models[1]: exactly one of path (an ONNX file) or remote (another V2 server)']);
   }
 });
 

@@ -18,6 +18,10 @@ import { compress as compressBody, decompress, type Encoding } from './codec/com
 import { parseJson } from './codec/json.ts';
 import type { ModelMetadata, ModelStatistics, ServerMetadata } from './codec/types.ts';
 import type { ModelList, ModelStatus, RouteSpec, RouteStats, RouteView, Split } from './wire.ts';
+import { ModelgateError } from './error.ts';
+import { GrpcChannel } from './grpc.ts';
+
+export { ModelgateError } from './error.ts';
 import { decodeResponse, encodeRequest, type InferResponse, type InputTensor, type RequestedOutput } from './tensors.ts';
 
 export type { Datatype, InferResponse, InputTensor, OutputTensor, RequestedOutput, TensorData } from './tensors.ts';
@@ -67,25 +71,6 @@ export interface ConditionalOptions extends CallOptions {
   readonly ifMatch?: number | string;
 }
 
-/**
- * A call the server refused or could not serve: `status` is the HTTP status
- * (0 when no answer came), `message` the server's `error` text, `retryAfter`
- * the seconds its Retry-After asked for, if any.
- */
-export class ModelgateError extends Error {
-  readonly status: number;
-  readonly retryAfter: number | undefined;
-  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
-
-  constructor(message: string, status: number, retryAfter?: number, headers: Readonly<Record<string, string | string[] | undefined>> = {}, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'ModelgateError';
-    this.status = status;
-    this.retryAfter = retryAfter;
-    this.headers = headers;
-  }
-}
-
 interface Call {
   readonly method: Dispatcher.HttpMethod;
   readonly path: string;
@@ -127,7 +112,10 @@ function positive(name: string, value: number | undefined, fallback: number, all
 const segment = encodeURIComponent;
 
 export class ModelgateClient {
-  readonly #pool: Pool;
+  /** REST's connection pool; undefined for a grpc:// URL. */
+  readonly #pool: Pool | undefined;
+  /** The gRPC transport, for grpc:// and grpcs:// URLs. */
+  readonly #grpc: GrpcChannel | undefined;
   readonly #base: string;
   readonly #token: string | undefined;
   readonly #headers: Readonly<Record<string, string>>;
@@ -140,16 +128,18 @@ export class ModelgateClient {
     try {
       url = new URL(options.url);
     } catch {
-      throw new TypeError(`ModelgateClient: 'url' must be an absolute http:// or https:// URL, got '${options.url}'`);
+      throw new TypeError(`ModelgateClient: 'url' must be an absolute http://, https://, grpc:// or grpcs:// URL, got '${options.url}'`);
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`ModelgateClient: 'url' must be http:// or https://, got '${url.protocol}'`);
+    if (!['http:', 'https:', 'grpc:', 'grpcs:'].includes(url.protocol)) throw new TypeError(`ModelgateClient: 'url' must be http://, https://, grpc:// or grpcs://, got '${url.protocol}'`);
     this.#base = url.pathname.replace(/\/+$/, '');
     this.#token = options.token;
     this.#headers = { ...options.headers };
     this.#timeoutMs = positive('timeoutMs', options.timeoutMs, 60_000);
     this.#maxRetries = positive('maxRetries', options.maxRetries, 2, true);
     this.#maxRetryWaitMs = positive('maxRetryWaitMs', options.maxRetryWaitMs, 10_000, true);
-    this.#pool = new Pool(url.origin, {
+    const grpc = url.protocol === 'grpc:' || url.protocol === 'grpcs:';
+    this.#grpc = grpc ? new GrpcChannel(url, this.#timeoutMs, this.#headers) : undefined;
+    this.#pool = grpc ? undefined : new Pool(url.origin, {
       connections: positive('connections', options.connections, 16),
       headersTimeout: this.#timeoutMs,
       bodyTimeout: this.#timeoutMs,
@@ -160,6 +150,8 @@ export class ModelgateClient {
   async infer(model: string, inputs: readonly InputTensor[], options: InferOptions = {}): Promise<InferResponse> {
     const binary = options.binary ?? true;
     const parameters = options.timeoutMicros === undefined ? options.parameters : { ...options.parameters, timeout: options.timeoutMicros };
+    const grpc = this.#grpc;
+    if (grpc !== undefined) return this.#retried(options.signal, () => grpc.infer(model, inputs, { outputs: options.outputs, id: options.id, parameters, signal: options.signal }));
     const { body, headerLength } = encodeRequest(inputs, { binary, outputs: options.outputs, id: options.id, parameters });
     const headers: Record<string, string> = { 'content-type': headerLength === undefined ? 'application/json' : 'application/octet-stream' };
     if (headerLength !== undefined) headers[HEADER_LENGTH] = String(headerLength);
@@ -181,30 +173,36 @@ export class ModelgateClient {
 
   /** A model's (or key's) inputs and outputs. */
   metadata(model: string, options: CallOptions = {}): Promise<ModelMetadata> {
+    if (this.#grpc !== undefined) return this.#grpc.metadata(model, options);
     return this.#json('GET', `/v2/models/${segment(model)}`, options);
   }
 
   /** Whether the model can serve now; false for a 503 or 404 answer. */
   async ready(model: string, options: CallOptions = {}): Promise<boolean> {
+    if (this.#grpc !== undefined) return this.#grpc.ready(model, options).catch((error: unknown) => notFound(error));
     return this.#probe(`/v2/models/${segment(model)}/ready`, options);
   }
 
   /** Whether the server is live. */
   live(options: CallOptions = {}): Promise<boolean> {
+    if (this.#grpc !== undefined) return this.#grpc.live(options);
     return this.#probe('/v2/health/live', options);
   }
 
   /** Whether the server is ready to serve. */
   serverReady(options: CallOptions = {}): Promise<boolean> {
+    if (this.#grpc !== undefined) return this.#grpc.serverReady(options);
     return this.#probe('/v2/health/ready', options);
   }
 
   serverMetadata(options: CallOptions = {}): Promise<ServerMetadata> {
+    if (this.#grpc !== undefined) return this.#grpc.serverMetadata(options);
     return this.#json('GET', '/v2', options);
   }
 
   /** Triton's statistics extension: every model, or one. */
   async stats(model?: string, options: CallOptions = {}): Promise<ModelStatistics[]> {
+    if (this.#grpc !== undefined) return this.#grpc.stats(model, options);
     const path = model === undefined ? '/v2/models/stats' : `/v2/models/${segment(model)}/stats`;
     return (await this.#json<{ model_stats: ModelStatistics[] }>('GET', path, options)).model_stats;
   }
@@ -235,12 +233,34 @@ export class ModelgateClient {
 
   /** Closes the connections; calls in flight finish first. */
   close(): Promise<void> {
-    return this.#pool.close();
+    return this.#pool?.close() ?? this.#grpc?.close() ?? Promise.resolve();
   }
 
   /** Closes the connections at once; calls in flight fail. */
   destroy(): Promise<void> {
-    return this.#pool.destroy();
+    return this.#pool?.destroy() ?? this.#grpc?.close() ?? Promise.resolve();
+  }
+
+  /** A call, retried while it fails with 503 and a retry delay (REST's Retry-After, gRPC's retry-after trailer), within the limits. */
+  async #retried<T>(signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+    let waited = 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await work();
+      } catch (error) {
+        const failure = error as ModelgateError;
+        const wait = failure.retryAfter === undefined ? undefined : retryWait(failure.retryAfter, attempt);
+        if (failure.status !== 503 || wait === undefined || attempt >= this.#maxRetries || waited + wait > this.#maxRetryWaitMs) throw error;
+        waited += wait;
+        await this.#pause(wait, signal);
+      }
+    }
+  }
+
+  async #pause(wait: number, signal: AbortSignal | undefined): Promise<void> {
+    await sleep(wait, undefined, { signal }).catch((abort: unknown) => {
+      throw new ModelgateError('the call was aborted', 0, undefined, {}, { cause: abort });
+    });
   }
 
   async #probe(path: string, options: CallOptions): Promise<boolean> {
@@ -260,22 +280,16 @@ export class ModelgateClient {
   }
 
   /** Sends a call, retrying a 503 with Retry-After within the limits; throws ModelgateError for any other failure. */
-  async #call(call: Call): Promise<Answer> {
-    let waited = 0;
-    for (let attempt = 0; ; attempt++) {
+  #call(call: Call): Promise<Answer> {
+    return this.#retried(call.signal, async () => {
       const answer = await this.#send(call);
       if (answer.status < 400) return answer;
-      const error = toError(answer);
-      const wait = error.retryAfter === undefined ? undefined : retryWait(error.retryAfter, attempt);
-      if (error.status !== 503 || wait === undefined || attempt >= this.#maxRetries || waited + wait > this.#maxRetryWaitMs) throw error;
-      waited += wait;
-      await sleep(wait, undefined, { signal: call.signal }).catch((abort: unknown) => {
-        throw new ModelgateError('the call was aborted', 0, undefined, {}, { cause: abort });
-      });
-    }
+      throw toError(answer);
+    });
   }
 
   async #send(call: Call): Promise<Answer> {
+    if (this.#pool === undefined) throw new ModelgateError(`${call.method} ${call.path} is REST only: the admin API needs an http:// or https:// URL`, 0);
     const headers: Record<string, string> = { ...this.#headers, ...call.headers };
     if (call.admin === true && this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
     try {
@@ -295,6 +309,12 @@ export class ModelgateClient {
       throw new ModelgateError(aborted ? 'the call was aborted' : `no answer from the server: ${(error as Error).message}`, 0, undefined, {}, { cause: error });
     }
   }
+}
+
+/** ModelReady over gRPC: an unknown key is not ready, as REST's 404 is. */
+function notFound(error: unknown): boolean {
+  if (error instanceof ModelgateError && (error.status === 404 || error.status === 503)) return false;
+  throw error;
 }
 
 function conditional(options: ConditionalOptions): Record<string, string> {

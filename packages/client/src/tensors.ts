@@ -96,6 +96,12 @@ function bytesOf(input: InputTensor, tensor: Tensor): Buffer {
   }));
 }
 
+/** An input as a protocol tensor with its binary form (BYTES length-prefixed): what gRPC's raw_input_contents carry. */
+export function inputTensor(input: InputTensor): { tensor: Tensor; bytes: Buffer } {
+  const tensor = toTensor(input);
+  return { tensor, bytes: bytesOf(input, tensor) };
+}
+
 /** A V2 request body: JSON text, or a JSON header and binary data with the header's length. */
 export function encodeRequest(inputs: readonly InputTensor[], options: EncodeOptions): { body: Buffer; headerLength?: number } {
   const blobs: Buffer[] = [];
