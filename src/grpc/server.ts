@@ -27,6 +27,9 @@ const definition = loadSync(PROTO, { keepCase: true, longs: String, enums: Strin
 const SERVICE = 'inference.GRPCInferenceService';
 const service = (loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: { service: ServiceDefinition } } }).inference.GRPCInferenceService.service;
 
+/** How long a closing server waits, once its calls are done, for clients to go before it cuts the connections. */
+const LAST_WORDS_MS = 250;
+
 const UNSUPPORTED: Readonly<Record<string, string>> = {
   SystemSharedMemoryStatus: 'shared memory', SystemSharedMemoryRegister: 'shared memory', SystemSharedMemoryUnregister: 'shared memory',
   CudaSharedMemoryStatus: 'CUDA shared memory', CudaSharedMemoryRegister: 'CUDA shared memory', CudaSharedMemoryUnregister: 'CUDA shared memory',
@@ -109,7 +112,7 @@ export class GrpcGateway {
     const server = this.#server;
     if (server === undefined) return;
     this.#server = undefined;
-    server.tryShutdown(() => undefined);
+    const drained = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, graceMs);
       timer.unref();
@@ -119,6 +122,8 @@ export class GrpcGateway {
       };
       if (this.#active === 0) this.#quiet();
     });
+    // The last answers' trailers on their way; then what never ends by itself (a health watcher) is cut.
+    await Promise.race([drained, new Promise((resolve) => setTimeout(resolve, LAST_WORDS_MS).unref())]);
     server.forceShutdown();
   }
 
@@ -230,8 +235,8 @@ export class GrpcGateway {
     let ended = false;
     const finish = () => {
       if (!ended || pending > 0) return;
+      call.once('finish', done);
       call.end();
-      done();
     };
     call.on('data', (request: ProtoInferRequest) => {
       pending += 1;
