@@ -171,6 +171,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const grpc = new GrpcGateway({
     dataPlane, registry, adminToken, messageLimitBytes: config.server.bodyLimitBytes, log: app.log, accessLog: config.server.accessLog,
     observe: (key, status, seconds) => metrics.request(key, status, seconds, 'grpc'),
+    replica: () => replica.name,
   });
   app.decorate('grpc', grpc);
 

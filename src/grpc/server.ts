@@ -47,6 +47,8 @@ export interface GrpcParts {
   readonly accessLog: boolean;
   /** Told of every inference call (key, the HTTP status its outcome carries, seconds), for metrics. */
   readonly observe?: (key: string, status: number, seconds: number) => void;
+  /** This replica's name, sent as x-modelgate-replica metadata on every answer, as REST's header. */
+  readonly replica?: () => string;
 }
 
 type Call = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
@@ -155,13 +157,11 @@ export class GrpcGateway {
       }),
       ServerMetadata: this.#unary('ServerMetadata', async () => dataPlane.serverMetadata()),
       ModelMetadata: this.#unary('ModelMetadata', async (request: { name: string; version: string }) => dataPlane.modelMetadata(request.name, request.version || undefined)),
-      ModelInfer: this.#unary('ModelInfer', async (request: ProtoInferRequest, call) => {
+      ModelInfer: this.#unary('ModelInfer', async (request: ProtoInferRequest, call, metadata) => {
         const done = this.#begin();
         const { response, context } = await this.#infer(request, call, signalOf(call)).finally(done);
-        const metadata = new Metadata();
         if (context.decisions.length > 0) metadata.set('x-modelgate-variant', context.decisions.join(','));
         if (context.cases !== undefined && context.cases.length > 0) metadata.set('x-modelgate-case', context.cases.join(','));
-        if (context.decisions.length > 0 || (context.cases?.length ?? 0) > 0) call.sendMetadata(metadata);
         return response;
       }),
       ModelStreamInfer: (call: ServerDuplexStream<ProtoInferRequest, unknown>) => this.#stream(call),
@@ -191,14 +191,20 @@ export class GrpcGateway {
     return handlers;
   }
 
-  #unary<Q>(method: string, work: (request: Q, call: ServerUnaryCall<Q, unknown>) => Promise<unknown>) {
+  /** A unary handler: `work` may add to the answer's metadata (which carries the replica's name, as errors' trailers do). */
+  #unary<Q>(method: string, work: (request: Q, call: ServerUnaryCall<Q, unknown>, metadata: Metadata) => Promise<unknown>) {
     return (call: ServerUnaryCall<Q, unknown>, callback: sendUnaryData<unknown>) => {
       const started = performance.now();
-      work(call.request, call).then((response) => {
+      const metadata = new Metadata();
+      const replica = this.#parts.replica?.();
+      if (replica !== undefined) metadata.set('x-modelgate-replica', replica);
+      work(call.request, call, metadata).then((response) => {
         this.#logCall(method, call.request, status.OK, started);
+        call.sendMetadata(metadata);
         callback(null, response);
       }, (error: unknown) => {
         const failure = grpcError(error, (cause) => this.#parts.log.error({ err: cause, method }, 'unexpected error'));
+        if (replica !== undefined) failure.metadata?.set('x-modelgate-replica', replica);
         this.#logCall(method, call.request, failure.code as status, started);
         callback(failure);
       });

@@ -24,13 +24,13 @@ const CODES = new Map<number, status>([
 ]);
 
 /** The gRPC status of a gateway error; `log` hears of the ones that are not the gateway's own (their details stay in the log). */
-export function grpcError(error: unknown, log: (error: unknown) => void): Partial<ServiceError> {
+export function grpcError(error: unknown, log: (error: unknown) => void): Partial<ServiceError> & { metadata: Metadata } {
   const failure = error as Error & { statusCode?: number; code?: unknown; retryAfterSeconds?: number };
   const ours = typeof failure.code === 'string' && failure.code.startsWith('MG_');
   const httpStatus = failure.statusCode !== undefined && failure.statusCode >= 400 && failure.statusCode < 600 ? failure.statusCode : 500;
   if (!ours && httpStatus >= 500) {
     log(error);
-    return { code: status.INTERNAL, details: 'Internal server error' };
+    return { code: status.INTERNAL, details: 'Internal server error', metadata: new Metadata() };
   }
   const metadata = new Metadata();
   if (failure.retryAfterSeconds !== undefined) metadata.set('retry-after', String(failure.retryAfterSeconds));

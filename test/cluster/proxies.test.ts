@@ -6,6 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { credentials, loadPackageDefinition, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
 import { validateConfig } from '../../src/config/load.ts';
@@ -147,6 +149,41 @@ t.test('HAProxy: each key on one replica; as shipped (bounded load) nearly alway
   t.same(((await answer.json()) as { outputs: Array<{ data: unknown[] }> }).outputs.at(-1)?.data, ['setosa']);
 });
 
+t.test('nginx as shipped, over gRPC: every call for a key (x-model-key metadata) lands on one replica', { skip: skipCluster }, async (t) => {
+  const { directory, replicas } = await fleet(t);
+  const proxy = await startNginx(t, path.join(directory, 'nginx'), replicas);
+  const definition = loadSync(path.resolve(import.meta.dirname, '../../packages/client/proto/grpc_service.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const Service = (loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } }).inference.GRPCInferenceService;
+  const client = new Service(proxy.grpcAddress as string, credentials.createInsecure());
+  t.teardown(() => client.close());
+  /** The replica that answered a call for `key`: from the answer's metadata, or an error's trailers. */
+  const replicaOver = (key: string) => new Promise<string>((resolve, reject) => {
+    const metadata = new Metadata();
+    metadata.set('x-model-key', key);
+    let replica: string | undefined;
+    const call = (client as unknown as Record<string, (request: unknown, metadata: Metadata, callback: (error: ServiceError | null) => void) => { on(event: 'metadata', listener: (metadata: Metadata) => void): void }>).ModelMetadata?.call(client, { name: key }, metadata, (error) => {
+      const named = replica ?? (error?.metadata.get('x-modelgate-replica')[0] as string | undefined);
+      if (named === undefined) reject(error ?? new Error('no x-modelgate-replica'));
+      else resolve(named);
+    });
+    call?.on('metadata', (answer) => { replica = answer.get('x-modelgate-replica')[0] as string | undefined; });
+  });
+  const names = new Set(replicas.map((replica) => replica.name));
+  const placement = new Map<string, string>();
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < 30; i++) {
+      const key = i < 3 ? ['iris', 'iris-v1', 'iris-v2'][i] as string : `key-${i}`;
+      const replica = await replicaOver(key);
+      t.ok(names.has(replica), `answered by a replica (${replica})`);
+      if (round === 0) placement.set(key, replica);
+      else if (placement.get(key) !== replica) t.fail(`${key} moved from ${placement.get(key)} to ${replica}`);
+    }
+  }
+  t.equal(new Set(placement.values()).size, 3, 'the keys spread over all three replicas');
+  // nginx hashes each upstream on its own ring (the servers' addresses differ by port), so a key's
+  // REST and gRPC calls may land on different replicas: each protocol keeps its keys in place.
+});
+
 t.test('docker-compose.yml and the Kubernetes manifests agree with the tested configurations', async (t) => {
   const gateway = readFileSync(path.join(DEPLOY, 'gateway.yaml'), 'utf8');
   const env = { HOSTNAME: 'modelgate-1', MODELGATE_ADMIN_TOKEN: TOKEN };
@@ -178,6 +215,9 @@ t.test('docker-compose.yml and the Kubernetes manifests agree with the tested co
   t.equal(container.livenessProbe.httpGet.path, '/v2/health/live');
   t.equal(container.livenessProbe.httpGet.port, 'health', 'liveness on the health port');
   t.same(container.ports.find((port: { name: string }) => port.name === 'health')?.containerPort, config.server.healthPort, 'the container port is server.healthPort');
+  t.same(container.ports.find((port: { name: string }) => port.name === 'grpc')?.containerPort, config.grpc?.port, 'and the grpc one grpc.port');
+  t.match(manifests[3]?.spec.ports, [{ name: 'http' }, { name: 'grpc', port: 8001, appProtocol: 'grpc' }], 'the Service carries gRPC');
+  t.same([...nginx.matchAll(/server (modelgate-\d+):8001/g)].map((match) => match[1]), replicas, 'nginx\'s gRPC upstream lists them too');
   t.ok(manifests[2]?.spec.template.spec.terminationGracePeriodSeconds * 1000 > 30_000 + 5000, 'the pod outlives the drain and the preStop pause');
   t.equal(manifests[4]?.spec.trafficPolicy.loadBalancer.consistentHash.httpHeaderName, 'x-model-key');
   t.same(manifests[5]?.spec.loadBalancer, { type: 'ConsistentHash', consistentHash: { type: 'Header', header: { name: 'x-model-key' } } });

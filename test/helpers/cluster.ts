@@ -17,6 +17,8 @@ export interface Replica {
   readonly name: string;
   readonly port: number;
   readonly url: string;
+  /** The gRPC port, when the configuration has `grpc`. */
+  readonly grpcPort?: number | undefined;
   readonly child: Child;
 }
 
@@ -27,7 +29,9 @@ export interface Replica {
 export async function startReplica(t: Teardown, directory: string, name: string, document: Record<string, unknown>, env: Record<string, string> = {}): Promise<Replica> {
   mkdirSync(directory, { recursive: true });
   const file = path.join(directory, `${name}.yaml`);
-  writeFileSync(file, stringify(document));
+  // Side by side on one host: each replica's gRPC port is a free one.
+  const grpcPort = document.grpc === undefined ? undefined : await freePort();
+  writeFileSync(file, stringify(grpcPort === undefined ? document : { ...document, grpc: { ...(document.grpc as Record<string, unknown>), port: grpcPort } }));
   const port = await freePort();
   const child = startChild(t, process.execPath, [CLI, 'serve', '--config', file, '--host', '127.0.0.1', '--port', String(port)], {
     ...process.env, HOSTNAME: name, MODELGATE_LOG_LEVEL: 'warn', ...env,
@@ -40,11 +44,13 @@ export async function startReplica(t: Teardown, directory: string, name: string,
     if (child.process.exitCode !== null || Date.now() > deadline) throw new Error(`replica ${name} did not start: ${child.output()}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { name, port, url, child };
+  return { name, port, url, grpcPort, child };
 }
 
 export interface Proxy {
   readonly url: string;
+  /** host:port of the proxy's gRPC listener, where it has one. */
+  readonly grpcAddress?: string;
   readonly child: Child;
 }
 
@@ -60,6 +66,10 @@ export async function startNginx(t: Teardown, directory: string, replicas: reado
   const servers = replicas.map((replica) => `    server 127.0.0.1:${replica.port} max_fails=3 fail_timeout=5s;`).join('\n');
   site = site.replace(/(    server modelgate-\d+:8080[^\n]*\n)+/, `${servers}\n`);
   site = site.replace('listen 8080;', `listen 127.0.0.1:${port};`);
+  const grpcPort = await freePort();
+  const grpcServers = replicas.map((replica) => `    server 127.0.0.1:${replica.grpcPort ?? 1} max_fails=3 fail_timeout=5s;`).join('\n');
+  site = site.replace(/(    server modelgate-\d+:8001[^\n]*\n)+/, `${grpcServers}\n`);
+  site = site.replace('listen 8001 http2;', `listen 127.0.0.1:${grpcPort} http2;`);
   if (balance === 'modulo') site = site.replace('hash $modelgate_key consistent;', 'hash $modelgate_key;');
   if (balance === 'roundRobin') site = site.replace('hash $modelgate_key consistent;', '');
   if (!site.includes(`127.0.0.1:${replicas[0]?.port}`) || !site.includes(`127.0.0.1:${port}`)) throw new Error('deploy/nginx/modelgate.conf no longer has the lines this harness rewrites');
@@ -72,7 +82,7 @@ export async function startNginx(t: Teardown, directory: string, replicas: reado
   ].join('\n'));
   const child = startChild(t, findProgram('nginx') as string, ['-p', directory, '-c', path.join(directory, 'nginx.conf'), '-e', path.join(directory, 'error.log')], undefined, 'SIGTERM');
   await waitForPort(port).catch((error: Error) => { throw new Error(`${error.message}: ${child.output()} ${readFileSync(path.join(directory, 'error.log'), 'utf8')}`); });
-  return { url: `http://127.0.0.1:${port}`, child };
+  return { url: `http://127.0.0.1:${port}`, grpcAddress: `127.0.0.1:${grpcPort}`, child };
 }
 
 /** HAProxy over `replicas` with deploy/haproxy/haproxy.cfg; `bounded: false` drops hash-balance-factor. */
