@@ -9,6 +9,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { credentials, loadPackageDefinition, Metadata, type Client } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
 import autocannon from 'autocannon';
 import { request } from 'undici';
 import { freePort } from './ports.ts';
@@ -195,6 +197,65 @@ function binaryBody(rows: number, width: number): { body: Buffer; headers: Recor
   return { body: Buffer.concat([header, data]), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } };
 }
 
+const GrpcService = (loadPackageDefinition(loadSync(path.join(ROOT, 'packages/client/proto/grpc_service.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } }).inference.GRPCInferenceService;
+
+/**
+ * gRPC load on a server (its pid known by `url`), from this process: `concurrency` closed loops
+ * of unary ModelInfer calls, or as many streams each with one request in flight. Requests per
+ * second and the server's CPU µs per request, medians of the rounds, after a second of warm-up.
+ */
+async function grpcLoad(url: string, address: string, request: unknown, concurrency: number, streaming: boolean): Promise<{ requests: number; cpuPerRequest: number; errors: number }> {
+  const clients = Array.from({ length: Math.min(concurrency, 8) }, () => new GrpcService(address, credentials.createInsecure()));
+  const pid = pids.get(url) as number;
+  let errors = 0;
+  const loop = async (index: number, until: number): Promise<number> => {
+    const client = clients[index % clients.length] as Client;
+    let done = 0;
+    if (streaming) {
+      const stream = (client as unknown as { ModelStreamInfer(): NodeJS.ReadWriteStream & { write(message: unknown): boolean; end(): void } }).ModelStreamInfer();
+      await new Promise<void>((resolve) => {
+        stream.on('data', (message: { error_message: string }) => {
+          if (message.error_message !== '') errors += 1;
+          done += 1;
+          if (performance.now() < until) stream.write(request);
+          else stream.end();
+        });
+        stream.on('end', resolve);
+        stream.on('error', () => { errors += 1; resolve(); });
+        stream.write(request);
+      });
+      return done;
+    }
+    while (performance.now() < until) {
+      await new Promise<void>((resolve) => {
+        (client as unknown as Record<string, (request: unknown, metadata: Metadata, callback: (error: Error | null) => void) => void>).ModelInfer?.call(client, request, new Metadata(), (error) => {
+          if (error !== null) errors += 1;
+          resolve();
+        });
+      });
+      done += 1;
+    }
+    return done;
+  };
+  const run = async (seconds: number) => {
+    const until = performance.now() + seconds * 1000;
+    const counts = await Promise.all(Array.from({ length: concurrency }, (_, index) => loop(index, until)));
+    return counts.reduce((sum, count) => sum + count, 0);
+  };
+  await run(1);
+  const rounds: Array<{ requests: number; cpuPerRequest: number }> = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const cpuBefore = cpuMicros(pid);
+    const began = performance.now();
+    const answered = await run(SECONDS);
+    const cpu = cpuMicros(pid) - cpuBefore;
+    rounds.push({ requests: answered / ((performance.now() - began) / 1000), cpuPerRequest: cpu / Math.max(1, answered) });
+  }
+  for (const client of clients) client.close();
+  const median = (pick: (round: { requests: number; cpuPerRequest: number }) => number) => rounds.map(pick).sort((a, b) => a - b)[Math.floor(rounds.length / 2)] as number;
+  return { requests: median((round) => round.requests), cpuPerRequest: median((round) => round.cpuPerRequest), errors };
+}
+
 async function metric(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((sum, match) => sum + Number(match[1]), 0);
@@ -364,6 +425,37 @@ try {
   const inTurn = await sequentialLatency([0, 1, 2].map((i) => `${graphs}/v2/models/t${i}/infer`), body256);
   row('9. ensemble of three (256-1024-256), c=1: ensemble / the three in turn', `p50 ${fixed(ensemble.p50)} / ${fixed(inTurn.p50)} µs`, `${(ensemble.p50 / inTurn.p50).toFixed(2)} of the time`);
   results.graphs = { cascade: viaCascade, allExpensive, cascadeRowsRatio: viaCascade.requests / allExpensive.requests, cascadeCpuRatio: viaCascade.cpuPerRequest / allExpensive.cpuPerRequest, ensemble, inTurn, ensembleLatencyRatio: ensemble.p50 / inTurn.p50 };
+  }
+
+  if (only('10')) {
+  // 10. gRPC beside REST, one gateway serving both: the tiny model per request (REST JSON, REST
+  // binary, gRPC unary with raw tensors, gRPC streams) and the MLP per row, batching on.
+  const grpcPort = await freePort();
+  const both = await started(gateway('grpc', { grpc: { port: grpcPort }, models: [{ name: 'tiny', path: 'tiny.onnx' }, { name: 'mlp', path: 'mlp.onnx', batching: { maxBatchSize: 64, maxQueueDelayMicros: 500 } }] }));
+  const address = `127.0.0.1:${grpcPort}`;
+  const tinyHeader = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], parameters: { binary_data_size: 16 } }], outputs: [{ name: 'probabilities', parameters: { binary_data: true } }, { name: 'label', parameters: { binary_data: true } }] }));
+  const tinyBinary = Buffer.concat([tinyHeader, Buffer.from(new Float32Array([6.7, 3.0, 5.2, 2.3]).buffer)]);
+  const tinyGrpc = { model_name: 'tiny', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4] }], raw_input_contents: [Buffer.from(new Float32Array([6.7, 3.0, 5.2, 2.3]).buffer)] };
+  const restJson = await load(both, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' });
+  const restBinary = await load(both, { connections: 32, body: tinyBinary, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(tinyHeader.length) }, path: '/v2/models/tiny/infer' });
+  const unary = await grpcLoad(both, address, tinyGrpc, 32, false);
+  const streamed = await grpcLoad(both, address, tinyGrpc, 32, true);
+  const line = (load: { requests: number; cpuPerRequest: number }) => `${fixed(load.requests)} req/s, ${fixed(load.cpuPerRequest, 1)} µs CPU/req`;
+  row('10. tiny model, c=32: REST JSON', line(restJson));
+  row('10. tiny model, c=32: REST binary', line(restBinary));
+  row('10. tiny model, c=32: gRPC unary, raw tensors', line(unary), `CPU ${(unary.cpuPerRequest / restBinary.cpuPerRequest).toFixed(2)} of REST binary's (target <= 1)`);
+  row('10. tiny model, 32 streams: gRPC streaming', line(streamed), `CPU ${(streamed.cpuPerRequest / unary.cpuPerRequest).toFixed(2)} of unary's (target <= 1)`);
+  const mlpRow = Buffer.from(new Float32Array(512).fill(0.5).buffer);
+  const mlpGrpc = { model_name: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512] }], raw_input_contents: [mlpRow] };
+  const mlpRest = binaryBody(1, 512);
+  const mlpBinary = await load(both, { connections: 64, body: mlpRest.body, headers: mlpRest.headers, path: '/v2/models/mlp/infer' });
+  const mlpUnary = await grpcLoad(both, address, mlpGrpc, 64, false);
+  const mlpStream = await grpcLoad(both, address, mlpGrpc, 64, true);
+  const rowsLine = (load: { requests: number; cpuPerRequest: number }) => `${fixed(load.requests)} rows/s, ${fixed(load.cpuPerRequest)} µs CPU/row`;
+  row('10. MLP single rows, c=64, batching on: REST binary', rowsLine(mlpBinary));
+  row('10. MLP single rows, c=64: gRPC unary, raw tensors', rowsLine(mlpUnary), `CPU ${(mlpUnary.cpuPerRequest / mlpBinary.cpuPerRequest).toFixed(2)} of REST binary's`);
+  row('10. MLP single rows, 64 streams: gRPC streaming', rowsLine(mlpStream), `CPU ${(mlpStream.cpuPerRequest / mlpUnary.cpuPerRequest).toFixed(2)} of unary's`);
+  results.grpc = { tiny: { restJson, restBinary, unary, streamed }, mlp: { restBinary: mlpBinary, unary: mlpUnary, streamed: mlpStream } };
   }
 
   if (only('6')) {

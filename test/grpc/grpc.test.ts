@@ -233,3 +233,21 @@ t.test('messages past server.bodyLimitBytes are RESOURCE_EXHAUSTED; gzip request
   const text = (await app.inject({ url: '/metrics' })).body;
   t.match(text, /^modelgate_requests_total\{key="big",code="200",protocol="grpc"[^}]*\} 1$/m);
 });
+
+t.test('server reflection lists the services, as grpcurl asks; BYTES holding NUL are refused as over REST', async (t) => {
+  const { rpc } = await grpcGateway(t, { 'bytes.onnx': identityModel('string', ['n']) }, { models: [{ name: 'bytes', path: 'bytes.onnx' }] });
+  const reflection = loadPackageDefinition(loadSync(path.resolve(import.meta.dirname, '../../node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto'), { keepCase: true })) as unknown as { grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } } } };
+  const client = new reflection.grpc.reflection.v1.ServerReflection(`127.0.0.1:${rpc.port}`, credentials.createInsecure());
+  t.teardown(() => client.close());
+  const stream = (client as unknown as { ServerReflectionInfo(): NodeJS.ReadWriteStream & { write(message: unknown): boolean; end(): void } }).ServerReflectionInfo();
+  const listed = new Promise<string[]>((resolve, reject) => {
+    stream.on('data', (message: { list_services_response?: { service: Array<{ name: string }> } }) => resolve((message.list_services_response?.service ?? []).map((service) => service.name)));
+    stream.on('error', reject);
+  });
+  stream.write({ list_services: '' });
+  const services = await listed;
+  stream.end();
+  t.ok(services.includes('inference.GRPCInferenceService'), `listed: ${services.join(', ')}`);
+  const nul = Buffer.from([1, 0, 0, 0, 0]);
+  t.match(await failure(rpc.call('ModelInfer', { model_name: 'bytes', inputs: [{ name: 'x', datatype: 'BYTES', shape: [1] }], raw_input_contents: [nul] })), { code: 'INVALID_ARGUMENT', details: /input 'x': BYTES element 0 holds a NUL character/ });
+});
