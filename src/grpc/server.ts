@@ -68,11 +68,16 @@ function deadlineOf(call: Call): number | undefined {
   return Number.isFinite(at) ? performance.now() + (at - Date.now()) : undefined;
 }
 
-/** A call's abort signal: aborted when the client cancels, so its queued work never runs. */
-function signalOf(call: Call): AbortSignal {
+/**
+ * A call's abort signal: aborted when the client cancels, so its queued work never runs.
+ * `release` once the call is answered: grpc-js reports a finished call's stream closing as
+ * 'cancelled' too, and an abort then (a DOMException each) would be work for nothing.
+ */
+function signalOf(call: Call): { signal: AbortSignal; release: () => void } {
   const controller = new AbortController();
-  call.once('cancelled', () => controller.abort());
-  return controller.signal;
+  const cancel = () => controller.abort();
+  call.once('cancelled', cancel);
+  return { signal: controller.signal, release: () => call.removeListener('cancelled', cancel) };
 }
 
 export class GrpcGateway {
@@ -159,7 +164,11 @@ export class GrpcGateway {
       ModelMetadata: this.#unary('ModelMetadata', async (request: { name: string; version: string }) => dataPlane.modelMetadata(request.name, request.version || undefined)),
       ModelInfer: this.#unary('ModelInfer', async (request: ProtoInferRequest, call, metadata) => {
         const done = this.#begin();
-        const { response, context } = await this.#infer(request, call, signalOf(call)).finally(done);
+        const { signal, release } = signalOf(call);
+        const { response, context } = await this.#infer(request, call, signal).finally(() => {
+          release();
+          done();
+        });
         if (context.decisions.length > 0) metadata.set('x-modelgate-variant', context.decisions.join(','));
         if (context.cases !== undefined && context.cases.length > 0) metadata.set('x-modelgate-case', context.cases.join(','));
         return response;
@@ -234,13 +243,14 @@ export class GrpcGateway {
 
   /** Answers as they complete, each with its request's id; a bad request gets an error_message and the stream goes on. */
   #stream(call: ServerDuplexStream<ProtoInferRequest, unknown>): void {
-    const signal = signalOf(call);
+    const { signal, release } = signalOf(call);
     const done = this.#begin();
     call.once('cancelled', done);
     let pending = 0;
     let ended = false;
     const finish = () => {
       if (!ended || pending > 0) return;
+      release();
       call.once('finish', done);
       call.end();
     };
