@@ -71,14 +71,9 @@ function ranged(values: readonly number[], datatype: string, where: string): rea
   return values;
 }
 
-function bigints(values: readonly string[], where: string): bigint[] {
-  return values.map((value) => {
-    try {
-      return BigInt(value);
-    } catch {
-      throw new InvalidInputError(`${where}: '${value}' is not an integer`);
-    }
-  });
+/** 64-bit contents as proto-loader gives them: decimal text, always an integer. */
+function bigints(values: readonly string[]): bigint[] {
+  return values.map((value) => BigInt(value));
 }
 
 const bytesOf = (array: ArrayBufferView): Buffer => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
@@ -90,11 +85,11 @@ function contentsBytes(datatype: string, contents: ProtoContents, where: string)
     case 'INT8': return bytesOf(Int8Array.from(ranged(contents.int_contents ?? [], datatype, where)));
     case 'INT16': return bytesOf(Int16Array.from(ranged(contents.int_contents ?? [], datatype, where)));
     case 'INT32': return bytesOf(Int32Array.from(contents.int_contents ?? []));
-    case 'INT64': return bytesOf(BigInt64Array.from(bigints(contents.int64_contents ?? [], where)));
+    case 'INT64': return bytesOf(BigInt64Array.from(bigints(contents.int64_contents ?? [])));
     case 'UINT8': return bytesOf(Uint8Array.from(ranged(contents.uint_contents ?? [], datatype, where)));
     case 'UINT16': return bytesOf(Uint16Array.from(ranged(contents.uint_contents ?? [], datatype, where)));
     case 'UINT32': return bytesOf(Uint32Array.from(contents.uint_contents ?? []));
-    case 'UINT64': return bytesOf(BigUint64Array.from(bigints(contents.uint64_contents ?? [], where)));
+    case 'UINT64': return bytesOf(BigUint64Array.from(bigints(contents.uint64_contents ?? [])));
     case 'FP32': return bytesOf(Float32Array.from(contents.fp32_contents ?? []));
     case 'FP64': return bytesOf(Float64Array.from(contents.fp64_contents ?? []));
     case 'BYTES': return Buffer.concat((contents.bytes_contents ?? []).flatMap((element) => {

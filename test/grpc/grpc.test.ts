@@ -251,3 +251,33 @@ t.test('server reflection lists the services, as grpcurl asks; BYTES holding NUL
   const nul = Buffer.from([1, 0, 0, 0, 0]);
   t.match(await failure(rpc.call('ModelInfer', { model_name: 'bytes', inputs: [{ name: 'x', datatype: 'BYTES', shape: [1] }], raw_input_contents: [nul] })), { code: 'INVALID_ARGUMENT', details: /input 'x': BYTES element 0 holds a NUL character/ });
 });
+
+t.test('typed contents of every integer and float datatype, range-checked; parameters of every kind', async (t) => {
+  const types = { int8: 'INT8', int16: 'INT16', int32: 'INT32', uint8: 'UINT8', uint16: 'UINT16', uint32: 'UINT32', uint64: 'UINT64', bool: 'BOOL', float64: 'FP64' } as const;
+  const files = Object.fromEntries(Object.keys(types).map((type) => [`${type}.onnx`, identityModel(type as never, ['n'])]));
+  const { rpc } = await grpcGateway(t, { ...files, 'two.onnx': scaleModel(2) }, {
+    models: [...Object.keys(types).map((type) => ({ name: type, path: `${type}.onnx` })), { name: 'two', path: 'two.onnx' }],
+    routes: [{ key: 'chain', sequence: { steps: [{ name: 'first', target: 'two' }, { name: 'second', target: 'two' }] } }],
+  });
+  const cases: Array<[keyof typeof types, Record<string, unknown>, Buffer]> = [
+    ['int8', { int_contents: [-128, 0, 127] }, Buffer.from(Int8Array.from([-128, 0, 127]).buffer)],
+    ['int16', { int_contents: [-32768, 5, 32767] }, Buffer.from(Int16Array.from([-32768, 5, 32767]).buffer)],
+    ['int32', { int_contents: [-7, 0, 2147483647] }, Buffer.from(Int32Array.from([-7, 0, 2147483647]).buffer)],
+    ['uint8', { uint_contents: [0, 9, 255] }, Buffer.from(Uint8Array.from([0, 9, 255]).buffer)],
+    ['uint16', { uint_contents: [0, 9, 65535] }, Buffer.from(Uint16Array.from([0, 9, 65535]).buffer)],
+    ['uint32', { uint_contents: [0, 9, 4294967295] }, Buffer.from(Uint32Array.from([0, 9, 4294967295]).buffer)],
+    ['uint64', { uint64_contents: ['0', '9', String(2n ** 64n - 1n)] }, Buffer.from(BigUint64Array.from([0n, 9n, 2n ** 64n - 1n]).buffer)],
+    ['bool', { bool_contents: [true, false, true] }, Buffer.from([1, 0, 1])],
+    ['float64', { fp64_contents: [0.1, -2.5, 1e300] }, Buffer.from(Float64Array.from([0.1, -2.5, 1e300]).buffer)],
+  ];
+  for (const [type, contents, expected] of cases) {
+    const answer = await rpc.call<{ raw_output_contents: Buffer[] }>('ModelInfer', { model_name: type, inputs: [{ name: 'x', datatype: types[type], shape: [3], contents }] });
+    t.same(answer.raw_output_contents[0], expected, `${types[type]} typed contents, exact`);
+  }
+  t.same(await failure(rpc.call('ModelInfer', { model_name: 'int8', inputs: [{ name: 'x', datatype: 'INT8', shape: [1], contents: { int_contents: [128] } }] })), { code: 'INVALID_ARGUMENT', details: "input 'x': element 0 (128) is out of range for INT8" });
+  const intermediate = await rpc.call<{ outputs: Array<{ name: string }> }>('ModelInfer', {
+    model_name: 'chain', id: 'p', parameters: { return_intermediate: { bool_param: true }, note: { string_param: 'x' }, weight: { double_param: 0.5 }, big: { int64_param: String(2n ** 60n) } },
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1] }], raw_input_contents: [f32([1])],
+  });
+  t.same(intermediate.outputs.map((output) => output.name), ['y', 'first.y', 'second.y'], 'a bool parameter (return_intermediate) read; the others carried');
+});
