@@ -6,14 +6,14 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { credentials, loadPackageDefinition, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
 import { validateConfig } from '../../src/config/load.ts';
 import { buildDemoModels } from '../../src/demo/build-models.ts';
 import { DEPLOY, startHaproxy, startNginx, startReplica, type Replica } from '../helpers/cluster.ts';
 import { AUTH, TOKEN, type TestContext } from '../helpers/gateway.ts';
+import { clientOf, InferenceService } from '../helpers/grpc.ts';
 import { eventually, skipWithout, startRedis } from '../helpers/programs.ts';
 
 const FLOWER = { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] };
@@ -152,9 +152,7 @@ t.test('HAProxy: each key on one replica; as shipped (bounded load) nearly alway
 t.test('nginx as shipped, over gRPC: every call for a key (x-model-key metadata) lands on one replica', { skip: skipCluster }, async (t) => {
   const { directory, replicas } = await fleet(t);
   const proxy = await startNginx(t, path.join(directory, 'nginx'), replicas);
-  const definition = loadSync(path.resolve(import.meta.dirname, '../../packages/client/proto/grpc_service.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-  const Service = (loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } }).inference.GRPCInferenceService;
-  const client = new Service(proxy.grpcAddress as string, credentials.createInsecure());
+  const client = clientOf(InferenceService, proxy.grpcAddress as string);
   t.teardown(() => client.close());
   /** The replica that answered a call for `key`: from the answer's metadata, or an error's trailers. */
   const replicaOver = (key: string) => new Promise<string>((resolve, reject) => {

@@ -7,14 +7,12 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { credentials, loadPackageDefinition, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import t from 'tap';
 import { slowModel, slowRequest, writeFiles } from '../helpers/gateway.ts';
+import { clientOf, InferenceService } from '../helpers/grpc.ts';
 
 const BUILT_CLI = path.resolve(import.meta.dirname, '../../dist/cli.js');
-const PROTO = path.resolve(import.meta.dirname, '../../packages/client/proto/grpc_service.proto');
-const Service = (loadPackageDefinition(loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } }).inference.GRPCInferenceService;
 
 t.test('SIGTERM with a gRPC stream open: its answer and end arrive, new calls are refused, exit 0', async (t) => {
   const dir = t.testdir();
@@ -31,7 +29,7 @@ t.test('SIGTERM with a gRPC stream open: its answer and end arrive, new calls ar
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   t.ok(port !== undefined, 'gRPC listening is logged with its port');
-  const client = new Service(`127.0.0.1:${port}`, credentials.createInsecure());
+  const client = clientOf(InferenceService, `127.0.0.1:${port}`);
   t.teardown(() => client.close());
   const rows = slowRequest(64).inputs[0] as { data: number[] };
   const request = { model_name: 'slow', id: 'last', inputs: [{ name: 'x', datatype: 'FP32', shape: [64, 512] }], raw_input_contents: [Buffer.from(new Float32Array(rows.data).buffer)] };

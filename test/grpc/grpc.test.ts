@@ -3,18 +3,13 @@
  * from proto/grpc_service.proto as any client would, against real onnxruntime
  * sessions; expected values computed here.
  */
-import path from 'node:path';
-import { credentials, loadPackageDefinition, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import { Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { floatToHalf } from '@modelgate/client/codec';
 import { addMulModel, identityModel } from '../../src/onnx/builder.ts';
 import { buildGateway, eventually, scaleModel, TOKEN } from '../helpers/gateway.ts';
+import { clientOf, HealthService, InferenceService, ReflectionService } from '../helpers/grpc.ts';
 
-const PROTO = path.resolve(import.meta.dirname, '../../packages/client/proto/grpc_service.proto');
-const definition = loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-const Service = (loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: Record<string, unknown>) => Client } }).inference.GRPCInferenceService;
-const health = loadPackageDefinition(loadSync(path.resolve(import.meta.dirname, '../../node_modules/grpc-health-check/proto/health/v1/health.proto'), { keepCase: true, enums: String })) as unknown as { grpc: { health: { v1: { Health: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } } } };
 
 type Unary = (request: unknown, metadata: Metadata, options: { deadline?: number }, callback: (error: ServiceError | null, response: unknown) => void) => unknown;
 
@@ -34,7 +29,7 @@ function metadataOf(entries: Record<string, string>): Metadata {
 async function grpcGateway(t: Test, files: Record<string, Uint8Array | string>, config: Record<string, unknown>) {
   const gateway = await buildGateway(t, files, config);
   const port = await gateway.app.grpc.listen('127.0.0.1', 0);
-  const client = new Service(`127.0.0.1:${port}`, credentials.createInsecure());
+  const client = clientOf(InferenceService, `127.0.0.1:${port}`);
   t.teardown(() => client.close());
   const rpc: Rpc = {
     client,
@@ -64,7 +59,7 @@ t.test('health, metadata, config and statistics of a key', async (t) => {
   const stats = await rpc.call<{ model_stats: Array<Record<string, unknown>> }>('ModelStatistics', { name: 'scale' });
   t.match(stats.model_stats, [{ name: 'scale', version: '1', inference_count: '2', execution_count: '1', inference_stats: { success: { count: '1' } } }]);
   t.same(await failure(rpc.call('SystemSharedMemoryStatus')), { code: 'UNIMPLEMENTED', details: 'SystemSharedMemoryStatus: modelgate does not implement shared memory' });
-  const probe = new health.grpc.health.v1.Health(`127.0.0.1:${rpc.port}`, credentials.createInsecure());
+  const probe = clientOf(HealthService, `127.0.0.1:${rpc.port}`);
   t.teardown(() => probe.close());
   const check = (service: string) => new Promise((resolve, reject) => (probe as unknown as Record<string, Unary>).Check?.call(probe, { service }, new Metadata(), {}, (error, response) => (error === null ? resolve(response) : reject(error))));
   t.same(await check(''), { status: 'SERVING' });
@@ -207,7 +202,7 @@ t.test('the repository RPCs need the admin token', async (t) => {
 
 t.test('health Watch turns NOT_SERVING when the gateway closes', async (t) => {
   const { app, rpc } = await grpcGateway(t, { 'scale.onnx': scaleModel(2) }, { models: [{ name: 'scale', path: 'scale.onnx' }] });
-  const probe = new health.grpc.health.v1.Health(`127.0.0.1:${rpc.port}`, credentials.createInsecure());
+  const probe = clientOf(HealthService, `127.0.0.1:${rpc.port}`);
   t.teardown(() => probe.close());
   const watch = (probe as unknown as { Watch(request: unknown): NodeJS.ReadableStream & { cancel(): void } }).Watch({ service: '' });
   const seen: string[] = [];
@@ -224,7 +219,7 @@ t.test('messages past server.bodyLimitBytes are RESOURCE_EXHAUSTED; gzip request
   const { rpc, app } = await grpcGateway(t, { 'big.onnx': identityModel('float32', ['n']) }, { server: { bodyLimitBytes: 64 * 1024 }, models: [{ name: 'big', path: 'big.onnx' }] });
   const request = (floats: number) => ({ model_name: 'big', inputs: [{ name: 'x', datatype: 'FP32', shape: [floats] }], raw_input_contents: [Buffer.alloc(floats * 4)] });
   t.match(await failure(rpc.call('ModelInfer', request(32 * 1024))), { code: 'RESOURCE_EXHAUSTED' }, '128 KiB against a 64 KiB limit');
-  const zipped = new Service(`127.0.0.1:${rpc.port}`, credentials.createInsecure(), { 'grpc.default_compression_algorithm': 2 } as never);
+  const zipped = clientOf(InferenceService, `127.0.0.1:${rpc.port}`, { 'grpc.default_compression_algorithm': 2 });
   t.teardown(() => zipped.close());
   const answer = await new Promise<{ raw_output_contents: Buffer[] }>((resolve, reject) => {
     (zipped as unknown as Record<string, Unary>).ModelInfer?.call(zipped, request(4096), new Metadata(), {}, (error, response) => (error === null ? resolve(response as never) : reject(error)));
@@ -236,8 +231,7 @@ t.test('messages past server.bodyLimitBytes are RESOURCE_EXHAUSTED; gzip request
 
 t.test('server reflection lists the services, as grpcurl asks; BYTES holding NUL are refused as over REST', async (t) => {
   const { rpc } = await grpcGateway(t, { 'bytes.onnx': identityModel('string', ['n']) }, { models: [{ name: 'bytes', path: 'bytes.onnx' }] });
-  const reflection = loadPackageDefinition(loadSync(path.resolve(import.meta.dirname, '../../node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto'), { keepCase: true })) as unknown as { grpc: { reflection: { v1: { ServerReflection: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } } } };
-  const client = new reflection.grpc.reflection.v1.ServerReflection(`127.0.0.1:${rpc.port}`, credentials.createInsecure());
+  const client = clientOf(ReflectionService, `127.0.0.1:${rpc.port}`);
   t.teardown(() => client.close());
   const stream = (client as unknown as { ServerReflectionInfo(): NodeJS.ReadWriteStream & { write(message: unknown): boolean; end(): void } }).ServerReflectionInfo();
   const listed = new Promise<string[]>((resolve, reject) => {
