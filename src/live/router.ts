@@ -6,7 +6,6 @@
  * documents other replicas write are applied whole (routes and models in one new table).
  */
 import type { RouteStats as RouteStatsView } from '@modelgate/client/wire';
-import { memberName } from '../config/graph-schema.ts';
 import { checkRoutes, routeKind } from '../config/route-graph.ts';
 import type { RolloutStatus, RouteSpec, SplitSpec } from '../config/schema.ts';
 import { ConcurrentChangeError, InvalidRouteError, RouteConflictError, RouteNotFoundError } from '../errors.ts';
@@ -14,7 +13,6 @@ import { guardRollout, resumeRollout, startRollout, withStatus } from '../experi
 import { RouteStats } from '../experiments/stats.ts';
 import type { Plugin } from '../ops/postprocess.ts';
 import { commonSignature } from '../routing/signature.ts';
-import { caseLabels } from '../routing/switch.ts';
 import type { RouteObserver } from '../routing/split.ts';
 import { buildTable, reaches, usersOf, type RouteTable } from '../routing/table.ts';
 import type { Target, TargetTable } from '../routing/target.ts';
@@ -22,6 +20,7 @@ import { applyState, documentOf, entryDigest, sameContent, type ModelStateEntry,
 import { DocumentKeeper, StaleDocumentError, type Log, type SharedState } from './keeper.ts';
 import { checkIfMatch } from './precondition.ts';
 import { readRouteBody, readRoutePatch } from './route-bodies.ts';
+import { snapshotOf } from './route-stats.ts';
 import type { AdoptedModels, RouterOptions, RouteView } from './types.ts';
 
 export type { SharedState } from './keeper.ts';
@@ -220,14 +219,7 @@ export class Router {
 
   stats(key: string): RouteStatsView {
     const view = this.get(key);
-    const { split, ensemble, cascade } = view.route;
-    const stats = this.#statsFor(key);
-    const choice = view.route.switch;
-    const snapshot = ensemble !== undefined ? stats.snapshot(ensemble.members.map(memberName), undefined, 'members')
-      : choice !== undefined ? stats.snapshot(caseLabels(choice), undefined, 'cases')
-        : cascade !== undefined ? stats.snapshot(cascade.steps.map((_, index) => String(index)), undefined, 'steps')
-          : stats.snapshot(split?.variants.map((variant) => variant.target) ?? [], split?.shadow?.target);
-    return { key, version: view.version, ...snapshot };
+    return { key, version: view.version, ...snapshotOf(view.route, this.#statsFor(key)) };
   }
 
   resetStats(key: string): void {
