@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { credentials, loadPackageDefinition, Metadata, type Client } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { GRPC_LOADER_OPTIONS, GRPC_PROTO } from '@modelgate/client/codec';
 import autocannon from 'autocannon';
 import { request } from 'undici';
 import { freePort } from './ports.ts';
@@ -197,7 +198,7 @@ function binaryBody(rows: number, width: number): { body: Buffer; headers: Recor
   return { body: Buffer.concat([header, data]), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } };
 }
 
-const GrpcService = (loadPackageDefinition(loadSync(path.join(ROOT, 'packages/client/proto/grpc_service.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } }).inference.GRPCInferenceService;
+const GrpcService = (loadPackageDefinition(loadSync(GRPC_PROTO, GRPC_LOADER_OPTIONS)) as unknown as { inference: { GRPCInferenceService: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client } }).inference.GRPCInferenceService;
 
 /**
  * gRPC load on a server (its pid known by `url`), from this process: `concurrency` closed loops

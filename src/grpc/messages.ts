@@ -7,18 +7,8 @@
  * little-endian form first. Answers go out in `raw_output_contents`, as Triton
  * answers by default.
  */
-import { toBytes, type InferPayload, type InferResult, type Tensor } from '@modelgate/client/codec';
+import { frameElements, fromInferParameter, toBytes, toInferParameter, type InferParameter, type InferPayload, type InferResult, type Tensor } from '@modelgate/client/codec';
 import { InvalidInputError } from '../errors.ts';
-
-/** An InferParameter as proto-loader gives it (oneofs: true, longs as strings). */
-export interface ProtoParameter {
-  readonly parameter_choice?: 'bool_param' | 'int64_param' | 'string_param' | 'double_param' | 'uint64_param';
-  readonly bool_param?: boolean;
-  readonly int64_param?: string;
-  readonly string_param?: string;
-  readonly double_param?: number;
-  readonly uint64_param?: string;
-}
 
 export interface ProtoContents {
   readonly bool_contents?: readonly boolean[];
@@ -35,27 +25,21 @@ export interface ProtoInferRequest {
   readonly model_name: string;
   readonly model_version: string;
   readonly id: string;
-  readonly parameters: Readonly<Record<string, ProtoParameter>>;
-  readonly inputs: ReadonlyArray<{ readonly name: string; readonly datatype: string; readonly shape: readonly string[]; readonly parameters: Readonly<Record<string, ProtoParameter>>; readonly contents: ProtoContents | null }>;
-  readonly outputs: ReadonlyArray<{ readonly name: string; readonly parameters: Readonly<Record<string, ProtoParameter>> }>;
+  readonly parameters: Readonly<Record<string, InferParameter>>;
+  readonly inputs: ReadonlyArray<{ readonly name: string; readonly datatype: string; readonly shape: readonly string[]; readonly parameters: Readonly<Record<string, InferParameter>>; readonly contents: ProtoContents | null }>;
+  readonly outputs: ReadonlyArray<{ readonly name: string; readonly parameters: Readonly<Record<string, InferParameter>> }>;
   readonly raw_input_contents: readonly Buffer[];
 }
 
-/** A parameter's value; 64-bit integers as numbers where they are safe, else as the decimal text. */
-function parameterValue(parameter: ProtoParameter): unknown {
-  const choice = parameter.parameter_choice;
-  if (choice === undefined) return undefined;
-  const value = parameter[choice];
-  if (choice === 'int64_param' || choice === 'uint64_param') {
-    const number = Number(value);
-    return Number.isSafeInteger(number) ? number : value;
-  }
-  return value;
+function parameters(map: Readonly<Record<string, InferParameter>>): Record<string, unknown> | undefined {
+  const entries = Object.entries(map).map(([name, parameter]) => [name, fromInferParameter(parameter)] as const).filter(([, value]) => value !== undefined);
+  return entries.length === 0 ? undefined : Object.fromEntries(entries);
 }
 
-function parameters(map: Readonly<Record<string, ProtoParameter>>): Record<string, unknown> | undefined {
-  const entries = Object.entries(map).map(([name, parameter]) => [name, parameterValue(parameter)] as const).filter(([, value]) => value !== undefined);
-  return entries.length === 0 ? undefined : Object.fromEntries(entries);
+/** `{ parameters }` when the map holds any, else nothing: the header carries no empty parameters. */
+function parametersField(map: Readonly<Record<string, InferParameter>>): { parameters?: Record<string, unknown> } {
+  const converted = parameters(map);
+  return converted === undefined ? {} : { parameters: converted };
 }
 
 const INTEGER_RANGES: Readonly<Record<string, readonly [number, number]>> = {
@@ -92,11 +76,7 @@ function contentsBytes(datatype: string, contents: ProtoContents, where: string)
     case 'UINT64': return bytesOf(BigUint64Array.from(bigints(contents.uint64_contents ?? [])));
     case 'FP32': return bytesOf(Float32Array.from(contents.fp32_contents ?? []));
     case 'FP64': return bytesOf(Float64Array.from(contents.fp64_contents ?? []));
-    case 'BYTES': return Buffer.concat((contents.bytes_contents ?? []).flatMap((element) => {
-      const length = Buffer.alloc(4);
-      length.writeUInt32LE(element.length);
-      return [length, element];
-    }));
+    case 'BYTES': return frameElements(contents.bytes_contents ?? []);
     case 'FP16': case 'BF16':
       throw new InvalidInputError(`${where}: ${datatype} has no typed contents field: send it in raw_input_contents`);
     default:
@@ -125,7 +105,7 @@ export function payloadOf(request: ProtoInferRequest): InferPayload {
   });
   const header = {
     ...(request.id === '' ? {} : { id: request.id }),
-    ...(parameters(request.parameters) === undefined ? {} : { parameters: parameters(request.parameters) }),
+    ...parametersField(request.parameters),
     inputs: request.inputs.map((input, index) => ({
       name: input.name,
       datatype: input.datatype,
@@ -136,17 +116,9 @@ export function payloadOf(request: ProtoInferRequest): InferPayload {
       }),
       parameters: { ...parameters(input.parameters), binary_data_size: (bytes[index] as Buffer).length },
     })),
-    ...(request.outputs.length === 0 ? {} : { outputs: request.outputs.map((output) => ({ name: output.name, ...(parameters(output.parameters) === undefined ? {} : { parameters: parameters(output.parameters) }) })) }),
+    ...(request.outputs.length === 0 ? {} : { outputs: request.outputs.map((output) => ({ name: output.name, ...parametersField(output.parameters) })) }),
   };
   return { header, tensors: bytes.length === 1 ? bytes[0] as Buffer : Buffer.concat(bytes) };
-}
-
-/** A response-level parameter as an InferParameter; lists (an ensemble's missing members) as comma-separated text. */
-function protoParameter(value: unknown): ProtoParameter {
-  if (typeof value === 'boolean') return { bool_param: value };
-  if (typeof value === 'number' && Number.isSafeInteger(value)) return { int64_param: String(value) };
-  if (typeof value === 'number') return { double_param: value };
-  return { string_param: Array.isArray(value) ? value.join(',') : String(value) };
 }
 
 /** The ModelInferResponse of a result: tensors in raw_output_contents, in output order. */
@@ -161,7 +133,8 @@ export function responseOf(key: string, id: string | undefined, result: InferRes
     model_name: key,
     model_version: '1',
     id: id ?? '',
-    ...(result.parameters === undefined ? {} : { parameters: Object.fromEntries(Object.entries(result.parameters).map(([name, value]) => [name, protoParameter(value)])) }),
+    // Lists (an ensemble's missing members) as comma-separated text: InferParameter holds no lists.
+    ...(result.parameters === undefined ? {} : { parameters: Object.fromEntries(Object.entries(result.parameters).map(([name, value]) => [name, toInferParameter(Array.isArray(value) ? value.join(',') : value)])) }),
     outputs,
     raw_output_contents: raw,
   };

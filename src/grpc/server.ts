@@ -5,9 +5,9 @@
  * `grpc.health.v1.Health` for Kubernetes probes and server reflection for
  * grpcurl. The app builds it; the CLI (or a test) makes it listen.
  */
-import { createRequire } from 'node:module';
 import { loadPackageDefinition, Metadata, Server, ServerCredentials, status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { GRPC_LOADER_OPTIONS, GRPC_PROTO } from '@modelgate/client/codec';
 import { ReflectionService } from '@grpc/reflection';
 import type { FastifyBaseLogger } from 'fastify';
 import { HealthImplementation } from 'grpc-health-check';
@@ -20,10 +20,8 @@ import type { InferContext } from '../routing/target.ts';
 import { payloadOf, responseOf, type ProtoInferRequest } from './messages.ts';
 import { grpcError } from './status.ts';
 
-// One definition for the server and the client: the client package's.
-const PROTO = createRequire(import.meta.url).resolve('@modelgate/client/proto/grpc_service.proto');
-// keepCase: the message fields as the .proto spells them; longs as strings, so 64-bit integers stay exact.
-const definition = loadSync(PROTO, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+// One definition for the server and the client: the client package's, read the same way.
+const definition = loadSync(GRPC_PROTO, GRPC_LOADER_OPTIONS);
 const SERVICE = 'inference.GRPCInferenceService';
 const service = (loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: { service: ServiceDefinition } } }).inference.GRPCInferenceService.service;
 

@@ -5,14 +5,13 @@
 import path from 'node:path';
 import { credentials, loadPackageDefinition, type Client } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { GRPC_LOADER_OPTIONS, GRPC_PROTO } from '@modelgate/client/codec';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 type Stub = new (address: string, creds: ReturnType<typeof credentials.createInsecure>, options?: Record<string, unknown>) => Client;
 
-/** keepCase and longs as strings, as the server reads them: 64-bit integers as decimal text. */
-const OPTIONS = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
-
-export const InferenceService = (loadPackageDefinition(loadSync(path.join(ROOT, 'packages/client/proto/grpc_service.proto'), OPTIONS)) as unknown as { inference: { GRPCInferenceService: Stub } }).inference.GRPCInferenceService;
+// Read as the server and the client read it: 64-bit integers as decimal text.
+export const InferenceService = (loadPackageDefinition(loadSync(GRPC_PROTO, GRPC_LOADER_OPTIONS)) as unknown as { inference: { GRPCInferenceService: Stub } }).inference.GRPCInferenceService;
 
 export const HealthService = (loadPackageDefinition(loadSync(path.join(ROOT, 'node_modules/grpc-health-check/proto/health/v1/health.proto'), { keepCase: true, enums: String })) as unknown as { grpc: { health: { v1: { Health: Stub } } } }).grpc.health.v1.Health;
 

@@ -9,6 +9,7 @@
  */
 import type { Client, Metadata, ServiceError } from '@grpc/grpc-js';
 import { fromBytes } from './codec/binary.ts';
+import { fromInferParameter, GRPC_LOADER_OPTIONS, GRPC_PROTO, toInferParameter, type InferParameter } from './codec/grpc.ts';
 import { ModelgateError } from './error.ts';
 import type { ModelMetadata, ModelStatistics, ServerMetadata } from './codec/types.ts';
 import { inputTensor, type InferResponse, type InputTensor, type OutputTensor, type RequestedOutput } from './tensors.ts';
@@ -48,19 +49,19 @@ export class GrpcChannel {
     const request = {
       model_name: key,
       id: options.id ?? '',
-      parameters: protoParameters(options.parameters),
+      parameters: Object.fromEntries(Object.entries(options.parameters ?? {}).map(([name, value]) => [name, toInferParameter(value)])),
       inputs: encoded.map(({ tensor }, index) => ({ name: inputs[index]?.name, datatype: tensor.datatype, shape: tensor.shape })),
       outputs: (options.outputs ?? []).map((output) => (typeof output === 'string' ? { name: output } : { name: output.name, parameters: output.classification === undefined ? {} : { classification: { int64_param: String(output.classification) } } })),
       raw_input_contents: encoded.map(({ bytes }) => bytes),
     };
-    const answer = await this.#unary('ModelInfer', request, options) as { model_name: string; model_version: string; id: string; parameters: Record<string, Parameter>; outputs: Array<{ name: string; datatype: string; shape: string[] }>; raw_output_contents: Buffer[] };
+    const answer = await this.#unary('ModelInfer', request, options) as { model_name: string; model_version: string; id: string; parameters: Record<string, InferParameter>; outputs: Array<{ name: string; datatype: string; shape: string[] }>; raw_output_contents: Buffer[] };
     const outputs: OutputTensor[] = answer.outputs.map((output, index) => {
       const shape = output.shape.map(Number);
       const datatype = output.datatype as Datatype;
       const count = shape.reduce((product, dim) => product * dim, 1);
       return { name: output.name, datatype, shape, data: fromBytes(answer.raw_output_contents[index] ?? Buffer.alloc(0), datatype, count, `output '${output.name}'`, false) };
     });
-    const parameters = Object.fromEntries(Object.entries(answer.parameters).map(([name, parameter]) => [name, parameterValue(parameter)]));
+    const parameters = Object.fromEntries(Object.entries(answer.parameters).map(([name, parameter]) => [name, fromInferParameter(parameter)]));
     return {
       modelName: answer.model_name,
       ...(answer.model_version === '' ? {} : { modelVersion: answer.model_version }),
@@ -129,7 +130,7 @@ export class GrpcChannel {
       } catch (error) {
         throw failure(`grpc:// URLs need @grpc/grpc-js and @grpc/proto-loader installed beside @modelgate/client: ${(error as Error).message}`, 0);
       }
-      const definition = loader.loadSync(new URL('../proto/grpc_service.proto', import.meta.url).pathname, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+      const definition = loader.loadSync(GRPC_PROTO, GRPC_LOADER_OPTIONS);
       const Service = (grpc.loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: new (address: string, credentials: unknown, options: Record<string, unknown>) => Client } }).inference.GRPCInferenceService;
       const credentials = this.#secure ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
       return { client: new Service(this.#address, credentials, { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 }), Metadata: grpc.Metadata };
@@ -137,25 +138,6 @@ export class GrpcChannel {
     this.#loaded.catch(() => { this.#loaded = undefined; });
     return this.#loaded;
   }
-}
-
-interface Parameter {
-  readonly parameter_choice?: string;
-  readonly [choice: string]: unknown;
-}
-
-function parameterValue(parameter: Parameter): unknown {
-  const value = parameter.parameter_choice === undefined ? undefined : parameter[parameter.parameter_choice];
-  return (parameter.parameter_choice === 'int64_param' || parameter.parameter_choice === 'uint64_param') && Number.isSafeInteger(Number(value)) ? Number(value) : value;
-}
-
-function protoParameters(parameters: Readonly<Record<string, unknown>> | undefined): Record<string, Record<string, unknown>> {
-  return Object.fromEntries(Object.entries(parameters ?? {}).map(([name, value]) => {
-    if (typeof value === 'boolean') return [name, { bool_param: value }];
-    if (typeof value === 'bigint' || (typeof value === 'number' && Number.isSafeInteger(value))) return [name, { int64_param: String(value) }];
-    if (typeof value === 'number') return [name, { double_param: value }];
-    return [name, { string_param: typeof value === 'string' ? value : JSON.stringify(value) }];
-  }));
 }
 
 /** A failed call as REST's are reported: the HTTP status the gRPC code stands for, the server's message, its retry delay. */

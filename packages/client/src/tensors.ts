@@ -4,7 +4,7 @@
  * conversions are the codec's, which the server decodes and encodes with too,
  * so both sides agree on every datatype, exact 64-bit integers and BYTES framing.
  */
-import { fromBytes, toBytes } from './codec/binary.ts';
+import { frameElements, fromBytes, toBytes } from './codec/binary.ts';
 import { allocate, convertElement, isDatatype } from './codec/datatypes.ts';
 import { encodeData } from './codec/encode.ts';
 import { parseJson, parseJsonExact } from './codec/json.ts';
@@ -89,11 +89,7 @@ function toTensor(input: InputTensor): Tensor {
 /** BYTES given as Uint8Array travel as latin1 strings inside the client, so their bytes go out unchanged. */
 function bytesOf(input: InputTensor, tensor: Tensor): Buffer {
   if (tensor.datatype !== 'BYTES' || !(input.data[0] instanceof Uint8Array)) return toBytes(tensor);
-  return Buffer.concat((input.data as readonly Uint8Array[]).flatMap((item) => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32LE(item.length);
-    return [length, item];
-  }));
+  return frameElements(input.data as readonly Uint8Array[]);
 }
 
 /** An input as a protocol tensor with its binary form (BYTES length-prefixed): what gRPC's raw_input_contents carry. */

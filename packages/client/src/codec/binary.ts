@@ -127,17 +127,18 @@ export function decodeRawBody(body: Buffer, signature: Signature): Map<string, T
   return new Map([[spec.name, { datatype: spec.datatype, shape, data: fromBytes(body, spec.datatype, elements, where) }]]);
 }
 
+/** BYTES elements in their binary form: each a 4-byte little-endian length, then its bytes. */
+export function frameElements(elements: readonly Uint8Array[]): Buffer {
+  return Buffer.concat(elements.flatMap((element) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(element.length);
+    return [length, element];
+  }));
+}
+
 /** A tensor's binary form. */
 export function toBytes(tensor: Tensor): Buffer {
-  if (Array.isArray(tensor.data)) {
-    const parts = tensor.data.flatMap((text) => {
-      const bytes = Buffer.from(text, 'utf8');
-      const length = Buffer.alloc(4);
-      length.writeUInt32LE(bytes.length);
-      return [length, bytes];
-    });
-    return Buffer.concat(parts);
-  }
+  if (Array.isArray(tensor.data)) return frameElements(tensor.data.map((text) => Buffer.from(text, 'utf8')));
   const data = tensor.data as Exclude<TensorData, string[]>;
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
