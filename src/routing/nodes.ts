@@ -5,6 +5,7 @@
  */
 import type { Signature } from '@modelgate/client/codec';
 import type { RouteStats } from '../experiments/stats.ts';
+import { SignatureOnce } from './signature.ts';
 import type { RouteObserver } from './split.ts';
 
 /** The part every graph target shares: its key, its nodes' recorder, its signature worked out once. */
@@ -65,29 +66,5 @@ export class NodeRecorder {
   #record(node: string, milliseconds: number, failed: boolean): void {
     this.#stats.recordVariant(node, milliseconds, failed);
     this.#observer?.node?.(this.#route, node, milliseconds / 1000, failed);
-  }
-}
-
-/** A signature worked out once, and again after a failure (a target that could not load yet). */
-export class SignatureOnce {
-  readonly #work: () => Promise<Signature>;
-  #pending: Promise<Signature> | undefined;
-  #known: Signature | undefined;
-
-  constructor(work: () => Promise<Signature>) {
-    this.#work = work;
-  }
-
-  get(): Promise<Signature> {
-    this.#pending ??= this.#work().then((signature) => {
-      this.#known = signature;
-      return signature;
-    });
-    this.#pending.catch(() => { this.#pending = undefined; });
-    return this.#pending;
-  }
-
-  get known(): Signature | undefined {
-    return this.#known;
   }
 }

@@ -1,5 +1,6 @@
 /**
- * Signatures of composed targets: what a split's variants all accept and all give.
+ * Signatures of composed targets: what a split's variants all accept and all give, and a
+ * route's signature worked out once.
  */
 import type { Signature, TensorSpec } from '@modelgate/client/codec';
 
@@ -51,4 +52,28 @@ export function commonSignature(signatures: readonly Signature[], names: readonl
     });
   });
   return { inputs, outputs };
+}
+
+/** A signature worked out once, and again after a failure (a target that could not load yet): a split's, a graph's. */
+export class SignatureOnce {
+  readonly #work: () => Promise<Signature>;
+  #pending: Promise<Signature> | undefined;
+  #known: Signature | undefined;
+
+  constructor(work: () => Promise<Signature>) {
+    this.#work = work;
+  }
+
+  get(): Promise<Signature> {
+    this.#pending ??= this.#work().then((signature) => {
+      this.#known = signature;
+      return signature;
+    });
+    this.#pending.catch(() => { this.#pending = undefined; });
+    return this.#pending;
+  }
+
+  get known(): Signature | undefined {
+    return this.#known;
+  }
 }

@@ -8,7 +8,7 @@ import { causedBy, NoSpareCapacityError } from '../errors.ts';
 import { createHash } from 'node:crypto';
 import type { SplitSpec } from '../config/schema.ts';
 import { effectiveWeights } from '../experiments/rollouts.ts';
-import { commonSignature } from './signature.ts';
+import { commonSignature, SignatureOnce } from './signature.ts';
 import type { RouteStats } from '../experiments/stats.ts';
 import type { InferContext, Target } from './target.ts';
 
@@ -56,8 +56,10 @@ export class SplitTarget implements Target {
   readonly #weights: readonly number[];
   readonly #stats: RouteStats;
   readonly #observer: RouteObserver | undefined;
-  #signature: Promise<Signature> | undefined;
-  #known: Signature | undefined;
+  readonly #signature = new SignatureOnce(async () => {
+    const signatures = await Promise.all(this.#variants.map((variant) => variant.signature()));
+    return commonSignature(signatures, this.#variants.map((variant) => variant.key));
+  });
   #shadowsInFlight = 0;
 
   constructor(key: string, spec: SplitSpec, variants: readonly Target[], shadow: Target | undefined, stats: RouteStats, observer?: RouteObserver) {
@@ -78,17 +80,11 @@ export class SplitTarget implements Target {
 
   /** What every variant accepts; rejects, naming the variant, if they disagree. */
   signature(): Promise<Signature> {
-    this.#signature ??= Promise.all(this.#variants.map((variant) => variant.signature()))
-      .then((signatures) => {
-        this.#known = commonSignature(signatures, this.#variants.map((variant) => variant.key));
-        return this.#known;
-      });
-    this.#signature.catch(() => { this.#signature = undefined; });
-    return this.#signature;
+    return this.#signature.get();
   }
 
   knownSignature(): Signature | undefined {
-    return this.#known;
+    return this.#signature.known;
   }
 
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
