@@ -14,7 +14,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { InvalidInputError, UnauthorizedError } from '../errors.ts';
 import { tokenMatches } from '../http/admin.ts';
 import { indexEntry } from '../http/repository.ts';
-import type { DataPlane } from '../inference/dataplane.ts';
+import { routeHeaders, type DataPlane } from '../inference/dataplane.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { InferContext } from '../routing/target.ts';
 import { payloadOf, responseOf, type ProtoInferRequest } from './messages.ts';
@@ -167,8 +167,7 @@ export class GrpcGateway {
           release();
           done();
         });
-        if (context.decisions.length > 0) metadata.set('x-modelgate-variant', context.decisions.join(','));
-        if (context.cases !== undefined && context.cases.length > 0) metadata.set('x-modelgate-case', context.cases.join(','));
+        for (const [name, value] of routeHeaders(context)) metadata.set(name, value);
         return response;
       }),
       ModelStreamInfer: (call: ServerDuplexStream<ProtoInferRequest, unknown>) => this.#stream(call),

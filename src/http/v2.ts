@@ -6,7 +6,7 @@ import type { FastifyPluginAsync, FastifyRequest, HookHandlerDoneFunction } from
 import { chooseEncoding, compress, COMPRESSION_THRESHOLD, HEADER_LENGTH } from '@modelgate/client/codec';
 import { InvalidInputError } from '../errors.ts';
 import { readInferBody } from '../protocol/body.ts';
-import type { DataPlane } from '../inference/dataplane.ts';
+import { routeHeaders, type DataPlane } from '../inference/dataplane.ts';
 import {
   errors, InferRequestBody, InferResponseBody, Key, KeyVersion, LiveResponse, ModelMetadataResponse,
   ModelReadyResponse, ReadyResponse, ServerMetadataResponse, StatisticsResponse, validatedInHandler,
@@ -139,8 +139,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
       reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
       const { key, version } = request.params;
       const { body, headerLength, context } = await dataPlane.infer(key, payload, header, gone.signal, version);
-      if (context.decisions.length > 0) reply.header('x-modelgate-variant', context.decisions.join(','));
-      if (context.cases !== undefined && context.cases.length > 0) reply.header('x-modelgate-case', context.cases.join(','));
+      for (const [name, value] of routeHeaders(context)) reply.header(name, value);
       if (headerLength === undefined) reply.type('application/json; charset=utf-8');
       else reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength));
       // A string's length never exceeds its byte length: no need to measure its UTF-8.

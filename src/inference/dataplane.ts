@@ -23,6 +23,14 @@ export interface InferReply {
   readonly context: InferContext;
 }
 
+/** What the routes decided for a request, as answer headers (REST) or metadata (gRPC): the splits' variants, the switches' cases. */
+export function routeHeaders(context: InferContext): Array<[string, string]> {
+  const headers: Array<[string, string]> = [];
+  if (context.decisions.length > 0) headers.push(['x-modelgate-variant', context.decisions.join(',')]);
+  if (context.cases !== undefined && context.cases.length > 0) headers.push(['x-modelgate-case', context.cases.join(',')]);
+  return headers;
+}
+
 /** What a transport tells the data plane of a call besides its body. */
 export interface Call {
   /** A request header (REST) or metadata entry (gRPC) by lower-case name. */
