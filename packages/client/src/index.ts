@@ -179,7 +179,7 @@ export class ModelgateClient {
 
   /** Whether the model can serve now; false for a 503 or 404 answer. */
   async ready(model: string, options: CallOptions = {}): Promise<boolean> {
-    if (this.#grpc !== undefined) return this.#grpc.ready(model, options).catch((error: unknown) => notFound(error));
+    if (this.#grpc !== undefined) return this.#grpc.ready(model, options).catch(notReady);
     return this.#probe(`/v2/models/${segment(model)}/ready`, options);
   }
 
@@ -263,14 +263,8 @@ export class ModelgateClient {
     });
   }
 
-  async #probe(path: string, options: CallOptions): Promise<boolean> {
-    try {
-      await this.#call({ method: 'GET', path, signal: options.signal });
-      return true;
-    } catch (error) {
-      if (error instanceof ModelgateError && (error.status === 503 || error.status === 404)) return false;
-      throw error;
-    }
+  #probe(path: string, options: CallOptions): Promise<boolean> {
+    return this.#call({ method: 'GET', path, signal: options.signal }).then(() => true, notReady);
   }
 
   async #json<T>(method: Dispatcher.HttpMethod, path: string, options: ConditionalOptions, admin = false, body?: unknown): Promise<T> {
@@ -311,8 +305,8 @@ export class ModelgateClient {
   }
 }
 
-/** ModelReady over gRPC: an unknown key is not ready, as REST's 404 is. */
-function notFound(error: unknown): boolean {
+/** A probe's failure: a 503 or 404 (over gRPC, UNAVAILABLE or NOT_FOUND) is an answer, not ready; anything else is thrown. */
+function notReady(error: unknown): boolean {
   if (error instanceof ModelgateError && (error.status === 404 || error.status === 503)) return false;
   throw error;
 }
