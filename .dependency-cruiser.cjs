@@ -9,6 +9,8 @@ const LAYERS = [
   // The transports: gRPC reads the admin token and the repository index as REST does.
   ['src/http/', 'src/grpc/'],
   ['src/telemetry/'],
+  // Tenants at the edge: who calls, what they may call, at what rate; their live changes go through the router.
+  ['src/tenants/'],
   ['src/inference/'],
   ['src/live/'],
   ['src/remote/'],

@@ -13,6 +13,10 @@ import { OnnxExecutor } from './executor/onnx.ts';
 import { WorkerExecutor } from './executor/workers.ts';
 import type { Executor } from './executor/types.ts';
 import { adminRoutes } from './http/admin.ts';
+import { AdminCredentials, AuditLog } from './http/admin-auth.ts';
+import { httpsOptions, installCors, readTlsFiles } from './http/edge.ts';
+import { LiveTenants } from './tenants/live.ts';
+import { Tenants } from './tenants/tenants.ts';
 import { consoleRoutes } from './http/console.ts';
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from './http/error-handler.ts';
 import { registerDocs } from './http/docs.ts';
@@ -49,8 +53,10 @@ declare module 'fastify' {
     readonly registry: ModelRegistry;
     readonly dataPlane: DataPlane;
     readonly router: Router;
-    /** The admin token in force (generated when the configuration has none). */
+    /** admin.token in force (generated when the configuration has neither it nor admin.tokens; '' when only admin.tokens are). */
     readonly adminToken: string;
+    /** Re-reads server.tls's files (SIGHUP): new connections, HTTPS and gRPC, use them; open ones keep theirs. Throws, changing nothing, when they cannot be read. */
+    reloadTls(): void;
     /** Shutdown: after `begin`, new requests get 503 while in-flight ones finish. */
     readonly drain: Drain;
     /** The health port's thread, with `server.healthPort`. */
@@ -72,7 +78,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const stored = await readShared(shared);
   const state = stored !== undefined && stored.counter > (local?.counter ?? 0) ? stored : local;
   const plugins = await loadPlugins(config.plugins);
+  const tls = config.tls;
   const app = Fastify({
+    ...(tls === undefined ? {} : { https: httpsOptions(tls) }),
     logger: options.logger ?? false,
     logController: new OneLinePerRequest(config.server.accessLog),
     childLoggerFactory: sameLogger,
@@ -98,7 +106,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const metrics: Metrics = new Metrics(() => registry.status(), (key) => router.table().has(key), replica.name);
   const workers = config.executor.workers ?? Math.max(1, availableParallelism() - 1);
   const runner = options.executor ?? (workers === 0 ? new OnnxExecutor(config.modelRepository) : new WorkerExecutor(config.modelRepository, workers));
-  const executor = new BatchingExecutor(runner, (model, rows, requests) => metrics.batch(model, rows, requests));
+  const tenants = config.tenants === undefined ? undefined : new Tenants([], (tenant, reason) => metrics.refused(tenant, reason));
+  const executor = new BatchingExecutor(runner, (model, rows, requests) => metrics.batch(model, rows, requests), tenants !== undefined);
   const counted = metrics.registryEvents;
   const readModelSignature = (model: ModelConfig) => readSignature(resolveInRepository(config.modelRepository, model.path));
   const models = applyModelState(config.models, config.remotes, state?.models, config.modelRepository, (message, details) => app.log.info(details, message));
@@ -136,8 +145,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     plugins,
     // Every split result reaches the metrics, and the rollout driver (an error of a candidate is looked at at once).
     observer: {
-      variant: (route, variant, seconds, failed) => {
-        metrics.variant(route, variant, seconds, failed);
+      variant: (route, variant, seconds, failed, tenant) => {
+        metrics.variant(route, variant, seconds, failed, tenant);
         rollouts.observe(route, failed);
       },
       shadow: (route, target, outcome) => metrics.shadow(route, target, outcome),
@@ -159,21 +168,34 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   if (shared !== undefined) metrics.watchShared(() => router.sharedState());
   const dataPlane = new DataPlane(() => router.table(), { name: 'modelgate', version: VERSION, extensions: ['binary_tensor_data', 'classification', 'model_repository', 'statistics'] }, config.server.defaultTimeoutMicros);
 
+  const liveTenants = tenants === undefined ? undefined : new LiveTenants(tenants, config.tenants ?? [], router, state, (message, details) => app.log.info(details, message));
+  if (tenants === undefined) app.log.warn('no tenants section: the data plane is open to anyone who can reach it (no API keys, no rate limits)');
+  else app.log.info({ tenants: tenants.names().length }, 'tenants on: data-plane calls need an API key');
+
   let adminToken = config.admin.token;
-  if (adminToken === undefined) {
+  if (adminToken === undefined && config.admin.tokens.length === 0) {
     adminToken = randomBytes(24).toString('base64url');
     app.log.warn(`admin.token is not configured; the admin API token for this run is ${adminToken}`);
   }
+  const credentials = new AdminCredentials(adminToken ?? '', config.admin.tokens);
+  const audit = new AuditLog((entry) => app.log.info({ audit: entry }, 'admin change'));
   app.decorate('registry', registry);
   app.decorate('dataPlane', dataPlane);
   app.decorate('router', router);
-  app.decorate('adminToken', adminToken);
+  app.decorate('adminToken', adminToken ?? '');
   const grpc = new GrpcGateway({
-    dataPlane, registry, adminToken, messageLimitBytes: config.server.bodyLimitBytes, log: app.log, accessLog: config.server.accessLog,
-    observe: (key, status, seconds) => metrics.request(key, status, seconds, 'grpc'),
+    dataPlane, registry, credentials, audit, tenants, tls, messageLimitBytes: config.server.bodyLimitBytes, log: app.log, accessLog: config.server.accessLog,
+    observe: (key, status, seconds, tenant) => metrics.request(key, status, seconds, 'grpc', tenant),
     replica: () => replica.name,
   });
   app.decorate('grpc', grpc);
+  app.decorate('reloadTls', () => {
+    if (tls === undefined) return;
+    // Both read before either changes: a half-written renewal leaves both on the old certificate.
+    const files = readTlsFiles(tls);
+    grpc.reloadTls();
+    (app.server as unknown as { setSecureContext(options: object): void }).setSecureContext(files);
+  });
 
   await registerDocs(app, { version: VERSION }, () => router.table());
   const drain = installObservability(app, metrics, replica);
@@ -187,8 +209,12 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     });
   }
   app.decorate('drain', drain);
-  await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes, observe: (key, status, seconds) => metrics.request(key, status, seconds) });
-  await app.register(adminRoutes, { token: adminToken, registry, router, live, maxModelBytes: config.admin.maxModelBytes });
+  if (config.server.cors !== undefined) await installCors(app, config.server.cors);
+  await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes, tenants, observe: (key, status, seconds, tenant) => metrics.request(key, status, seconds, 'http', tenant) });
+  await app.register(adminRoutes, {
+    credentials, audit, tenants: tenants === undefined ? undefined : { live: liveTenants as LiveTenants, directory: tenants },
+    registry, router, live, maxModelBytes: config.admin.maxModelBytes,
+  });
   await app.register(consoleRoutes);
 
   const health = config.server.healthPort === undefined ? undefined : new HealthThread();

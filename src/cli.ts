@@ -89,7 +89,8 @@ async function main(): Promise<number | undefined> {
   // are closed as soon as shutdown begins: otherwise one that never sends holds the exit for the
   // whole grace period. Busy ones close after their answer (it says Connection: close).
   const inProgress = new Map<Socket, number>();
-  app.server.on('connection', (socket: Socket) => {
+  // With TLS, requests arrive on the TLS socket, which 'secureConnection' hands over.
+  app.server.on(config.tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => {
     inProgress.set(socket, 0);
     socket.once('close', () => inProgress.delete(socket));
   });
@@ -125,6 +126,19 @@ async function main(): Promise<number | undefined> {
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+  // A renewed certificate: new connections use it, open ones keep theirs.
+  process.on('SIGHUP', () => {
+    if (config.tls === undefined) {
+      app.log.info('SIGHUP: no server.tls to reload');
+      return;
+    }
+    try {
+      app.reloadTls();
+      app.log.info('TLS certificate reloaded');
+    } catch (error) {
+      app.log.error({ reason: (error as NodeJS.ErrnoException).code ?? (error as Error).message }, 'TLS certificate not reloaded: the files cannot be read; the previous certificate stays');
+    }
+  });
 
   try {
     await app.listen({ host: config.server.host, port: config.server.port });

@@ -28,7 +28,31 @@ export const ModelPinnedError = createError<'MG_MODEL_PINNED', 409, [string]>(
 export const InferenceFailedError = createError<'MG_INFERENCE_FAILED', 500, [string, string]>(
   'MG_INFERENCE_FAILED', "Inference failed in model '%s': %s", 500);
 
-/** 401: the admin API needs a valid bearer token. */
+/** 403: the caller is known, and may not do this (a key outside its tenant's allow list, an admin token without the role). */
+export const ForbiddenError = createError<'MG_FORBIDDEN', 403, [string]>(
+  'MG_FORBIDDEN', '%s', 403);
+
+/** 429: the tenant is past its rate limit; carries Retry-After. */
+export const RateLimitedError = createError<'MG_RATE_LIMITED', 429, [string]>(
+  'MG_RATE_LIMITED', 'Rate limit exceeded: this API key may make %s requests per second; try again after Retry-After seconds', 429);
+
+/** 429: the tenant has its maxInFlight requests in progress; carries Retry-After. */
+export const TooManyInFlightError = createError<'MG_TOO_MANY_IN_FLIGHT', 429, [string]>(
+  'MG_TOO_MANY_IN_FLIGHT', 'Too many requests in progress: this API key may have %s at once; try again when one has been answered', 429);
+
+/** 404: the admin API named a tenant that does not exist. */
+export const TenantNotFoundError = createError<'MG_TENANT_NOT_FOUND', 404, [string]>(
+  'MG_TENANT_NOT_FOUND', "Tenant '%s' does not exist", 404);
+
+/** 400: a tenant definition that is invalid; nothing changed. */
+export const InvalidTenantError = createError<'MG_INVALID_TENANT', 400, [string]>(
+  'MG_INVALID_TENANT', '%s', 400);
+
+/** 409: a tenant change that conflicts with the other tenants (a key or subject another holds) or with the configuration; nothing changed. */
+export const TenantConflictError = createError<'MG_TENANT_CONFLICT', 409, [string]>(
+  'MG_TENANT_CONFLICT', '%s', 409);
+
+/** 401: the admin API (or, with tenants, the data plane) needs a valid bearer token. */
 export const UnauthorizedError = createError<'MG_UNAUTHORIZED', 401, [string]>(
   'MG_UNAUTHORIZED', '%s', 401);
 
@@ -47,7 +71,7 @@ export class ConfigError extends Error {
   }
 }
 
-/** Seconds a client should wait before retrying, attached to 503 errors. */
+/** Seconds a client should wait before retrying, attached to 503 and 429 errors. */
 export function withRetryAfter<E extends Error>(error: E, seconds: number): E & { retryAfterSeconds: number } {
   return Object.assign(error, { retryAfterSeconds: Math.max(1, Math.ceil(seconds)) });
 }

@@ -4,12 +4,22 @@
  */
 import { DeadlineExceededError, RequestAbortedError } from './errors.ts';
 
+/** Whose work it is, for fair queuing: a tenant's name and its weight. */
+export interface Flow {
+  readonly name: string;
+  readonly share: number;
+}
+
 /** When queued work stops being wanted. */
 export interface Waiting {
+  /** The tenant whose request it is; absent without tenants (one flow). */
+  readonly flow?: Flow | undefined;
   /** performance.now() after which the work must not start. */
   readonly deadline?: number | undefined;
   /** Aborted when the client goes away. */
   readonly signal?: AbortSignal | undefined;
+  /** Told when the work leaves a queue in front of the model (a batch's, a fair queue's) to run. */
+  readonly started?: (() => void) | undefined;
   /** Told, when the work runs in a dynamic batch, the batch's rows and requests (for statistics). */
   readonly batched?: ((rows: number, requests: number) => void) | undefined;
 }

@@ -12,7 +12,9 @@ import { ConfigError } from '../errors.ts';
 import { checkRoutes } from './route-graph.ts';
 import { resolveInRepository } from './paths.ts';
 import { displayPath } from './pointer.ts';
-import { GatewayConfigSchema, ModelSchema, type GatewayConfig, type ModelConfig, type RemoteModelConfig } from './schema.ts';
+import { GatewayConfigSchema, ModelSchema, type AdminToken, type GatewayConfig, type ModelConfig, type RemoteModelConfig, type TenantSpec } from './schema.ts';
+import { configuredDigest } from './secrets.ts';
+import { checkTenants } from './tenants.ts';
 import type { Static } from '@sinclair/typebox';
 
 type RawConfig = Static<typeof GatewayConfigSchema>;
@@ -89,6 +91,26 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   }
   const redisUrl = raw.store.redis?.url;
   if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) issues.push('store.redis.url: must be a redis:// or rediss:// URL');
+  const written = document as { tenants?: Array<{ apiKeys?: unknown[] }>; admin?: { tokens?: Array<{ token?: unknown }> } } | null;
+  const tenants = raw.tenants?.map((tenant, index): TenantSpec => ({
+    ...tenant,
+    apiKeys: tenant.apiKeys.flatMap((key, keyIndex) => configuredDigest(written?.tenants?.[index]?.apiKeys?.[keyIndex], key, `tenants[${index}].apiKeys[${keyIndex}]`, issues) ?? []),
+  }));
+  for (const issue of checkTenants(tenants ?? [])) issues.push(`tenants[${issue.index}].${issue.path}: ${issue.message}`);
+  const tokens = (raw.admin.tokens ?? []).flatMap((entry, index): AdminToken[] => {
+    const digest = configuredDigest(written?.admin?.tokens?.[index]?.token, entry.token, `admin.tokens[${index}].token`, issues);
+    return digest === undefined ? [] : [{ digest, role: entry.role }];
+  });
+  const tls = raw.server.tls === undefined ? undefined : {
+    ...raw.server.tls,
+    cert: readableFile('server.tls.cert', raw.server.tls.cert, baseDir, issues),
+    key: readableFile('server.tls.key', raw.server.tls.key, baseDir, issues),
+    ca: raw.server.tls.ca === undefined ? undefined : readableFile('server.tls.ca', raw.server.tls.ca, baseDir, issues),
+  };
+  if (tls?.clientCerts !== undefined && tls.ca === undefined) issues.push('server.tls.clientCerts: needs server.tls.ca, the authorities that sign client certificates');
+  if (tenants?.some((tenant) => tenant.certSubject !== undefined) === true && tls?.clientCerts === undefined) {
+    issues.push('tenants: a certSubject needs server.tls with clientCerts (request or require)');
+  }
   if (issues.length > 0) throw new ConfigError(issues);
 
   const token = raw.admin.token === undefined || raw.admin.token === '' ? undefined : raw.admin.token;
@@ -96,7 +118,9 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
     server: raw.server,
     grpc: raw.grpc,
     executor: raw.executor,
-    admin: { token, maxModelBytes: raw.admin.maxModelBytes },
+    admin: { token, tokens, maxModelBytes: raw.admin.maxModelBytes },
+    tenants,
+    tls,
     modelRepository: repository as string,
     registry: raw.registry,
     models,
@@ -205,6 +229,17 @@ function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, at: string, issue
     return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, substituteEnv(item, env, `${at}/${key}`, issues)]));
   }
   return value;
+}
+
+/** The absolute path of a file the gateway reads (a certificate), checked readable now; the file's name only in messages. */
+function readableFile(field: string, configured: string, baseDir: string, issues: string[]): string {
+  const absolute = path.resolve(baseDir, configured);
+  try {
+    readFileSync(absolute);
+  } catch (error) {
+    issues.push(`${field}: '${configured}' cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  return absolute;
 }
 
 function dedupe(items: readonly string[]): string[] {

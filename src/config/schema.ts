@@ -23,13 +23,34 @@ export const ServerSchema = Type.Object({
   replica: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'This replica\'s name: every response carries it as x-modelgate-replica, and every metric as the label replica. ${VAR} allowed (e.g. ${HOSTNAME}). Default: <hostname>:<port>.' })),
   healthPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'A second port, on server.host, that answers only GET /v2/health/live and /v2/health/ready, from a thread of its own: probes are answered at once however busy the event loop is, instead of waiting behind the requests it is serving. 0 picks a free one. Absent: none (the main port answers both in any case).' })),
   livenessStallMs: Type.Integer({ default: 10_000, minimum: 200, description: 'On server.healthPort: an event loop that has not turned for this long (ms) is answered not live (503), and not ready.' }),
-  accessLog: Type.Boolean({ default: true, description: 'One info line per request (method, url, key, status, ms, requestId), buffered and written in batches. false: only requests answered with a 5xx are logged.' }),
+  accessLog: Type.Boolean({ default: true, description: 'One info line per request (method, url, key, status, ms, requestId, tenant), buffered and written in batches. false: only requests answered with a 5xx are logged.' }),
+  tls: Type.Optional(Type.Object({
+    cert: Type.String({ minLength: 1, description: 'PEM certificate chain file, relative to the config file; re-read on SIGHUP.' }),
+    key: Type.String({ minLength: 1, description: 'PEM private key file, relative to the config file; re-read on SIGHUP.' }),
+    ca: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of the certificate authorities that sign client certificates (for clientCerts).' })),
+    clientCerts: Type.Optional(Type.Union([Type.Literal('request'), Type.Literal('require')], { description: 'request: a client may present a certificate signed by ca (a tenant can be bound to its subject); require: a client without one is refused at the handshake. Absent: none asked for.' })),
+  }, { additionalProperties: false, description: 'Serve HTTPS (and gRPC over TLS) with this certificate. New connections use new files after SIGHUP; open ones keep theirs. Absent: plain HTTP.' })),
+  cors: Type.Optional(Type.Object({
+    origins: Type.Array(Type.String({ pattern: '^https?://[^/\\s]+$', description: 'An origin: scheme, host and port, no path.' }), { minItems: 1, maxItems: 256, description: 'Origins whose browser applications may call the data plane (/v2). Others get no CORS headers.' }),
+    credentials: Type.Boolean({ default: false, description: 'Access-Control-Allow-Credentials: let the browser send cookies or TLS client certificates.' }),
+    maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400, description: 'How long a browser may cache a preflight answer.' })),
+  }, { additionalProperties: false, description: 'Cross-origin calls to the data plane (never /admin or /console), preflight answered.' })),
 }, { additionalProperties: false, default: {} });
+
+/** An API key or admin token as the configuration holds it: its SHA-256 digest, or `${VAR}` naming the secret itself. */
+export const SECRET_DIGEST_PATTERN = '^sha256:[0-9a-f]{64}$';
+
+export const ROLES = ['read', 'operate', 'admin'] as const;
+export type Role = typeof ROLES[number];
 
 export const AdminSchema = Type.Object({
   token: Type.Optional(Type.String({
-    description: 'Bearer token for /admin. Empty or absent: a random one is generated at start-up and logged once.',
+    description: 'Bearer token for /admin, with the admin role. Empty or absent (and no tokens): a random one is generated at start-up and logged once.',
   })),
+  tokens: Type.Optional(Type.Array(Type.Object({
+    token: Type.String({ minLength: 1, description: 'sha256:<hex> of the token, or ${VAR} holding the token itself (hashed at load).' }),
+    role: Type.Union(ROLES.map((role) => Type.Literal(role)), { description: 'read: every GET of /admin (the console read-only); operate: also split weights, rollout pause/resume/abort, model load/unload, statistics reset; admin: everything.' }),
+  }, { additionalProperties: false }), { maxItems: 256, description: 'Admin tokens with roles, beside admin.token.' })),
   maxModelBytes: Type.Integer({ default: 512 * 1024 * 1024, minimum: 1024, description: 'Largest model file accepted by PUT /admin/models/{name}/file, in bytes (413 beyond).' }),
 }, { additionalProperties: false, default: {} });
 
@@ -197,6 +218,26 @@ export const StoreSchema = Type.Object({
   }, { additionalProperties: false })),
 }, { additionalProperties: false, default: {}, description: 'Where live changes (routes and models) are shared. Absent: the state file only, this process alone. With redis: every replica applies the same versioned document; the state file keeps this replica\'s last applied copy.' });
 
+export const TenantSchema = Type.Object({
+  name: Name,
+  apiKeys: Type.Array(Type.String({ minLength: 1 }), { default: [], maxItems: 64, description: 'sha256:<hex> digests of the keys (or ${VAR} holding a key, hashed at load), sent as authorization: Bearer <key>. The key itself is never logged, stored or shown.' }),
+  certSubject: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: "A TLS client certificate's subject (as Node prints it, e.g. CN=team-a,O=Example) that identifies this tenant instead of an API key (server.tls.clientCerts)." })),
+  allow: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.*-]{1,64}$' }), { minItems: 1, maxItems: 256, description: 'Keys this tenant may call: names, or globs where * matches any run of characters.' }),
+  rateLimit: Type.Optional(Type.Object({
+    requestsPerSecond: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000, description: 'Requests per second on average (the bucket refills at this rate).' }),
+    burst: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'Most requests at once after a quiet spell (the bucket size). Default: requestsPerSecond, at least 1.' })),
+  }, { additionalProperties: false, description: 'A token bucket on this replica: past it, 429 with Retry-After.' })),
+  maxInFlight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Most of its requests in progress at once on this replica; past it, 429.' })),
+  share: Type.Number({ default: 1, exclusiveMinimum: 0, maximum: 1000, description: "Its weight when a model's queue holds requests of several tenants (weighted fair queuing), and when cold models wait for a slot." }),
+}, { additionalProperties: false });
+
+/** The body of `PUT /admin/tenants/{name}`: a tenant without its name, keys as digests only. */
+export const TenantBodySchema = Type.Object({
+  ...TenantSchema.properties,
+  name: Type.Optional(Name),
+  apiKeys: Type.Array(Type.String({ pattern: SECRET_DIGEST_PATTERN }), { default: [], maxItems: 64, description: 'sha256:<hex> digests of the keys: a plain key is refused.' }),
+}, { additionalProperties: false });
+
 export const GatewayConfigSchema = Type.Object({
   server: ServerSchema,
   grpc: Type.Optional(GrpcSchema),
@@ -207,6 +248,7 @@ export const GatewayConfigSchema = Type.Object({
   models: Type.Array(ModelSchema, { default: [] }),
   routes: Type.Array(RouteSchema, { default: [], description: 'Routes (splits, sequences, ensembles, switches and cascades), each behind its own key.' }),
   store: StoreSchema,
+  tenants: Type.Optional(Type.Array(TenantSchema, { maxItems: 10_000, description: 'Who may call the data plane. Present (even empty): every call of /v2 but health and server metadata needs a tenant\'s API key, and the limits apply. Absent: the data plane is open.' })),
   stateFile: Type.Optional(Type.String({ minLength: 1, description: 'Where live route changes are kept, relative to the config file. Default: <config name>.state.json beside it.' })),
   plugins: Type.Optional(Type.String({ minLength: 1, description: 'Directory of post-processing plugins (.js/.mjs modules), relative to the config file; loaded at start-up.' })),
 }, { additionalProperties: false });
@@ -242,6 +284,15 @@ export interface ModelConfig {
 }
 
 export type RemoteOptions = Static<typeof RemoteSchema>;
+export type TenantSpec = Static<typeof TenantSchema>;
+export type TlsConfig = NonNullable<ServerConfig['tls']>;
+export type CorsConfig = NonNullable<ServerConfig['cors']>;
+
+/** An admin token: its digest (sha256:<hex>) and role. */
+export interface AdminToken {
+  readonly digest: string;
+  readonly role: Role;
+}
 
 /** A model served by another V2 server: it holds no slot under the resident caps. */
 export interface RemoteModelConfig {
@@ -256,7 +307,11 @@ export interface GatewayConfig {
   /** The gRPC server's address; undefined: none. */
   readonly grpc: { readonly host?: string | undefined; readonly port: number } | undefined;
   readonly executor: { readonly workers?: number | undefined };
-  readonly admin: { readonly token: string | undefined; readonly maxModelBytes: number };
+  readonly admin: { readonly token: string | undefined; readonly tokens: readonly AdminToken[]; readonly maxModelBytes: number };
+  /** The tenants, keys as digests; undefined: no tenants section, the data plane is open. */
+  readonly tenants: readonly TenantSpec[] | undefined;
+  /** The TLS files resolved against the config file's directory. */
+  readonly tls: Readonly<TlsConfig> | undefined;
   /** Absolute, real path of the model repository. */
   readonly modelRepository: string;
   readonly registry: Readonly<RegistryConfig>;

@@ -17,6 +17,7 @@ import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
 import type { Executor, LoadedModel } from './types.ts';
 import type { Waiting } from '../waiting.ts';
 import { preciseTimers } from './timer.ts';
+import { FairModel, FairQueue } from './fair-queue.ts';
 
 /** Whether every input and output of the signature has a dynamic first dimension to batch along. */
 export function canBatch(signature: Signature): boolean {
@@ -27,17 +28,22 @@ export function canBatch(signature: Signature): boolean {
 export class BatchingExecutor implements Executor {
   readonly #inner: Executor;
   readonly #observe: BatchObserver | undefined;
+  readonly #fair: boolean;
 
-  /** @param observe told the rows and requests of every batch run. */
-  constructor(inner: Executor, observe?: BatchObserver) {
+  /**
+   * @param observe told the rows and requests of every batch run.
+   * @param fair whether requests carry tenants: models that do not batch then queue their runs fairly too.
+   */
+  constructor(inner: Executor, observe?: BatchObserver, fair = false) {
     this.#inner = inner;
     this.#observe = observe;
+    this.#fair = fair;
   }
 
   async load(model: ModelConfig): Promise<LoadedModel> {
     const loaded = await this.#inner.load(model);
     const options = model.batching;
-    if (options === false || options.maxBatchSize <= 1 || !canBatch(loaded.signature)) return loaded;
+    if (options === false || options.maxBatchSize <= 1 || !canBatch(loaded.signature)) return this.#fair ? new FairModel(model.name, loaded) : loaded;
     const observe = this.#observe;
     return new BatchingModel(model.name, loaded, options, observe === undefined ? undefined : (rows, requests) => observe(model.name, rows, requests));
   }
@@ -65,8 +71,8 @@ class BatchingModel implements LoadedModel {
   readonly #name: string;
   readonly #inner: LoadedModel;
   readonly #options: BatchingOptions;
-  /** Waiting requests by compatibility key: the same trailing dimensions and outputs; `rows` is their sum. */
-  readonly #queues = new Map<string, { items: Pending[]; rows: number }>();
+  /** Waiting requests by compatibility key (the same trailing dimensions and outputs), in fair order over tenants; `rows` is their sum. */
+  readonly #queues = new Map<string, { items: FairQueue<Pending>; rows: number }>();
   readonly #observe: ((rows: number, requests: number) => void) | undefined;
   #scheduled = false;
   #cancelTimer: (() => void) | undefined;
@@ -100,11 +106,12 @@ class BatchingModel implements LoadedModel {
     return new Promise((resolve, reject) => {
       let queue = this.#queues.get(key);
       if (queue === undefined) {
-        queue = { items: [], rows: 0 };
+        queue = { items: new FairQueue(), rows: 0 };
         this.#queues.set(key, queue);
       }
       // A client that goes away is dropped from the queue when its batch forms (no listener per request).
-      queue.items.push({ inputs, outputs, rows, waiting, resolve, reject });
+      // Fair in rows: a tenant's share of a contended model is a share of its batches' rows.
+      queue.items.push({ inputs, outputs, rows, waiting, resolve, reject }, waiting.flow, rows);
       queue.rows += rows;
       if (queue.rows >= this.#options.maxBatchSize && this.#canSend()) this.#flush();
       else this.#schedule();
@@ -134,36 +141,38 @@ class BatchingModel implements LoadedModel {
     this.#cancelTimer = undefined;
     const now = performance.now();
     for (const [key, queue] of this.#queues) {
-      const items = queue.items.filter((pending) => {
+      queue.items.remove((pending) => {
         const { deadline, signal } = pending.waiting;
         if (signal?.aborted === true) pending.reject(new RequestAbortedError(this.#name));
         else if (deadline !== undefined && now >= deadline) pending.reject(new DeadlineExceededError(this.#name));
-        else return true;
-        return false;
+        else return false;
+        queue.rows -= pending.rows;
+        return true;
       });
-      let next = 0;
-      while (next < items.length && this.#canSend()) {
-        const start = next;
+      while (queue.items.size > 0 && this.#canSend()) {
+        const batch: Pending[] = [];
         let rows = 0;
-        while (next < items.length && rows + (items[next] as Pending).rows <= this.#options.maxBatchSize) {
-          rows += (items[next] as Pending).rows;
-          next += 1;
+        for (let next = queue.items.peek(); next !== undefined && rows + next.rows <= this.#options.maxBatchSize; next = queue.items.peek()) {
+          batch.push(queue.items.shift() as Pending);
+          rows += next.rows;
         }
+        queue.rows -= rows;
         this.#inFlight += 1;
-        void this.#runBatch(items.slice(start, next), rows).then(() => {
+        void this.#runBatch(batch, rows).then(() => {
           this.#inFlight -= 1;
           if (this.#queues.size > 0) this.#flush();
         });
       }
-      const rest = items.slice(next);
-      if (rest.length === 0) this.#queues.delete(key);
-      else this.#queues.set(key, { items: rest, rows: rest.reduce((sum, pending) => sum + pending.rows, 0) });
+      if (queue.items.size === 0) this.#queues.delete(key);
     }
   }
 
   async #runBatch(batch: Pending[], rows: number): Promise<void> {
     this.#observe?.(rows, batch.length);
-    for (const pending of batch) pending.waiting.batched?.(rows, batch.length);
+    for (const pending of batch) {
+      pending.waiting.started?.();
+      pending.waiting.batched?.(rows, batch.length);
+    }
     if (batch.length === 1) {
       const only = batch[0] as Pending;
       await this.#inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);

@@ -11,8 +11,11 @@ import { GRPC_LOADER_OPTIONS, GRPC_PROTO } from '@modelgate/client/codec';
 import { ReflectionService } from '@grpc/reflection';
 import type { FastifyBaseLogger } from 'fastify';
 import { HealthImplementation } from 'grpc-health-check';
-import { InvalidInputError, UnauthorizedError } from '../errors.ts';
-import { tokenMatches } from '../http/admin.ts';
+import type { TlsConfig } from '../config/schema.ts';
+import { InvalidInputError } from '../errors.ts';
+import { AdminCredentials, type AuditLog } from '../http/admin-auth.ts';
+import { readTlsFiles } from '../http/edge.ts';
+import { subjectOf, type Admission, type Tenants } from '../tenants/tenants.ts';
 import { indexEntry } from '../http/repository.ts';
 import { routeHeaders, type DataPlane } from '../inference/dataplane.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
@@ -37,19 +40,48 @@ const UNSUPPORTED: Readonly<Record<string, string>> = {
 export interface GrpcParts {
   readonly dataPlane: DataPlane;
   readonly registry: ModelRegistry;
-  readonly adminToken: string;
+  /** Who may call the repository RPCs (the index with read, load and unload with admin, as REST's repository extension). */
+  readonly credentials: AdminCredentials;
+  /** Where the repository RPCs' changes are recorded, as the admin API's. */
+  readonly audit?: AuditLog | undefined;
+  /** With tenants: who may call the data-plane RPCs, as REST's. */
+  readonly tenants?: Tenants | undefined;
+  /** Serve over TLS with these files (re-read by reloadTls); undefined: plain. */
+  readonly tls?: Readonly<TlsConfig> | undefined;
   /** Largest message either way (server.bodyLimitBytes): RESOURCE_EXHAUSTED beyond. */
   readonly messageLimitBytes: number;
   readonly log: FastifyBaseLogger;
   /** One line per call, as the REST access log (server.accessLog). */
   readonly accessLog: boolean;
-  /** Told of every inference call (key, the HTTP status its outcome carries, seconds), for metrics. */
-  readonly observe?: (key: string, status: number, seconds: number) => void;
+  /** Told of every inference call (key, the HTTP status its outcome carries, seconds, tenant or ''), for metrics. */
+  readonly observe?: (key: string, status: number, seconds: number, tenant: string) => void;
   /** This replica's name, sent as x-modelgate-replica metadata on every answer, as REST's header. */
   readonly replica?: () => string;
 }
 
 type Call = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
+
+/**
+ * TLS credentials whose certificate can be replaced while serving: grpc-js hands new context
+ * options to its HTTP/2 server (setSecureContext), so new connections use them and open ones
+ * keep theirs.
+ */
+class ReloadableCredentials extends ServerCredentials {
+  constructor(tls: Readonly<TlsConfig>) {
+    super({ requestCert: tls.clientCerts !== undefined, rejectUnauthorized: tls.clientCerts === 'require' }, readTlsFiles(tls));
+  }
+
+  reload(tls: Readonly<TlsConfig>): void {
+    this.updateSecureContextOptions(readTlsFiles(tls));
+  }
+
+  _equals(other: ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+/** What every data-plane RPC checks with tenants: which key it calls ('' for every key's statistics). */
+type Guard<Q> = (request: Q) => string;
 
 /** A metadata entry by name, as the data plane reads headers (the first value, as text). */
 function headerOf(metadata: Metadata): InferContext['header'] {
@@ -82,6 +114,7 @@ export class GrpcGateway {
   readonly #parts: GrpcParts;
   readonly #health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE]: 'NOT_SERVING' });
   #server: Server | undefined;
+  #credentials: ReloadableCredentials | undefined;
   /** Inference calls and streams in progress: shutdown waits for them, not for health watchers. */
   #active = 0;
   #quiet: (() => void) | undefined;
@@ -105,8 +138,16 @@ export class GrpcGateway {
     this.#server = server;
     const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     return new Promise((resolve, reject) => {
-      server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)));
+      const tls = this.#parts.tls;
+      this.#credentials = tls === undefined ? undefined : new ReloadableCredentials(tls);
+      server.bindAsync(address, this.#credentials ?? ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)));
     });
+  }
+
+  /** Re-reads the TLS files: new connections use them. Throws (the old ones stay) when they cannot be read. */
+  reloadTls(): void {
+    const tls = this.#parts.tls;
+    if (tls !== undefined) this.#credentials?.reload(tls);
   }
 
   /**
@@ -146,10 +187,11 @@ export class GrpcGateway {
 
   #handlers(): UntypedServiceImplementation {
     const { dataPlane, registry } = this.#parts;
+    const byName: Guard<{ name: string }> = (request) => request.name;
     const handlers: UntypedServiceImplementation = {
-      ServerLive: this.#unary('ServerLive', async () => ({ live: true })),
-      ServerReady: this.#unary('ServerReady', async () => ({ ready: dataPlane.ready })),
-      ModelReady: this.#unary('ModelReady', async (request: { name: string; version: string }) => {
+      ServerLive: this.#unary('ServerLive', undefined, async () => ({ live: true })),
+      ServerReady: this.#unary('ServerReady', undefined, async () => ({ ready: dataPlane.ready })),
+      ModelReady: this.#unary('ModelReady', byName, async (request: { name: string; version: string }) => {
         const target = dataPlane.target(request.name, request.version || undefined);
         try {
           target.assertReady();
@@ -158,12 +200,12 @@ export class GrpcGateway {
           return { ready: false };
         }
       }),
-      ServerMetadata: this.#unary('ServerMetadata', async () => dataPlane.serverMetadata()),
-      ModelMetadata: this.#unary('ModelMetadata', async (request: { name: string; version: string }) => dataPlane.modelMetadata(request.name, request.version || undefined)),
-      ModelInfer: this.#unary('ModelInfer', async (request: ProtoInferRequest, call, metadata) => {
+      ServerMetadata: this.#unary('ServerMetadata', undefined, async () => dataPlane.serverMetadata()),
+      ModelMetadata: this.#unary('ModelMetadata', byName, async (request: { name: string; version: string }) => dataPlane.modelMetadata(request.name, request.version || undefined)),
+      ModelInfer: this.#unary('ModelInfer', (request: ProtoInferRequest) => request.model_name, async (request: ProtoInferRequest, call, metadata, admission) => {
         const done = this.#begin();
         const { signal, release } = signalOf(call);
-        const { response, context } = await this.#infer(request, call, signal).finally(() => {
+        const { response, context } = await this.#infer(request, call, signal, admission).finally(() => {
           release();
           done();
         });
@@ -171,23 +213,27 @@ export class GrpcGateway {
         return response;
       }),
       ModelStreamInfer: (call: ServerDuplexStream<ProtoInferRequest, unknown>) => this.#stream(call),
-      ModelConfig: this.#unary('ModelConfig', async (request: { name: string; version: string }) => ({ config: await this.#config(request.name, request.version || undefined) })),
-      ModelStatistics: this.#unary('ModelStatistics', async (request: { name: string; version: string }) => dataPlane.statistics(request.name || undefined, request.version || undefined)),
-      RepositoryIndex: this.#unary('RepositoryIndex', async (request: { ready: boolean }, call) => {
-        this.#authorize(call);
+      ModelConfig: this.#unary('ModelConfig', byName, async (request: { name: string; version: string }) => ({ config: await this.#config(request.name, request.version || undefined) })),
+      ModelStatistics: this.#unary('ModelStatistics', byName, async (request: { name: string; version: string }, _call, _metadata, admission) => {
+        const tenants = this.#parts.tenants;
+        const visible = tenants === undefined || admission === undefined ? undefined : (key: string) => tenants.allows(admission.tenant, key);
+        return dataPlane.statistics(request.name || undefined, request.version || undefined, visible);
+      }),
+      RepositoryIndex: this.#unary('RepositoryIndex', undefined, async (request: { ready: boolean }, call) => {
+        this.#authorize(call, 'read', 'RepositoryIndex');
         const entries = registry.status().map((model) => indexEntry(model, registry.failureReason(model.name)));
         return { models: request.ready ? entries.filter((entry) => entry.state === 'READY') : entries };
       }),
-      RepositoryModelLoad: this.#unary('RepositoryModelLoad', async (request: { model_name: string; parameters: Record<string, unknown> }, call) => {
-        this.#authorize(call);
+      RepositoryModelLoad: this.#unary('RepositoryModelLoad', undefined, async (request: { model_name: string; parameters: Record<string, unknown> }, call) => {
+        const audited = this.#authorize(call, 'admin', 'RepositoryModelLoad');
         if (Object.keys(request.parameters).length > 0) throw new InvalidInputError(`load '${request.model_name}': load parameters (a config or files) are not supported: models come from the model repository`);
-        await registry.load(request.model_name);
+        await audited(() => registry.load(request.model_name), request.model_name);
         return {};
       }),
-      RepositoryModelUnload: this.#unary('RepositoryModelUnload', async (request: { model_name: string; parameters: Record<string, unknown> }, call) => {
-        this.#authorize(call);
+      RepositoryModelUnload: this.#unary('RepositoryModelUnload', undefined, async (request: { model_name: string; parameters: Record<string, unknown> }, call) => {
+        const audited = this.#authorize(call, 'admin', 'RepositoryModelUnload');
         if (Object.keys(request.parameters).some((name) => name !== 'unload_dependents')) throw new InvalidInputError(`unload '${request.model_name}': the only parameter is 'unload_dependents'`);
-        await registry.unload(request.model_name);
+        await audited(() => registry.unload(request.model_name), request.model_name);
         return {};
       }),
     };
@@ -197,43 +243,71 @@ export class GrpcGateway {
     return handlers;
   }
 
-  /** A unary handler: `work` may add to the answer's metadata (which carries the replica's name, as errors' trailers do). */
-  #unary<Q>(method: string, work: (request: Q, call: ServerUnaryCall<Q, unknown>, metadata: Metadata) => Promise<unknown>) {
+  /**
+   * A unary handler: `work` may add to the answer's metadata (which carries the replica's name,
+   * as errors' trailers do). With `guard` and tenants, the call is a data-plane call: its tenant
+   * is identified and admitted first, as REST's are.
+   */
+  #unary<Q>(method: string, guard: Guard<Q> | undefined, work: (request: Q, call: ServerUnaryCall<Q, unknown>, metadata: Metadata, admission: Admission | undefined) => Promise<unknown>) {
     return (call: ServerUnaryCall<Q, unknown>, callback: sendUnaryData<unknown>) => {
       const started = performance.now();
       const metadata = new Metadata();
       const replica = this.#parts.replica?.();
       if (replica !== undefined) metadata.set('x-modelgate-replica', replica);
-      work(call.request, call, metadata).then((response) => {
-        this.#logCall(method, call.request, status.OK, started);
+      let admission: Admission | undefined;
+      let answer: Promise<unknown>;
+      try {
+        admission = guard === undefined ? undefined : this.#admit(call, guard(call.request) || undefined);
+        if (admission !== undefined) metadata.set('x-modelgate-tenant', admission.tenant);
+        answer = work(call.request, call, metadata, admission);
+      } catch (error) {
+        answer = Promise.reject(error);
+      }
+      answer.then((response) => {
+        admission?.done();
+        this.#logCall(method, call.request, status.OK, started, admission?.tenant);
         call.sendMetadata(metadata);
         callback(null, response);
       }, (error: unknown) => {
+        admission?.done();
         const failure = grpcError(error, (cause) => this.#parts.log.error({ err: cause, method }, 'unexpected error'));
         if (replica !== undefined) failure.metadata?.set('x-modelgate-replica', replica);
-        this.#logCall(method, call.request, failure.code as status, started);
+        const tenant = admission?.tenant ?? (error as { tenant?: string }).tenant;
+        if (tenant !== undefined) failure.metadata?.set('x-modelgate-tenant', tenant);
+        this.#logCall(method, call.request, failure.code as status, started, tenant);
         callback(failure);
       });
     };
   }
 
-  #logCall(method: string, request: unknown, code: status, started: number): void {
-    if (!this.#parts.accessLog && code === status.OK) return;
-    const key = (request as { model_name?: string; name?: string } | undefined)?.model_name ?? (request as { name?: string } | undefined)?.name;
-    this.#parts.log.info({ protocol: 'grpc', method, key: key === '' ? undefined : key, code: status[code], ms: Math.round((performance.now() - started) * 1000) / 1000 }, 'call');
+  /** With tenants, the caller's admission for `key` (undefined: a call of every key); without, undefined. */
+  #admit(call: Call, key: string | undefined): Admission | undefined {
+    const tenants = this.#parts.tenants;
+    if (tenants === undefined) return undefined;
+    const authorization = headerOf(call.metadata)('authorization');
+    const subject = authorization === undefined ? subjectOf(call.getAuthContext()?.sslPeerCertificate) : undefined;
+    return tenants.call(authorization, subject, key);
   }
 
-  async #infer(request: ProtoInferRequest, call: Call, signal: AbortSignal): Promise<{ response: Record<string, unknown>; context: InferContext }> {
+  #logCall(method: string, request: unknown, code: status, started: number, tenant?: string): void {
+    if (!this.#parts.accessLog && code === status.OK) return;
+    const key = (request as { model_name?: string; name?: string } | undefined)?.model_name ?? (request as { name?: string } | undefined)?.name;
+    this.#parts.log.info({ protocol: 'grpc', method, key: key === '' ? undefined : key, ...(tenant === undefined ? {} : { tenant }), code: status[code], ms: Math.round((performance.now() - started) * 1000) / 1000 }, 'call');
+  }
+
+  async #infer(request: ProtoInferRequest, call: Call, signal: AbortSignal, admission: Admission | undefined): Promise<{ response: Record<string, unknown>; context: InferContext }> {
     const started = performance.now();
     const key = request.model_name;
+    const tenant = admission?.tenant ?? '';
     try {
-      const answer = await this.#parts.dataPlane.serve(key, payloadOf(request), { header: headerOf(call.metadata), signal, version: request.model_version || undefined, deadline: deadlineOf(call) },
+      const answer = await this.#parts.dataPlane.serve(key, payloadOf(request), { header: headerOf(call.metadata), signal, version: request.model_version || undefined, deadline: deadlineOf(call), flow: admission?.flow },
         (result, decoded, context) => ({ response: responseOf(key, decoded.id, result), context }));
-      this.#parts.observe?.(key, 200, (performance.now() - started) / 1000);
+      admission?.waited(answer.context.timing?.waitMs ?? 0);
+      this.#parts.observe?.(key, 200, (performance.now() - started) / 1000, tenant);
       return answer;
     } catch (error) {
       const code = (error as { statusCode?: number }).statusCode;
-      this.#parts.observe?.(key, code !== undefined && code >= 400 && code < 600 ? code : 500, (performance.now() - started) / 1000);
+      this.#parts.observe?.(key, code !== undefined && code >= 400 && code < 600 ? code : 500, (performance.now() - started) / 1000, tenant);
       throw error;
     }
   }
@@ -254,14 +328,24 @@ export class GrpcGateway {
     call.on('data', (request: ProtoInferRequest) => {
       pending += 1;
       const started = performance.now();
-      this.#infer(request, call, signal).then(({ response }) => {
-        this.#logCall('ModelStreamInfer', request, status.OK, started);
+      // Each request of a stream is a call of its own for the tenant's allow list and limits.
+      let admission: Admission | undefined;
+      let answer: Promise<{ response: Record<string, unknown> }>;
+      try {
+        admission = this.#admit(call, request.model_name);
+        answer = this.#infer(request, call, signal, admission);
+      } catch (error) {
+        answer = Promise.reject(error);
+      }
+      answer.then(({ response }) => {
+        this.#logCall('ModelStreamInfer', request, status.OK, started, admission?.tenant);
         call.write({ error_message: '', infer_response: response });
       }, (error: unknown) => {
         const failure = grpcError(error, (cause) => this.#parts.log.error({ err: cause, method: 'ModelStreamInfer' }, 'unexpected error'));
-        this.#logCall('ModelStreamInfer', request, failure.code as status, started);
+        this.#logCall('ModelStreamInfer', request, failure.code as status, started, admission?.tenant ?? (error as { tenant?: string }).tenant);
         call.write({ error_message: failure.details, infer_response: { model_name: request.model_name, model_version: request.model_version, id: request.id } });
       }).finally(() => {
+        admission?.done();
         pending -= 1;
         finish();
       });
@@ -272,11 +356,24 @@ export class GrpcGateway {
     });
   }
 
-  #authorize(call: Call): void {
-    const authorization = headerOf(call.metadata)('authorization');
-    if (!tokenMatches(this.#parts.adminToken, authorization)) {
-      throw new UnauthorizedError(authorization === undefined ? 'The repository RPCs need the admin token as authorization metadata (Bearer <token>)' : 'Admin token is not valid');
-    }
+  /** Checks the caller's admin token has `role`; returns how to run its change so the audit trail records it. */
+  #authorize(call: Call, role: 'read' | 'admin', method: string): (change: () => Promise<unknown>, model: string) => Promise<void> {
+    const identity = this.#parts.credentials.identify(headerOf(call.metadata)('authorization'), 'The repository RPCs need the admin token as authorization metadata (Bearer <token>)');
+    AdminCredentials.require(identity, role, method);
+    return async (change, model) => {
+      let code = 200;
+      try {
+        await change();
+      } catch (error) {
+        code = (error as { statusCode?: number }).statusCode ?? 500;
+        throw error;
+      } finally {
+        this.#parts.audit?.record({
+          at: new Date().toISOString(), method: `gRPC ${method}`, path: model, status: code,
+          role: identity.role, fingerprint: identity.fingerprint, etagBefore: null, etagAfter: null,
+        });
+      }
+    };
   }
 
   /** What a client needs to build requests, in Triton's ModelConfig: max_batch_size, dims without the batch dimension when it batches. */

@@ -10,6 +10,7 @@ import type { Router, RouteView } from '../live/router.ts';
 import { RouteConflictError } from '../errors.ts';
 import { command } from '../experiments/rollouts.ts';
 import { errors, validatedInHandler } from './schemas.ts';
+import { AdminCredentials } from './admin-auth.ts';
 
 interface KeyParams { key: string }
 
@@ -63,6 +64,15 @@ function present(view: RouteView) {
   return { key: view.key, kind: view.kind, version: view.version, [view.kind]: view.route[view.kind] };
 }
 
+/** Whether a patch only sets the weights of the split's variants, the same targets in the same order. */
+function onlyWeights(view: RouteView, body: unknown): boolean {
+  const split = (body as { split?: Record<string, unknown> } | null)?.split;
+  if (body === null || typeof body !== 'object' || Object.keys(body).length !== 1 || split === undefined || Object.keys(split).join() !== 'variants') return false;
+  const variants = split.variants as Array<{ target?: unknown }> | undefined;
+  const current = view.route.split?.variants ?? [];
+  return Array.isArray(variants) && variants.length === current.length && variants.every((variant, index) => variant?.target === current[index]?.target);
+}
+
 function withEtag(reply: FastifyReply, view: RouteView) {
   reply.header('etag', `"${view.version}"`);
   return present(view);
@@ -89,13 +99,21 @@ export const routeAdmin: FastifyPluginAsync<{ router: Router }> = async (app, { 
   });
 
   app.patch<{ Params: KeyParams; Headers: { 'if-match'?: string } }>('/admin/routes/:key', {
+    // Weights are traffic, an operator's: any other change of the route needs admin (checked below).
+    config: { role: 'operate' },
     validatorCompiler: validatedInHandler,
     schema: {
       tags: ['admin'], summary: "Change some fields of a split (e.g. its variants' weights); the rest stay.",
       security, params: Key, headers: IfMatch, body: RoutePatchSchema,
       response: { 200: RouteResponse, ...errors(400, 401, 404, 409, 412) },
     },
-  }, async (request, reply) => withEtag(reply, await router.patch(request.params.key, request.body, request.headers['if-match'])));
+  }, async (request, reply) => {
+    const identity = request.adminIdentity;
+    if (identity?.role === 'operate' && !onlyWeights(router.get(request.params.key), request.body)) {
+      AdminCredentials.require(identity, 'admin', "A patch of anything but the variants' weights");
+    }
+    return withEtag(reply, await router.patch(request.params.key, request.body, request.headers['if-match']));
+  });
 
   app.delete<{ Params: KeyParams; Headers: { 'if-match'?: string } }>('/admin/routes/:key', {
     schema: {
@@ -115,6 +133,7 @@ export const routeAdmin: FastifyPluginAsync<{ router: Router }> = async (app, { 
   }, async (request) => router.stats(request.params.key));
 
   app.post<{ Params: KeyParams & { action: 'pause' | 'resume' | 'abort' } }>('/admin/routes/:key/rollout/:action', {
+    config: { role: 'operate' },
     schema: {
       tags: ['admin'], summary: 'Pause a progressing rollout (its weight holds), resume a paused one, or abort one (roll back: the candidate gets no traffic, reason "aborted").',
       security, params: Type.Object({ key: Key.properties.key, action: Type.Union([Type.Literal('pause'), Type.Literal('resume'), Type.Literal('abort')]) }),
@@ -129,6 +148,7 @@ export const routeAdmin: FastifyPluginAsync<{ router: Router }> = async (app, { 
   });
 
   app.post<{ Params: KeyParams }>('/admin/routes/:key/stats/reset', {
+    config: { role: 'operate' },
     schema: { tags: ['admin'], summary: 'Start a new statistics window.', security, params: Key, response: { 200: StatsResponse, ...errors(401, 404) } },
   }, async (request) => {
     router.resetStats(request.params.key);

@@ -45,6 +45,7 @@ export class OneLinePerRequest extends LogController {
       method: request.method,
       url: request.url.split('?')[0],
       ...(params?.key === undefined ? {} : { key: params.key }),
+      ...(request.admission === undefined ? {} : { tenant: request.admission.tenant }),
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 1000) / 1000,
     };

@@ -51,6 +51,8 @@ export const repositoryRoutes: FastifyPluginAsync<{ registry: ModelRegistry }> =
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, raw, done) => done(null, raw));
 
   app.post('/v2/repository/index', {
+    // A POST that only reads.
+    config: { role: 'read' },
     validatorCompiler: validatedInHandler,
     schema: {
       tags: ['admin'], summary: 'Every model with its state (Triton\'s repository extension); {"ready": true} lists the resident ones only.', security,

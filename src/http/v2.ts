@@ -2,11 +2,12 @@
  * The Open Inference Protocol's REST endpoints: thin adapters over the data plane.
  */
 import { Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
 import { chooseEncoding, compress, COMPRESSION_THRESHOLD, HEADER_LENGTH } from '@modelgate/client/codec';
 import { InvalidInputError } from '../errors.ts';
 import { readInferBody } from '../protocol/body.ts';
 import { routeHeaders, type DataPlane } from '../inference/dataplane.ts';
+import { socketSubject, type Admission, type Tenants } from '../tenants/tenants.ts';
 import {
   errors, InferRequestBody, InferResponseBody, Key, KeyVersion, LiveResponse, ModelMetadataResponse,
   ModelReadyResponse, ReadyResponse, ServerMetadataResponse, StatisticsResponse, validatedInHandler,
@@ -17,9 +18,45 @@ interface KeyParams { key: string; version?: string }
 export interface V2Options {
   dataPlane: DataPlane;
   bodyLimit: number;
-  /** Told the key, status and seconds of every inference request answered, however it ended. */
-  observe(key: string, status: number, seconds: number): void;
+  /** Told the key, status, seconds and tenant ('' without tenants) of every inference request answered, however it ended. */
+  observe(key: string, status: number, seconds: number, tenant: string): void;
+  /** With tenants: who may call the data plane (undefined: anyone). */
+  tenants?: Tenants | undefined;
 }
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The tenant's admission of a data-plane call, with tenants. */
+    admission: Admission | undefined;
+  }
+}
+
+/**
+ * With tenants, a data-plane call is identified (401), checked against the tenant's allow list
+ * (403) and limits (429) before anything else is read, and counted in progress until its
+ * connection is done with it. Every answer past identification names the tenant.
+ */
+function admitted(tenants: Tenants, everyKey = false): onRequestHookHandler {
+  return (request, reply, done) => {
+    try {
+      const header = request.headers.authorization;
+      const admission = tenants.call(header, header === undefined ? socketSubject(request.raw.socket) : undefined, everyKey ? undefined : (request.params as KeyParams).key);
+      request.admission = admission;
+      reply.header('x-modelgate-tenant', admission.tenant);
+      reply.raw.once('close', () => admission.done());
+      done();
+    } catch (error) {
+      const tenant = (error as { tenant?: string }).tenant;
+      if (tenant !== undefined) reply.header('x-modelgate-tenant', tenant);
+      done(error as Error);
+    }
+  };
+}
+
+function tenantOf(request: FastifyRequest): string {
+  return request.admission?.tenant ?? '';
+}
+
 
 /**
  * A mesh that hashes on the x-model-key header (Istio, Envoy) places a request by that header: one that
@@ -36,7 +73,9 @@ function sameKey(request: FastifyRequest, _reply: unknown, done: HookHandlerDone
   done(new InvalidInputError(`x-model-key: the header names ${shown}, the path the key '${key}': send the path's key, or no header`));
 }
 
-export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, bodyLimit, observe }) => {
+export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, bodyLimit, observe, tenants }) => {
+  app.decorateRequest('admission', undefined);
+  const perKey = tenants === undefined ? sameKey : [sameKey, admitted(tenants)];
   // Inference bodies arrive as bytes whatever their Content-Type (Triton's Python client sends none):
   // the protocol layer tells JSON from binary, inflates compressed bodies and refuses what it cannot read.
   app.removeAllContentTypeParsers();
@@ -64,14 +103,15 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
   // Statistics first: '/v2/models/stats' is a static path and wins over the ':key' one, as in Triton.
   app.get('/v2/models/stats', {
     schema: { tags: ['metadata'], summary: 'Statistics of every key (Triton\'s statistics extension).', response: { 200: StatisticsResponse } },
-  }, async () => dataPlane.statistics());
+    ...(tenants === undefined ? {} : { onRequest: admitted(tenants, true) }),
+  }, async (request) => dataPlane.statistics(undefined, undefined, tenants === undefined ? undefined : (key) => tenants.allows(tenantOf(request), key)));
 
   for (const prefix of ['/v2/models/:key', '/v2/models/:key/versions/:version']) {
     const params = prefix.includes(':version') ? KeyVersion : Key;
     const versioned = prefix.includes(':version') ? ' (Triton clients name a model version; every key serves version 1.)' : '';
 
     app.get<{ Params: KeyParams }>(prefix, {
-      onRequest: sameKey,
+      onRequest: perKey,
       schema: {
         tags: ['metadata'], summary: `Metadata of a key: its input and output tensors.${versioned}`, params,
         response: { 200: ModelMetadataResponse, ...errors(404, 503) },
@@ -79,7 +119,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
     }, async (request) => dataPlane.modelMetadata(request.params.key, request.params.version));
 
     app.get<{ Params: KeyParams }>(`${prefix}/ready`, {
-      onRequest: sameKey,
+      onRequest: perKey,
       schema: {
         tags: ['health'], summary: `Whether a key can serve now (a lazily loaded model counts as ready unless its last load failed).${versioned}`, params,
         response: { 200: ModelReadyResponse, ...errors(404, 503) },
@@ -91,7 +131,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
     });
 
     app.get<{ Params: KeyParams }>(`${prefix}/stats`, {
-      onRequest: sameKey,
+      onRequest: perKey,
       schema: {
         tags: ['metadata'], summary: `Statistics of a key (Triton's statistics extension).${versioned}`, params,
         response: { 200: StatisticsResponse, ...errors(404) },
@@ -99,11 +139,11 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
     }, async (request) => dataPlane.statistics(request.params.key, request.params.version));
 
     app.post<{ Params: KeyParams }>(`${prefix}/infer`, {
-      onRequest: sameKey,
+      onRequest: perKey,
       validatorCompiler: validatedInHandler,
       // A hook of this route only: nothing to look up per request, and other routes pay nothing.
       onResponse: (request, reply, done) => {
-        observe(request.params.key, reply.statusCode, reply.elapsedTime / 1000);
+        observe(request.params.key, reply.statusCode, reply.elapsedTime / 1000, tenantOf(request));
         done();
       },
       schema: {
@@ -138,7 +178,8 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
       const gone = new AbortController();
       reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
       const { key, version } = request.params;
-      const { body, headerLength, context } = await dataPlane.infer(key, payload, header, gone.signal, version);
+      const { body, headerLength, context } = await dataPlane.infer(key, payload, { header, signal: gone.signal, version, flow: request.admission?.flow });
+      request.admission?.waited(context.timing?.waitMs ?? 0);
       for (const [name, value] of routeHeaders(context)) reply.header(name, value);
       if (headerLength === undefined) reply.type('application/json; charset=utf-8');
       else reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength));

@@ -6,7 +6,7 @@
 import { BinaryReader, decodeRawBody, encodeInferResponse, type InferPayload, type InferRequest, type InferResult, type ModelMetadata, type ModelStatistics, parseJsonExact, type ServerMetadata, type Signature, splitBody, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 import { InvalidInputError, KeyNotFoundError, VersionNotFoundError } from '../errors.ts';
 import type { InferContext, RunTiming, Target, TargetTable } from '../routing/target.ts';
-import { untilStopped } from '../waiting.ts';
+import { untilStopped, type Flow } from '../waiting.ts';
 import { classify } from './classification.ts';
 import { decodeInferRequest } from '../protocol/decode.ts';
 import { InferenceStatistics } from './statistics.ts';
@@ -41,6 +41,8 @@ export interface Call {
   readonly version?: string | undefined;
   /** The transport's own deadline (gRPC's), as performance.now() time. */
   readonly deadline?: number | undefined;
+  /** The tenant whose call it is, for the models' fair queues. */
+  readonly flow?: Flow | undefined;
 }
 
 export class DataPlane {
@@ -94,10 +96,11 @@ export class DataPlane {
     return { name: key, versions: [VERSION], platform: 'onnx_onnxv1', inputs: signature.inputs, outputs: signature.outputs };
   }
 
-  /** Triton's statistics extension: every key served now, or one. */
-  statistics(key?: string, version?: string): { model_stats: ModelStatistics[] } {
+  /** Triton's statistics extension: every key served now (that `visible` lets the caller see), or one. */
+  statistics(key?: string, version?: string, visible?: (key: string) => boolean): { model_stats: ModelStatistics[] } {
     if (key !== undefined) this.target(key, version);
-    return { model_stats: this.#statistics.report(key === undefined ? this.#targets().keys() : [key]) };
+    const keys = key === undefined ? [...this.#targets().keys()].filter((each) => visible === undefined || visible(each)) : [key];
+    return { model_stats: this.#statistics.report(keys) };
   }
 
   /**
@@ -105,8 +108,9 @@ export class DataPlane {
    * encodes the answer. The target table is read once: the whole request is
    * served by the snapshot it started with.
    */
-  async infer(key: string, payload: InferPayload, header: InferContext['header'], signal?: AbortSignal, version?: string): Promise<InferReply> {
-    return this.serve(key, payload, { header, signal, version }, (result, request, context) => {
+  async infer(key: string, payload: InferPayload, call: Call): Promise<InferReply> {
+    const version = call.version;
+    return this.serve(key, payload, call, (result, request, context) => {
       const { json, blobs } = encodeInferResponse(result, request.id, request.binaryOutputs, version);
       return blobs.length === 0 ? { body: json, context } : binaryReply(json, blobs, context);
     });
@@ -138,10 +142,10 @@ export class DataPlane {
     if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isSafeInteger(timeout) || timeout <= 0)) {
       throw new InvalidInputError("request: 'timeout' must be a positive whole number of microseconds");
     }
-    const timing: RunTiming = { queueMs: 0, inferMs: 0, executions: 0, batchSize: 1 };
+    const timing: RunTiming = { queueMs: 0, waitMs: 0, inferMs: 0, executions: 0, batchSize: 1 };
     const ownDeadline = timeout === undefined ? undefined : started + timeout / 1000;
     const deadline = ownDeadline === undefined ? call.deadline : call.deadline === undefined ? ownDeadline : Math.min(ownDeadline, call.deadline);
-    const context: InferContext = { decisions: [], cases: [], header, signal, deadline, timing };
+    const context: InferContext = { decisions: [], cases: [], header, signal, deadline, timing, flow: call.flow };
     // Known already in the common case: no promise, no listener.
     const signature = target.knownSignature() ?? await untilStopped(target.signature(), context, key);
     const decoding = performance.now();

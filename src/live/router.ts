@@ -16,7 +16,7 @@ import { commonSignature } from '../routing/signature.ts';
 import type { RouteObserver } from '../routing/split.ts';
 import { buildTable, reaches, usersOf, type RouteTable } from '../routing/table.ts';
 import type { Target, TargetTable } from '../routing/target.ts';
-import { applyState, documentOf, entryDigest, sameContent, type ModelStateEntry, type RouteState, type StateEntry } from '../store/document.ts';
+import { applyState, documentOf, entryDigest, sameContent, type ModelStateEntry, type RouteState, type StateEntry, type TenantStateEntry } from '../store/document.ts';
 import { DocumentKeeper, StaleDocumentError, type Log, type SharedState } from './keeper.ts';
 import { checkIfMatch } from './precondition.ts';
 import { readRouteBody, readRoutePatch } from './route-bodies.ts';
@@ -44,6 +44,8 @@ export class Router {
   /** Live changes run one at a time. */
   #lock: Promise<unknown> = Promise.resolve();
   #adoptModels: ((entries: Readonly<Record<string, ModelStateEntry>>) => Promise<AdoptedModels>) | undefined;
+  #keptTenants: ReadonlyMap<string, TenantStateEntry>;
+  #adoptTenants: ((entries: Readonly<Record<string, TenantStateEntry>>) => void) | undefined;
 
   constructor(models: ReadonlyMap<string, Target>, configured: readonly RouteSpec[], options: RouterOptions) {
     this.#models = models;
@@ -64,6 +66,7 @@ export class Router {
     this.#keptModels = options.models?.kept ?? new Map();
     this.#modelVersions = options.models?.versions ?? new Map();
     this.#modelDigests = options.models?.digests ?? new Map();
+    this.#keptTenants = new Map(Object.entries(options.state?.tenants ?? {}));
     this.#counter = Math.max(applied.counter, ...this.#modelVersions.values());
     this.#current = this.#build(new Map(applied.routes.map((route) => [route.key, resumeRollout(route)])));
   }
@@ -80,6 +83,27 @@ export class Router {
   /** How to take on the models of a shared document written by another replica. */
   adoptModelsWith(adopt: (entries: Readonly<Record<string, ModelStateEntry>>) => Promise<AdoptedModels>): void {
     this.#adoptModels = adopt;
+  }
+
+  /**
+   * How to take on the tenants of a document another replica wrote; `kept` are the live tenant
+   * changes that still apply to the configuration (the others are not written again).
+   */
+  adoptTenantsWith(kept: ReadonlyMap<string, TenantStateEntry>, adopt: (entries: Readonly<Record<string, TenantStateEntry>>) => void): void {
+    this.#keptTenants = kept;
+    this.#adoptTenants = adopt;
+  }
+
+  /** Persists a live tenant change with the routes' and models'; returns its version. Run inside `serialized`. */
+  async changeTenant(name: string, tenant: TenantStateEntry['tenant'], base: string | null): Promise<number> {
+    const version = this.#counter + 1;
+    const kept = new Map(this.#keptTenants);
+    kept.set(name, { base, tenant, version });
+    await this.#keeper.save(documentOf(this.#kept, this.#keptModels, version, undefined, kept));
+    this.#counter = version;
+    this.#keptTenants = kept;
+    this.#log(tenant === null ? 'tenant deleted' : 'tenant changed', { tenant: name, version });
+    return version;
   }
 
   /** The shared document as this replica has it; undefined without a shared store. */
@@ -134,7 +158,7 @@ export class Router {
     const version = this.#counter + 1;
     const kept = new Map(this.#keptModels);
     kept.set(name, { base, model, version });
-    await this.#keeper.save(documentOf(this.#kept, kept, version));
+    await this.#keeper.save(documentOf(this.#kept, kept, version, undefined, this.#keptTenants));
     this.#counter = version;
     this.#keptModels = kept;
     this.#modelVersions = withVersion(this.#modelVersions, name, model === null ? undefined : version);
@@ -146,7 +170,7 @@ export class Router {
 
   /** Reads the shared document; applies it when newer, re-seeds the store when it holds an older one or none. */
   #read(): Promise<void> {
-    return this.#keeper.read((document) => this.#adopt(document), () => documentOf(this.#kept, this.#keptModels, this.#keeper.version, this.#keeper.savedAt));
+    return this.#keeper.read((document) => this.#adopt(document), () => documentOf(this.#kept, this.#keptModels, this.#keeper.version, this.#keeper.savedAt, this.#keptTenants));
   }
 
   /**
@@ -178,6 +202,10 @@ export class Router {
       this.#models = adopted.targets;
       this.#keptModels = adopted.kept;
       this.#modelVersions = adopted.versions;
+    }
+    if (!sameContent(document.tenants ?? {}, Object.fromEntries(this.#keptTenants))) {
+      this.#keptTenants = new Map(Object.entries(document.tenants ?? {}));
+      this.#adoptTenants?.(document.tenants ?? {});
     }
     this.#counter = Math.max(this.#counter, document.counter);
     this.#current = table;
@@ -344,7 +372,7 @@ export class Router {
     const entry: StateEntry = { base: entryDigest(this.#configured.get(key)), route, version };
     const kept = new Map(this.#kept);
     kept.set(key, entry);
-    await this.#keeper.save(documentOf(kept, this.#keptModels, version));
+    await this.#keeper.save(documentOf(kept, this.#keptModels, version, undefined, this.#keptTenants));
     this.#counter = version;
     this.#kept = kept;
     this.#versions = withVersion(this.#versions, key, route === null ? undefined : version);

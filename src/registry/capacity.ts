@@ -4,6 +4,7 @@
  * registry acts on their answers.
  */
 import type { RegistryConfig } from '../config/schema.ts';
+import type { Flow } from '../waiting.ts';
 import { demandAt, type Entry } from './entry.ts';
 
 /** A load waiting for a slot longer than this goes first, whatever the demand for others. */
@@ -48,15 +49,58 @@ export function starvesIn(entry: Entry, now: number): number {
  * (then the oldest); fifo: the oldest.
  */
 export function nextInLine(entries: Iterable<Entry>, scheduling: RegistryConfig['scheduling'], now: number): Entry | undefined {
+  const waiting = [...entries].filter((other) => other.slotWaitSince !== undefined);
+  const weight = demandWeights(waiting);
   let best: Entry | undefined;
-  for (const other of entries) {
-    if (other.slotWaitSince === undefined) continue;
-    if (best === undefined || before(other, best, scheduling, now)) best = other;
+  for (const other of waiting) {
+    if (best === undefined || before(other, best, scheduling, now, weight)) best = other;
   }
   return best;
 }
 
-function before(a: Entry, b: Entry, scheduling: RegistryConfig['scheduling'], now: number): boolean {
+/**
+ * What the requests waiting for each load weigh. Without tenants, their count. With tenants,
+ * each tenant's share spread over the loads its requests wait for, in proportion to them: a
+ * tenant flooding one cold model weighs its share there, no more, so another tenant's model
+ * with a few requests waiting is not kept behind it.
+ */
+function demandWeights(waiting: readonly Entry[]): (entry: Entry) => number {
+  const totals = new Map<string, number>();
+  for (const entry of waiting) {
+    for (const [tenant, { count }] of entry.waitingBy) totals.set(tenant, (totals.get(tenant) ?? 0) + count);
+  }
+  if (totals.size === 0) return (entry) => entry.waiting;
+  return (entry) => {
+    let weight = 0;
+    for (const [tenant, { count, share }] of entry.waitingBy) weight += (share * count) / (totals.get(tenant) as number);
+    return weight;
+  };
+}
+
+/**
+ * Whether a request is refused because the model's queue (waiting and in progress) is full. With
+ * tenants, a full queue still takes a request of a tenant holding less than its share of it
+ * (among the tenants there), up to twice maxQueueSize in all: a flood fills a queue for its own
+ * tenant only.
+ */
+export function queueFull(entry: Entry, flow: Flow | undefined): boolean {
+  const total = entry.waiting + entry.inFlight;
+  const limit = entry.config.maxQueueSize;
+  if (total < limit) return false;
+  if (flow === undefined || total >= 2 * limit) return true;
+  let shares = entry.queuedBy.has(flow.name) ? 0 : flow.share;
+  for (const { share } of entry.queuedBy.values()) shares += share;
+  return (entry.queuedBy.get(flow.name)?.count ?? 0) >= (limit * flow.share) / shares;
+}
+
+/** Adds `delta` to the flow's count in `counts`, forgetting flows that reach 0. */
+export function countIn(counts: Map<string, { count: number; share: number }>, flow: Flow, delta: number): void {
+  const count = (counts.get(flow.name)?.count ?? 0) + delta;
+  if (count <= 0) counts.delete(flow.name);
+  else counts.set(flow.name, { count, share: flow.share });
+}
+
+function before(a: Entry, b: Entry, scheduling: RegistryConfig['scheduling'], now: number, weight: (entry: Entry) => number): boolean {
   const aSince = a.slotWaitSince as number;
   const bSince = b.slotWaitSince as number;
   const aStarving = starving(a, now);
@@ -64,7 +108,9 @@ function before(a: Entry, b: Entry, scheduling: RegistryConfig['scheduling'], no
   if (scheduling === 'fifo' || aStarving || bStarving) {
     return aStarving !== bStarving ? aStarving : aSince < bSince;
   }
-  return a.waiting !== b.waiting ? a.waiting > b.waiting : aSince < bSince;
+  const aWeight = weight(a);
+  const bWeight = weight(b);
+  return aWeight !== bWeight ? aWeight > bWeight : aSince < bSince;
 }
 
 /**

@@ -28,6 +28,10 @@ export class Entry {
   draining = false;
   /** Requests waiting for a lease (for a load or a slot). */
   waiting = 0;
+  /** With tenants: each tenant's requests waiting for a lease, with its share (the grouped scheduler weighs loads by them). */
+  readonly waitingBy = new Map<string, { count: number; share: number }>();
+  /** With tenants: each tenant's requests waiting for or holding a lease (what maxQueueSize counts, per tenant). */
+  readonly queuedBy = new Map<string, { count: number; share: number }>();
   /** When its load began waiting for a slot under the caps; undefined when not waiting. */
   slotWaitSince: number | undefined;
   /** Signalled when a draining model's session has been released. */

@@ -16,6 +16,7 @@ import type { ModelConfig, RegistryConfig } from '../config/schema.ts';
 import { DeadlineExceededError, ModelLoadFailedError, ModelNotFoundError, ModelPinnedError, NoSpareCapacityError, QueueFullError, withRetryAfter } from '../errors.ts';
 import type { Executor, LoadedModel } from '../executor/types.ts';
 import { untilStopped, type Waiting } from '../waiting.ts';
+import { countIn, queueFull } from './capacity.ts';
 import { demandAt, Entry, type ModelState, type Retired } from './entry.ts';
 import { startLoad, type LoadParts } from './loading.ts';
 import { Slots, type RegistryEvents } from './slots.ts';
@@ -115,26 +116,55 @@ export class ModelRegistry {
   async #admit(name: string, waiting: Waiting): Promise<Lease> {
     const entry = this.#entry(name);
     if (entry.removed) throw new ModelNotFoundError(name);
-    if (entry.waiting + entry.inFlight >= entry.config.maxQueueSize) {
+    const flow = waiting.flow;
+    if (queueFull(entry, flow)) {
       throw withRetryAfter(new QueueFullError(name, String(entry.waiting + entry.inFlight)), 1);
     }
     if (waiting.deadline !== undefined && performance.now() >= waiting.deadline) throw new DeadlineExceededError(name);
     // Primary traffic wants it: a load a shadow started may now make room like any other.
     entry.spareLoad = false;
+    if (flow === undefined) return this.#wait(entry, waiting);
+    // A tenant's place in the queue is held from now until its lease ends.
+    countIn(entry.queuedBy, flow, 1);
+    let lease: Lease;
+    try {
+      lease = await this.#wait(entry, waiting);
+    } catch (error) {
+      countIn(entry.queuedBy, flow, -1);
+      throw error;
+    }
+    let released = false;
+    return {
+      model: lease.model,
+      name: lease.name,
+      release() {
+        if (released) return;
+        released = true;
+        lease.release();
+        countIn(entry.queuedBy, flow, -1);
+      },
+    };
+  }
+
+  /** A lease at once if the model is resident, else when its load (and a slot) is done. */
+  async #wait(entry: Entry, waiting: Waiting): Promise<Lease> {
     if (entry.state === 'resident' && !entry.draining) return this.#lease(entry);
+    const flow = waiting.flow;
     entry.waiting += 1;
+    if (flow !== undefined) countIn(entry.waitingBy, flow, 1);
     let abandoned = false;
     const attempt = this.#acquire(entry).then((lease) => {
       if (abandoned) lease.release();
       return lease;
     });
     try {
-      return await untilStopped(attempt, waiting, name);
+      return await untilStopped(attempt, waiting, entry.config.name);
     } catch (error) {
       abandoned = true;
       throw error;
     } finally {
       entry.waiting -= 1;
+      if (flow !== undefined) countIn(entry.waitingBy, flow, -1);
       entry.quiet.notify();
     }
   }

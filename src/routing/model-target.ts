@@ -42,8 +42,10 @@ export class ModelTarget implements Target {
       const timing = context.timing;
       let share = 1;
       let batchSize = 1;
+      let ran = started;
       const waiting = timing === undefined ? context : {
-        deadline: context.deadline, signal: context.signal,
+        deadline: context.deadline, signal: context.signal, flow: context.flow,
+        started: () => { ran = performance.now(); },
         batched: (rows: number, requests: number) => { share = 1 / requests; batchSize = rows; },
       };
       const result = await lease.model.run(request.inputs, outputs, waiting);
@@ -51,6 +53,7 @@ export class ModelTarget implements Target {
       this.#observe?.(this.model, (started - arrived) / 1000, (ended - started) / 1000);
       if (timing !== undefined) {
         timing.queueMs += started - arrived;
+        timing.waitMs += ran - arrived;
         timing.inferMs += ended - started;
         timing.executions += share;
         timing.batchSize = batchSize;

@@ -40,7 +40,7 @@ export function stickyBucket(route: string, user: string): number {
 
 /** What routes report: a split per request and per shadow copy; a graph per node (member, case or step) and a cascade's rows. */
 export interface RouteObserver {
-  variant(route: string, variant: string, seconds: number, failed: boolean): void;
+  variant(route: string, variant: string, seconds: number, failed: boolean, tenant?: string): void;
   shadow(route: string, target: string, outcome: 'dropped' | 'error' | 'agreed' | 'disagreed' | 'answered'): void;
   node?(route: string, node: string, seconds: number, failed: boolean): void;
   rows?(route: string, step: string, rows: number, accepted: number): void;
@@ -95,10 +95,10 @@ export class SplitTarget implements Target {
     try {
       result = await variant.infer(request, context);
     } catch (error) {
-      this.#record(variant.key, performance.now() - started, true);
+      this.#record(variant.key, performance.now() - started, true, context);
       throw error;
     }
-    this.#record(variant.key, performance.now() - started, false);
+    this.#record(variant.key, performance.now() - started, false, context);
     const shadow = this.#spec.shadow;
     if (this.#shadow !== undefined && shadow !== undefined && Math.random() * 100 < shadow.percent) {
       // After the primary's answer is on its way; nothing here can touch it.
@@ -113,9 +113,9 @@ export class SplitTarget implements Target {
     });
   }
 
-  #record(variant: string, milliseconds: number, failed: boolean): void {
+  #record(variant: string, milliseconds: number, failed: boolean, context: InferContext): void {
     this.#stats.recordVariant(variant, milliseconds, failed);
-    this.#observer?.variant(this.key, variant, milliseconds / 1000, failed);
+    this.#observer?.variant(this.key, variant, milliseconds / 1000, failed, context.flow?.name);
   }
 
   #choose(context: InferContext): number {

@@ -5,6 +5,7 @@
  */
 import type { InferRequest, InferResult, Signature } from '@modelgate/client/codec';
 import type { RouteKind } from '../config/schema.ts';
+import type { Flow } from '../waiting.ts';
 
 /** Per-request state that travels through composed targets. */
 export interface InferContext {
@@ -20,6 +21,8 @@ export interface InferContext {
   readonly signal?: AbortSignal | undefined;
   /** Where the models a request runs on add up what they spent on it, for the statistics extension. */
   readonly timing?: RunTiming | undefined;
+  /** The tenant whose request it is (its name and share), for the models' fair queues; absent without tenants. */
+  readonly flow?: Flow | undefined;
   /** A shadow copy: it may use only spare capacity (a resident model, or a free slot), never evict. */
   readonly shadow?: boolean | undefined;
 }
@@ -28,6 +31,8 @@ export interface InferContext {
 export interface RunTiming {
   /** Milliseconds spent waiting for models: loads, slots under the caps. */
   queueMs: number;
+  /** Milliseconds from reaching each model to its run starting: the wait for a lease, then for a place in a batch or run queue. */
+  waitMs: number;
   /** Milliseconds in model runs, the wait to join a batch included. */
   inferMs: number;
   /** Model executions, each shared among the requests batched into it (1/requests each). */

@@ -10,7 +10,7 @@
  * the same configuration.
  */
 import { createHash } from 'node:crypto';
-import type { RouteSpec } from '../config/schema.ts';
+import type { RouteSpec, TenantSpec } from '../config/schema.ts';
 
 export interface StateEntry {
   /** Digest of the configured route this change replaced; null if the file had no such route. */
@@ -30,6 +30,13 @@ export interface ModelStateEntry {
   readonly version: number;
 }
 
+/** A live tenant change: `base` as for routes, the tenant now (keys as digests; null: deleted live), its version. */
+export interface TenantStateEntry {
+  readonly base: string | null;
+  readonly tenant: TenantSpec | null;
+  readonly version: number;
+}
+
 export interface RouteState {
   readonly format: 1;
   /** Last version handed out, so versions (and ETags) never repeat across restarts. */
@@ -37,6 +44,8 @@ export interface RouteState {
   readonly routes: Readonly<Record<string, StateEntry>>;
   /** Live model changes, by model name. */
   readonly models?: Readonly<Record<string, ModelStateEntry>>;
+  /** Live tenant changes, by tenant name. */
+  readonly tenants?: Readonly<Record<string, TenantStateEntry>>;
   /** When this version was written (ISO 8601); absent in files from before it was recorded. */
   readonly savedAt?: string;
 }
@@ -59,7 +68,7 @@ export function sameContent(a: unknown, b: unknown): boolean {
 const digestOf = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 32);
 
 /** Digest of a configured route or model entry: what a live change records as its `base`. */
-export function entryDigest(entry: RouteSpec | ModelEntry | undefined): string | null {
+export function entryDigest(entry: RouteSpec | ModelEntry | TenantSpec | undefined): string | null {
   return entry === undefined ? null : digestOf(canonicalJson(entry));
 }
 
@@ -68,16 +77,17 @@ export function entryDigest(entry: RouteSpec | ModelEntry | undefined): string |
  * the digest of its text in the file's key order, which state files written before digests
  * were canonical hold.
  */
-export function baseHolds(base: string | null, entry: RouteSpec | ModelEntry | undefined): boolean {
+export function baseHolds(base: string | null, entry: RouteSpec | ModelEntry | TenantSpec | undefined): boolean {
   if (entry === undefined) return base === null;
   return base === entryDigest(entry) || base === digestOf(JSON.stringify(entry));
 }
 
-/** The document holding `routes` and `models` at version `counter`. */
-export function documentOf(routes: ReadonlyMap<string, StateEntry>, models: ReadonlyMap<string, ModelStateEntry>, counter: number, savedAt?: number): RouteState {
+/** The document holding `routes`, `models` and `tenants` at version `counter`. */
+export function documentOf(routes: ReadonlyMap<string, StateEntry>, models: ReadonlyMap<string, ModelStateEntry>, counter: number, savedAt?: number, tenants: ReadonlyMap<string, TenantStateEntry> = new Map()): RouteState {
   return {
     format: 1, counter, savedAt: new Date(savedAt ?? Date.now()).toISOString(),
     routes: Object.fromEntries(routes), ...(models.size === 0 ? {} : { models: Object.fromEntries(models) }),
+    ...(tenants.size === 0 ? {} : { tenants: Object.fromEntries(tenants) }),
   };
 }
 

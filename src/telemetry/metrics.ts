@@ -13,16 +13,17 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 export class Metrics implements RouteObserver {
   readonly registry = new Registry();
-  readonly #requests = new Counter({ name: 'modelgate_requests_total', help: 'Inference requests by key, HTTP status code (for gRPC, the status its error carries; 200 for OK) and protocol (http, grpc).', labelNames: ['key', 'code', 'protocol'], registers: [this.registry] });
-  readonly #requestDuration = new Histogram({ name: 'modelgate_request_duration_seconds', help: 'Inference request latency by key and protocol, from the request arriving to the response sent.', labelNames: ['key', 'protocol'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #requests = new Counter({ name: 'modelgate_requests_total', help: 'Inference requests by key, HTTP status code (for gRPC, the status its error carries; 200 for OK), protocol (http, grpc) and tenant ("" without tenants, or before one is known).', labelNames: ['key', 'code', 'protocol', 'tenant'], registers: [this.registry] });
+  readonly #requestDuration = new Histogram({ name: 'modelgate_request_duration_seconds', help: 'Inference request latency by key, protocol and tenant, from the request arriving to the response sent.', labelNames: ['key', 'protocol', 'tenant'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #inference = new Histogram({ name: 'modelgate_inference_duration_seconds', help: 'Time from handing a request to its model to its outputs (a wait to join a batch included), by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #queue = new Histogram({ name: 'modelgate_queue_duration_seconds', help: 'Time a request waited for its model to be resident (a load, a slot under the caps), by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #loads = new Counter({ name: 'modelgate_model_loads_total', help: 'Successful model loads.', labelNames: ['model'], registers: [this.registry] });
   readonly #loadFailures = new Counter({ name: 'modelgate_model_load_failures_total', help: 'Failed model loads.', labelNames: ['model'], registers: [this.registry] });
   readonly #evictions = new Counter({ name: 'modelgate_model_evictions_total', help: 'Models taken out of the resident set, by reason.', labelNames: ['model', 'reason'], registers: [this.registry] });
   readonly #loadDuration = new Histogram({ name: 'modelgate_model_load_duration_seconds', help: 'Time to open a model session.', labelNames: ['model'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30], registers: [this.registry] });
-  readonly #variantRequests = new Counter({ name: 'modelgate_route_requests_total', help: 'Requests a split sent to each variant.', labelNames: ['route', 'variant'], registers: [this.registry] });
-  readonly #variantErrors = new Counter({ name: 'modelgate_route_errors_total', help: 'Failed requests of each split variant.', labelNames: ['route', 'variant'], registers: [this.registry] });
+  readonly #variantRequests = new Counter({ name: 'modelgate_route_requests_total', help: 'Requests a split sent to each variant, by tenant.', labelNames: ['route', 'variant', 'tenant'], registers: [this.registry] });
+  readonly #variantErrors = new Counter({ name: 'modelgate_route_errors_total', help: 'Failed requests of each split variant, by tenant.', labelNames: ['route', 'variant', 'tenant'], registers: [this.registry] });
+  readonly #refusals = new Counter({ name: 'modelgate_tenant_refusals_total', help: 'Data-plane calls refused at the edge, by tenant ("" when none was identified) and reason: unauthorized (401), forbidden (403), rate_limited or over_in_flight (429).', labelNames: ['tenant', 'reason'], registers: [this.registry] });
   readonly #variantLatency = new Histogram({ name: 'modelgate_route_latency_seconds', help: 'Latency of each split variant.', labelNames: ['route', 'variant'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #nodeRequests = new Counter({ name: 'modelgate_graph_node_requests_total', help: 'Requests each node of an ensemble, switch or cascade ran (a member, a case by index or default, a step by index).', labelNames: ['route', 'node'], registers: [this.registry] });
   readonly #nodeErrors = new Counter({ name: 'modelgate_graph_node_errors_total', help: 'Failed requests of each graph node.', labelNames: ['route', 'node'], registers: [this.registry] });
@@ -87,15 +88,19 @@ export class Metrics implements RouteObserver {
     };
   }
 
-  request(key: string, code: number, seconds: number, protocol: 'http' | 'grpc' = 'http'): void {
-    const children = this.#perKey(this.#isKey(key) ? key : '', protocol);
+  request(key: string, code: number, seconds: number, protocol: 'http' | 'grpc' = 'http', tenant = ''): void {
+    const children = this.#perKey(this.#isKey(key) ? key : '', protocol, tenant);
     let counter = children.codes.get(code);
     if (counter === undefined) {
-      counter = this.#requests.labels(children.key, String(code), protocol);
+      counter = this.#requests.labels(children.key, String(code), protocol, tenant);
       children.codes.set(code, counter);
     }
     counter.inc();
     children.duration.observe(seconds);
+  }
+
+  refused(tenant: string, reason: string): void {
+    this.#refusals.inc({ tenant, reason });
   }
 
   batch(model: string, rows: number, requests: number): void {
@@ -110,18 +115,18 @@ export class Metrics implements RouteObserver {
     children.inference.observe(runSeconds);
   }
 
-  // Label children are looked up once per key and model, not on every request: prom-client
-  // hashes the label set on each call otherwise. Both maps are bounded by the configuration.
+  // Label children are looked up once per key (protocol and tenant) and model, not on every
+  // request: prom-client hashes the label set on each call otherwise. Both maps are bounded by
+  // the configuration (keys, tenants).
   readonly #keys = new Map<string, { key: string; duration: Histogram.Internal<string>; codes: Map<number, Counter.Internal> }>();
-  readonly #grpcKeys = new Map<string, { key: string; duration: Histogram.Internal<string>; codes: Map<number, Counter.Internal> }>();
   readonly #models = new Map<string, { queue: Histogram.Internal<string>; inference: Histogram.Internal<string>; batchRows: Histogram.Internal<string>; batchRequests: Histogram.Internal<string> }>();
 
-  #perKey(key: string, protocol: 'http' | 'grpc') {
-    const keys = protocol === 'http' ? this.#keys : this.#grpcKeys;
-    let children = keys.get(key);
+  #perKey(key: string, protocol: 'http' | 'grpc', tenant: string) {
+    const id = tenant === '' ? `${protocol}:${key}` : `${protocol}:${key}\u0000${tenant}`;
+    let children = this.#keys.get(id);
     if (children === undefined) {
-      children = { key, duration: this.#requestDuration.labels(key, protocol), codes: new Map() };
-      keys.set(key, children);
+      children = { key, duration: this.#requestDuration.labels(key, protocol, tenant), codes: new Map() };
+      this.#keys.set(id, children);
     }
     return children;
   }
@@ -135,9 +140,9 @@ export class Metrics implements RouteObserver {
     return children;
   }
 
-  variant(route: string, variant: string, seconds: number, failed: boolean): void {
-    this.#variantRequests.inc({ route, variant });
-    if (failed) this.#variantErrors.inc({ route, variant });
+  variant(route: string, variant: string, seconds: number, failed: boolean, tenant = ''): void {
+    this.#variantRequests.inc({ route, variant, tenant });
+    if (failed) this.#variantErrors.inc({ route, variant, tenant });
     else this.#variantLatency.observe({ route, variant }, seconds);
   }
 
