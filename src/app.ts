@@ -103,7 +103,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
 
   // The registry and the router are created below; metrics read them only when scraped.
   const replica = { name: config.server.replica ?? `${hostname()}:${config.server.port}` };
-  const metrics: Metrics = new Metrics(() => registry.status(), (key) => router.table().has(key), replica.name);
+  const metrics: Metrics = new Metrics(() => registry.status(), (key) => router.table().has(key), replica.name, config.tenants !== undefined);
   const workers = config.executor.workers ?? Math.max(1, availableParallelism() - 1);
   const runner = options.executor ?? (workers === 0 ? new OnnxExecutor(config.modelRepository) : new WorkerExecutor(config.modelRepository, workers));
   const tenants = config.tenants === undefined ? undefined : new Tenants([], (tenant, reason) => metrics.refused(tenant, reason));

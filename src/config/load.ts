@@ -92,11 +92,13 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   const redisUrl = raw.store.redis?.url;
   if (redisUrl !== undefined && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) issues.push('store.redis.url: must be a redis:// or rediss:// URL');
   const written = document as { tenants?: Array<{ apiKeys?: unknown[] }>; admin?: { tokens?: Array<{ token?: unknown }> } } | null;
+  const unchecked = issues.length;
   const tenants = raw.tenants?.map((tenant, index): TenantSpec => ({
     ...tenant,
     apiKeys: tenant.apiKeys.flatMap((key, keyIndex) => configuredDigest(written?.tenants?.[index]?.apiKeys?.[keyIndex], key, `tenants[${index}].apiKeys[${keyIndex}]`, issues) ?? []),
   }));
-  for (const issue of checkTenants(tenants ?? [])) issues.push(`tenants[${issue.index}].${issue.path}: ${issue.message}`);
+  // A key refused above is missing from its tenant: the checks across tenants would only echo it.
+  if (issues.length === unchecked) for (const issue of checkTenants(tenants ?? [])) issues.push(`tenants[${issue.index}].${issue.path}: ${issue.message}`);
   const tokens = (raw.admin.tokens ?? []).flatMap((entry, index): AdminToken[] => {
     const digest = configuredDigest(written?.admin?.tokens?.[index]?.token, entry.token, `admin.tokens[${index}].token`, issues);
     return digest === undefined ? [] : [{ digest, role: entry.role }];

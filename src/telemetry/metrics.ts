@@ -13,16 +13,16 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 
 export class Metrics implements RouteObserver {
   readonly registry = new Registry();
-  readonly #requests = new Counter({ name: 'modelgate_requests_total', help: 'Inference requests by key, HTTP status code (for gRPC, the status its error carries; 200 for OK), protocol (http, grpc) and tenant ("" without tenants, or before one is known).', labelNames: ['key', 'code', 'protocol', 'tenant'], registers: [this.registry] });
-  readonly #requestDuration = new Histogram({ name: 'modelgate_request_duration_seconds', help: 'Inference request latency by key, protocol and tenant, from the request arriving to the response sent.', labelNames: ['key', 'protocol', 'tenant'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly #requests: Counter;
+  readonly #requestDuration: Histogram;
   readonly #inference = new Histogram({ name: 'modelgate_inference_duration_seconds', help: 'Time from handing a request to its model to its outputs (a wait to join a batch included), by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #queue = new Histogram({ name: 'modelgate_queue_duration_seconds', help: 'Time a request waited for its model to be resident (a load, a slot under the caps), by model.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #loads = new Counter({ name: 'modelgate_model_loads_total', help: 'Successful model loads.', labelNames: ['model'], registers: [this.registry] });
   readonly #loadFailures = new Counter({ name: 'modelgate_model_load_failures_total', help: 'Failed model loads.', labelNames: ['model'], registers: [this.registry] });
   readonly #evictions = new Counter({ name: 'modelgate_model_evictions_total', help: 'Models taken out of the resident set, by reason.', labelNames: ['model', 'reason'], registers: [this.registry] });
   readonly #loadDuration = new Histogram({ name: 'modelgate_model_load_duration_seconds', help: 'Time to open a model session.', labelNames: ['model'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30], registers: [this.registry] });
-  readonly #variantRequests = new Counter({ name: 'modelgate_route_requests_total', help: 'Requests a split sent to each variant, by tenant.', labelNames: ['route', 'variant', 'tenant'], registers: [this.registry] });
-  readonly #variantErrors = new Counter({ name: 'modelgate_route_errors_total', help: 'Failed requests of each split variant, by tenant.', labelNames: ['route', 'variant', 'tenant'], registers: [this.registry] });
+  readonly #variantRequests: Counter;
+  readonly #variantErrors: Counter;
   readonly #refusals = new Counter({ name: 'modelgate_tenant_refusals_total', help: 'Data-plane calls refused at the edge, by tenant ("" when none was identified) and reason: unauthorized (401), forbidden (403), rate_limited or over_in_flight (429).', labelNames: ['tenant', 'reason'], registers: [this.registry] });
   readonly #variantLatency = new Histogram({ name: 'modelgate_route_latency_seconds', help: 'Latency of each split variant.', labelNames: ['route', 'variant'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #nodeRequests = new Counter({ name: 'modelgate_graph_node_requests_total', help: 'Requests each node of an ensemble, switch or cascade ran (a member, a case by index or default, a step by index).', labelNames: ['route', 'node'], registers: [this.registry] });
@@ -34,14 +34,23 @@ export class Metrics implements RouteObserver {
   readonly #batches = new Histogram({ name: 'modelgate_batch_size', help: 'Rows in each batch a model ran (dynamic batching).', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [this.registry] });
   readonly #batchRequests = new Histogram({ name: 'modelgate_batch_requests', help: 'Requests merged into each batch a model ran.', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers: [this.registry] });
   readonly #isKey: (key: string) => boolean;
+  /** With tenants, the request and variant series carry the label `tenant`; without, they are as they were. */
+  readonly #tenantLabel: readonly string[];
 
   /**
    * @param status the models' state now, read at each scrape.
    * @param isKey whether a key is served now, to keep the `key` label bounded.
    * @param replica this replica's name, a label of every series.
+   * @param tenants whether tenants are on: request and split series then carry the tenant.
    */
-  constructor(status: () => readonly ModelStatus[], isKey: (key: string) => boolean, replica?: string) {
+  constructor(status: () => readonly ModelStatus[], isKey: (key: string) => boolean, replica?: string, tenants = false) {
     this.#isKey = isKey;
+    this.#tenantLabel = tenants ? ['tenant'] : [];
+    const registers = [this.registry];
+    this.#requests = new Counter({ name: 'modelgate_requests_total', help: `Inference requests by key, HTTP status code (for gRPC, the status its error carries; 200 for OK), protocol (http, grpc)${tenants ? ' and tenant ("" before one is known)' : ''}.`, labelNames: ['key', 'code', 'protocol', ...this.#tenantLabel], registers });
+    this.#requestDuration = new Histogram({ name: 'modelgate_request_duration_seconds', help: `Inference request latency by key${tenants ? ', protocol and tenant' : ' and protocol'}, from the request arriving to the response sent.`, labelNames: ['key', 'protocol', ...this.#tenantLabel], buckets: LATENCY_BUCKETS, registers });
+    this.#variantRequests = new Counter({ name: 'modelgate_route_requests_total', help: `Requests a split sent to each variant${tenants ? ', by tenant' : ''}.`, labelNames: ['route', 'variant', ...this.#tenantLabel], registers });
+    this.#variantErrors = new Counter({ name: 'modelgate_route_errors_total', help: `Failed requests of each split variant${tenants ? ', by tenant' : ''}.`, labelNames: ['route', 'variant', ...this.#tenantLabel], registers });
     // Every series says which replica it comes from: Prometheus sums a fleet by this label.
     if (replica !== undefined) this.registry.setDefaultLabels({ replica });
     collectDefaultMetrics({ register: this.registry, prefix: 'modelgate_' });
@@ -92,7 +101,7 @@ export class Metrics implements RouteObserver {
     const children = this.#perKey(this.#isKey(key) ? key : '', protocol, tenant);
     let counter = children.codes.get(code);
     if (counter === undefined) {
-      counter = this.#requests.labels(children.key, String(code), protocol, tenant);
+      counter = this.#tenantLabel.length === 0 ? this.#requests.labels(children.key, String(code), protocol) : this.#requests.labels(children.key, String(code), protocol, tenant);
       children.codes.set(code, counter);
     }
     counter.inc();
@@ -125,7 +134,7 @@ export class Metrics implements RouteObserver {
     const id = tenant === '' ? `${protocol}:${key}` : `${protocol}:${key}\u0000${tenant}`;
     let children = this.#keys.get(id);
     if (children === undefined) {
-      children = { key, duration: this.#requestDuration.labels(key, protocol, tenant), codes: new Map() };
+      children = { key, duration: this.#tenantLabel.length === 0 ? this.#requestDuration.labels(key, protocol) : this.#requestDuration.labels(key, protocol, tenant), codes: new Map() };
       this.#keys.set(id, children);
     }
     return children;
@@ -141,8 +150,9 @@ export class Metrics implements RouteObserver {
   }
 
   variant(route: string, variant: string, seconds: number, failed: boolean, tenant = ''): void {
-    this.#variantRequests.inc({ route, variant, tenant });
-    if (failed) this.#variantErrors.inc({ route, variant, tenant });
+    const labels = this.#tenantLabel.length === 0 ? { route, variant } : { route, variant, tenant };
+    this.#variantRequests.inc(labels);
+    if (failed) this.#variantErrors.inc(labels);
     else this.#variantLatency.observe({ route, variant }, seconds);
   }
 

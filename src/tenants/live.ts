@@ -64,16 +64,16 @@ export class LiveTenants {
   put(name: string, document: unknown, ifMatch: string | undefined): Promise<{ created: boolean; view: TenantView }> {
     return this.#router.serialized(async () => {
       checkIfMatch(`tenant '${name}'`, this.#current.get(name)?.version, ifMatch);
-      const problems = [...body.Errors(document)];
+      const given = Value.Default(TenantBodySchema, structuredClone(document)) as Omit<TenantSpec, 'name'> & { name?: string };
+      const problems = [...body.Errors(given)];
       if (problems.length > 0) {
         throw new InvalidTenantError(problems.map((problem) => `${problem.path === '' ? 'body' : displayPath(problem.path)}: ${problem.message}`).join('; '));
       }
-      const given = Value.Default(TenantBodySchema, structuredClone(document)) as Omit<TenantSpec, 'name'> & { name?: string };
       if (given.name !== undefined && given.name !== name) throw new InvalidTenantError(`name: '${given.name}' is not the path's tenant '${name}'`);
       const tenant: TenantSpec = { ...given, name };
       const others = [...this.#current.values()].filter((view) => view.name !== name).map((view) => view.tenant);
       const issues = checkTenants([...others, tenant]).filter((issue) => issue.index === others.length);
-      if (issues.length > 0) throw new TenantConflictError(issues.map((issue) => `${issue.path}: ${issue.message.replace(/tenants\[\d+\]'s/, "another tenant's").replace(/tenants\[\d+\]/, 'another tenant')}`).join('; '));
+      if (issues.length > 0) throw new TenantConflictError(issues.map((issue) => `${issue.path}: ${issue.message.replace(/one of tenants\[\d+\]'s/, "another tenant's").replace(/tenants\[\d+\]/, 'another tenant')}`).join('; '));
       const created = !this.#current.has(name);
       const version = await this.#router.changeTenant(name, tenant, entryDigest(this.#configured.get(name)));
       this.#set(name, { name, version, tenant });
