@@ -4,6 +4,7 @@
  * document; If-Match holds across them; an outage keeps inference up and makes
  * writes 503; a Redis restarted empty is re-seeded from the replicas.
  */
+import { createHash } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -231,4 +232,38 @@ t.test('with hint connections killed, changes still arrive within the poll inter
     delays.push(await eventually('the change arrives', async () => (await weightsOf(b))[0] === 11 + i, 5000));
   }
   t.ok(Math.max(...delays) <= pollMs + 250, `delays ${delays.join(', ')} ms within the ${pollMs} ms poll (+ scheduling)`);
+});
+
+t.test('a tenant key revoked on one replica is refused by the others once the document arrives; keys stay digests in Redis', { skip }, async (t) => {
+  const redis = await startRedis(t);
+  const base = t.testdir();
+  const repository = path.join(base, 'models');
+  writeFiles(repository, files);
+  const digest = (key: string) => `sha256:${createHash('sha256').update(key).digest('hex')}`;
+  const start = async (index: number) => {
+    const app = await startGateway({
+      admin: { token: TOKEN }, modelRepository: repository, models, stateFile: path.join(base, `r${index}.state.json`),
+      server: { replica: `r${index}` }, store: { redis: { url: redis.url, key: 'tenants', pollMs: 200 } },
+      tenants: [{ name: 'ops', apiKeys: [digest('ops-key')], allow: ['*'] }],
+    }, repository);
+    t.teardown(() => app.close());
+    return app;
+  };
+  const a = await start(0);
+  const b = await start(1);
+  const call = (app: FastifyInstance, key: string) => infer(app, 'one', scaleRequest(2), { authorization: `Bearer ${key}` }).then((answer) => answer.statusCode);
+  const created = await a.inject(adminRequest('PUT', '/admin/tenants/team', { apiKeys: [digest('team-key')], allow: ['one'] }));
+  t.equal(created.statusCode, 201);
+  const arrived = await eventually('the new tenant reaches b', async () => (await call(b, 'team-key')) === 200, 5000);
+  t.ok(arrived < 5000, `created on a, accepted by b after ${arrived} ms`);
+  const stored = new Redis(redis.url);
+  t.teardown(() => stored.quit());
+  const text = JSON.stringify(await stored.hgetall('tenants'));
+  t.match(text, digest('team-key').slice(7), 'the document holds the digest');
+  t.notOk(text.includes('team-key') || text.includes('ops-key'), 'and never a key');
+  t.equal((await a.inject(adminRequest('DELETE', '/admin/tenants/team'))).statusCode, 204);
+  t.equal(await call(a, 'team-key'), 401, 'refused at once where it was revoked');
+  const revoked = await eventually('the revocation reaches b', async () => (await call(b, 'team-key')) === 401, 5000);
+  t.ok(revoked < 5000, `refused by b after ${revoked} ms (its poll is 200 ms; a published hint is faster)`);
+  t.equal(await call(b, 'ops-key'), 200, 'the configured tenant is untouched');
 });

@@ -3,6 +3,7 @@
  * from proto/grpc_service.proto as any client would, against real onnxruntime
  * sessions; expected values computed here.
  */
+import { createHash } from 'node:crypto';
 import { Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
 import t, { type Test } from 'tap';
 import { floatToHalf } from '@modelgate/client/codec';
@@ -274,4 +275,53 @@ t.test('typed contents of every integer and float datatype, range-checked; param
     inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1] }], raw_input_contents: [f32([1])],
   });
   t.same(intermediate.outputs.map((output) => output.name), ['y', 'first.y', 'second.y'], 'a bool parameter (return_intermediate) read; the others carried');
+});
+
+t.test('with tenants, the data-plane RPCs need an API key in metadata, as REST does; probes and server metadata stay open', async (t) => {
+  const digest = (key: string) => `sha256:${createHash('sha256').update(key).digest('hex')}`;
+  const { rpc } = await grpcGateway(t, { 'scale.onnx': scaleModel(2), 'other.onnx': scaleModel(3) }, {
+    models: [{ name: 'scale', path: 'scale.onnx' }, { name: 'other', path: 'other.onnx' }],
+    tenants: [{ name: 'team', apiKeys: [digest('team-key')], allow: ['sc*'], rateLimit: { requestsPerSecond: 1, burst: 3 } }],
+  });
+  const key = { authorization: 'Bearer team-key' };
+  const request = (name: string, x: number, id = '') => ({ model_name: name, id, inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1] }], raw_input_contents: [f32([x])] });
+  t.same(await rpc.call('ServerLive'), { live: true });
+  t.match(await rpc.call('ServerMetadata'), { name: 'modelgate' });
+  t.same(await failure(rpc.call('ModelReady', { name: 'scale' })), { code: 'UNAUTHENTICATED', details: 'This gateway needs an API key: send authorization: Bearer <API key>' });
+  t.same(await failure(rpc.call('ModelInfer', request('scale', 1), { authorization: 'Bearer wrong' })), { code: 'UNAUTHENTICATED', details: 'authorization: the API key is not valid' });
+  t.same(await failure(rpc.call('ModelMetadata', { name: 'other' }, key)), { code: 'PERMISSION_DENIED', details: "This API key may not call key 'other'" });
+
+  // The answer's metadata names the tenant; the third call spends the burst.
+  const metadata = await new Promise<Metadata>((resolve, reject) => {
+    const call = (rpc.client as unknown as Record<string, (request: unknown, metadata: Metadata, callback: (error: ServiceError | null) => void) => { on(event: 'metadata', listener: (metadata: Metadata) => void): void }>).ModelInfer?.call(rpc.client, request('scale', 4), metadataOf(key), (error) => { if (error !== null) reject(error); });
+    call?.on('metadata', resolve);
+  });
+  t.same(metadata.get('x-modelgate-tenant'), ['team']);
+  t.same(await rpc.call('ModelReady', { name: 'scale' }, key), { ready: true });
+  const stats = await rpc.call<{ model_stats: Array<{ name: string }> }>('ModelStatistics', { name: '' }, key);
+  t.same(stats.model_stats.map((entry) => entry.name), ['scale'], "every key's statistics: the tenant's only");
+  const limited = await new Promise<ServiceError>((resolve) => {
+    (rpc.client as unknown as Record<string, (request: unknown, metadata: Metadata, callback: (error: ServiceError | null) => void) => void>).ModelInfer?.call(rpc.client, request('scale', 1), metadataOf(key), (error) => resolve(error as ServiceError));
+  });
+  t.equal(status[limited.code], 'RESOURCE_EXHAUSTED');
+  t.match(limited.details, /Rate limit exceeded/);
+  t.same(limited.metadata.get('retry-after'), ['1'], 'Retry-After travels as a trailer');
+  t.same(limited.metadata.get('x-modelgate-tenant'), ['team']);
+
+  // In a stream each request is a call of its own: the one outside allow is refused, the stream goes on.
+  const stream = (rpc.client as unknown as { ModelStreamInfer(metadata: Metadata): NodeJS.ReadWriteStream & { write(message: unknown): boolean; end(): void } }).ModelStreamInfer(metadataOf(key));
+  const answers: Array<{ error_message: string; infer_response: { id: string } }> = [];
+  const ended = new Promise<void>((resolve, reject) => {
+    stream.on('data', (message: { error_message: string; infer_response: { id: string } }) => answers.push(message));
+    stream.on('end', resolve);
+    stream.on('error', reject);
+  });
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  stream.write(request('other', 1, 'denied'));
+  stream.write(request('scale', 5, 'allowed'));
+  stream.end();
+  await ended;
+  const byId = new Map(answers.map((answer) => [answer.infer_response.id, answer.error_message]));
+  t.equal(byId.get('denied'), "This API key may not call key 'other'");
+  t.equal(byId.get('allowed'), '', 'a token refilled: served');
 });
