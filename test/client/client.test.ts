@@ -4,6 +4,7 @@
  * admin helpers.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -168,6 +169,23 @@ t.test('admin helpers: models and live routes, with the ETag handled', async (t)
   t.match(await client.admin.routes.stats('ab'), { key: 'ab', sinceChange: { variants: [{ target: 'double', requests: 1 }] } });
   await client.admin.routes.delete('chain', { ifMatch: created.version });
   t.match(await client.admin.routes.get('chain').catch((caught: unknown) => caught), { status: 404 });
+});
+
+t.test('a tenant\'s API key: sent on data-plane calls, REST and gRPC, never on admin calls; a 429 is an error with its Retry-After', async (t) => {
+  const digest = `sha256:${createHash('sha256').update('client-key').digest('hex')}`;
+  const { client: admin, url, app } = await serve(t, { tenants: [{ name: 'team', apiKeys: [digest], allow: ['double'], rateLimit: { requestsPerSecond: 1, burst: 2 } }], grpc: { port: 0 } });
+  const x = [{ name: 'x', datatype: 'FP32' as const, shape: [1, 1], data: new Float32Array([2]) }];
+  t.match(await admin.infer('double', x).catch((caught: unknown) => caught), { status: 401 }, 'the admin token is not an API key');
+  const client = new ModelgateClient({ url, apiKey: 'client-key', token: TOKEN });
+  t.teardown(() => client.close());
+  t.same(Array.from((await client.infer('double', x)).outputs[0]?.data as Float32Array), [4]);
+  t.match(await client.admin.models.list(), [{ name: 'addmul' }], 'admin calls still carry the admin token');
+  const grpcPort = await app.grpc.listen('127.0.0.1', 0);
+  const overGrpc = new ModelgateClient({ url: `grpc://127.0.0.1:${grpcPort}`, apiKey: 'client-key' });
+  t.teardown(() => overGrpc.close());
+  t.same(Array.from((await overGrpc.infer('double', x)).outputs[0]?.data as Float32Array), [4], 'as gRPC metadata');
+  const limited = await client.infer('double', x).catch((caught: unknown) => caught);
+  t.match(limited, { status: 429, retryAfter: 1, message: /Rate limit exceeded/ });
 });
 
 t.test('the client package loads undici and its own files only: neither the server, onnxruntime nor fastify', async (t) => {

@@ -35,9 +35,11 @@ export class GrpcChannel {
   readonly #secure: boolean;
   readonly #timeoutMs: number;
   readonly #headers: Readonly<Record<string, string>>;
+  readonly #tls: { readonly ca?: string | Buffer; readonly cert?: string | Buffer; readonly key?: string | Buffer } | undefined;
   #loaded: Promise<Loaded> | undefined;
 
-  constructor(url: URL, timeoutMs: number, headers: Readonly<Record<string, string>>) {
+  constructor(url: URL, timeoutMs: number, headers: Readonly<Record<string, string>>, tls?: { readonly ca?: string | Buffer; readonly cert?: string | Buffer; readonly key?: string | Buffer }) {
+    this.#tls = tls;
     this.#secure = url.protocol === 'grpcs:';
     this.#address = `${url.hostname.includes(':') ? `[${url.hostname}]` : url.hostname}:${url.port === '' ? (this.#secure ? 443 : 80) : url.port}`;
     this.#timeoutMs = timeoutMs;
@@ -132,7 +134,8 @@ export class GrpcChannel {
       }
       const definition = loader.loadSync(GRPC_PROTO, GRPC_LOADER_OPTIONS);
       const Service = (grpc.loadPackageDefinition(definition) as unknown as { inference: { GRPCInferenceService: new (address: string, credentials: unknown, options: Record<string, unknown>) => Client } }).inference.GRPCInferenceService;
-      const credentials = this.#secure ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
+      const bytes = (value: string | Buffer | undefined) => (value === undefined ? null : Buffer.from(value));
+      const credentials = this.#secure ? grpc.credentials.createSsl(bytes(this.#tls?.ca), bytes(this.#tls?.key), bytes(this.#tls?.cert)) : grpc.credentials.createInsecure();
       return { client: new Service(this.#address, credentials, { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 }), Metadata: grpc.Metadata };
     })();
     this.#loaded.catch(() => { this.#loaded = undefined; });

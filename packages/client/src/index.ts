@@ -33,6 +33,10 @@ export interface ClientOptions {
   readonly url: string;
   /** Bearer token for the admin API (`admin.token` of the gateway). Sent on admin calls only. */
   readonly token?: string;
+  /** A tenant's API key, for a gateway with tenants: sent as `authorization: Bearer <key>` on data-plane calls (REST and gRPC), never on admin calls. */
+  readonly apiKey?: string;
+  /** For https:// and grpcs://: the authorities to trust (PEM) instead of the system's, and a client certificate with its key for a gateway that asks for one. */
+  readonly tls?: { readonly ca?: string | Buffer; readonly cert?: string | Buffer; readonly key?: string | Buffer };
   /** Most connections kept to the server; they are reused (keep-alive). Default 16. */
   readonly connections?: number;
   /** Headers sent with every request (e.g. a proxy's authorization). */
@@ -118,6 +122,7 @@ export class ModelgateClient {
   readonly #grpc: GrpcChannel | undefined;
   readonly #base: string;
   readonly #token: string | undefined;
+  readonly #apiKey: string | undefined;
   readonly #headers: Readonly<Record<string, string>>;
   readonly #timeoutMs: number;
   readonly #maxRetries: number;
@@ -134,12 +139,15 @@ export class ModelgateClient {
     this.#base = url.pathname.replace(/\/+$/, '');
     this.#token = options.token;
     this.#headers = { ...options.headers };
+    this.#apiKey = options.apiKey;
     this.#timeoutMs = positive('timeoutMs', options.timeoutMs, 60_000);
     this.#maxRetries = positive('maxRetries', options.maxRetries, 2, true);
     this.#maxRetryWaitMs = positive('maxRetryWaitMs', options.maxRetryWaitMs, 10_000, true);
     const grpc = url.protocol === 'grpc:' || url.protocol === 'grpcs:';
-    this.#grpc = grpc ? new GrpcChannel(url, this.#timeoutMs, this.#headers) : undefined;
+    this.#grpc = grpc ? new GrpcChannel(url, this.#timeoutMs, options.apiKey === undefined ? this.#headers : { ...this.#headers, authorization: `Bearer ${options.apiKey}` }, options.tls) : undefined;
+    const tls = options.tls;
     this.#pool = grpc ? undefined : new Pool(url.origin, {
+      ...(tls === undefined ? {} : { connect: { ...(tls.ca === undefined ? {} : { ca: tls.ca }), ...(tls.cert === undefined ? {} : { cert: tls.cert }), ...(tls.key === undefined ? {} : { key: tls.key }) } }),
       connections: positive('connections', options.connections, 16),
       headersTimeout: this.#timeoutMs,
       bodyTimeout: this.#timeoutMs,
@@ -285,7 +293,9 @@ export class ModelgateClient {
   async #send(call: Call): Promise<Answer> {
     if (this.#pool === undefined) throw new ModelgateError(`${call.method} ${call.path} is REST only: the admin API needs an http:// or https:// URL`, 0);
     const headers: Record<string, string> = { ...this.#headers, ...call.headers };
+    // The API key goes to the data plane only, the admin token to the admin API only.
     if (call.admin === true && this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    else if (call.admin !== true && this.#apiKey !== undefined) headers.authorization = `Bearer ${this.#apiKey}`;
     try {
       const response = await this.#pool.request({
         method: call.method,
