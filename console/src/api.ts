@@ -69,3 +69,21 @@ export function admin<T>(method: string, url: string, body?: unknown, headers: R
 export function v2<T>(method: string, url: string, body?: unknown): Promise<Answer<T>> {
   return call<T>(method, url, body, {});
 }
+
+/** The role of the signed-in token (GET /admin/whoami): with read, the console shows and never changes. */
+export type Role = 'read' | 'operate' | 'admin';
+const RANK: Record<Role, number> = { read: 0, operate: 1, admin: 2 };
+let signedInRole: Role = 'read';
+
+export async function learnRole(): Promise<Role> {
+  signedInRole = (await admin<{ role: Role }>('GET', '/admin/whoami')).body.role;
+  return signedInRole;
+}
+
+/** Whether the signed-in token may do what needs `role`. */
+export function may(role: Role): boolean {
+  return RANK[signedInRole] >= RANK[role];
+}
+
+/** A control's tooltip when the token's role does not allow it. */
+export const READ_ONLY = 'Read-only: this token has the read role';

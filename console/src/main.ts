@@ -6,7 +6,7 @@
 import { html, render } from 'htm/preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import {
-  admin, ApiError, signIn, signOut, token, v2,
+  admin, ApiError, learnRole, may, READ_ONLY, signIn, signOut, token, v2, type Role,
   type Capacity, type ModelList, type ModelMetadata, type ModelStatus, type RouteView,
 } from './api.ts';
 import { currentKey, keyHref, Link, messageOf, Problem, REFRESH_MS, usePolling } from './common.ts';
@@ -106,8 +106,8 @@ function Keys({ onUnauthorized }: { onUnauthorized: () => void }) {
           <td>${row.model === undefined ? '' : html`<span class=${`state state-${row.model.state}`}>${stateText(row.model)}</span>`}</td>
           <td>${row.model?.inFlight ?? ''}</td>
           <td>${row.model === undefined || row.model.state === 'remote' || row.key !== row.model.keys[0] ? '' : html`
-            <button type="button" disabled=${busy !== undefined || row.model.state === 'resident'} aria-label=${`Load ${row.model.name}`} onClick=${() => act((row.model as ModelStatus).name, 'load')}>Load</button>
-            <button type="button" disabled=${busy !== undefined || row.model.state !== 'resident'} aria-label=${`Unload ${row.model.name}`} onClick=${() => act((row.model as ModelStatus).name, 'unload')}>Unload</button>`}</td>
+            <button type="button" disabled=${busy !== undefined || row.model.state === 'resident' || !may('operate')} title=${may('operate') ? undefined : READ_ONLY} aria-label=${`Load ${row.model.name}`} onClick=${() => act((row.model as ModelStatus).name, 'load')}>Load</button>
+            <button type="button" disabled=${busy !== undefined || row.model.state !== 'resident' || !may('operate')} title=${may('operate') ? undefined : READ_ONLY} aria-label=${`Unload ${row.model.name}`} onClick=${() => act((row.model as ModelStatus).name, 'unload')}>Unload</button>`}</td>
         </tr>`)}
       </tbody>
     </table>
@@ -231,11 +231,23 @@ function App() {
   const unauthorized = () => {
     signOut();
     setSignedIn(false);
+    setRole(undefined);
   };
+  // The token's role decides which controls work; nothing renders until it is known.
+  const [role, setRole] = useState<Role | undefined>(undefined);
+  useEffect(() => {
+    if (!signedIn) return;
+    learnRole().then(setRole, (failure: unknown) => {
+      if (failure instanceof ApiError && failure.status === 401) unauthorized();
+      else setRole('read');
+    });
+  }, [signedIn]);
   if (!signedIn) return html`<${SignIn} onSignedIn=${() => setSignedIn(true)} />`;
+  if (role === undefined) return html`<main><p class="muted">Signing in…</p></main>`;
   return html`<div>
     <header>
       <${Link} href="/console"><span class="brand">modelgate</span></${Link}>
+      ${role === 'read' ? html`<span class="badge" title=${READ_ONLY}>read-only</span>` : null}
       <button type="button" class="link" onClick=${unauthorized}>Sign out</button>
     </header>
     ${key === undefined ? html`<${Keys} onUnauthorized=${unauthorized} />` : html`<${KeyPage} key=${key} keyName=${key} onUnauthorized=${unauthorized} />`}

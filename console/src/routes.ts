@@ -4,7 +4,7 @@
  */
 import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { admin, ApiError, type RouteStats, type RouteView, type Split, type Step } from './api.ts';
+import { admin, ApiError, may, READ_ONLY, type RouteStats, type RouteView, type Split, type Step } from './api.ts';
 import { IntervalBar, LineChart, percent, type Series } from './charts.ts';
 import { keyHref, Link, messageOf, Problem, REFRESH_MS, usePolling } from './common.ts';
 
@@ -82,10 +82,10 @@ export function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (vi
     <form class="weights" onSubmit=${save}>
       ${split.variants.map((variant, index) => html`<div class="field">
         <label for=${`weight-${index}`}>${variant.target}</label>
-        <input id=${`weight-${index}`} type="number" min="0" step="any" required value=${weights[index]}
+        <input id=${`weight-${index}`} type="number" min="0" step="any" required value=${weights[index]} readOnly=${!may('operate')}
           onInput=${(event: Event) => setWeights(weights.map((weight, at) => (at === index ? Number((event.target as HTMLInputElement).value) : weight)))} />
       </div>`)}
-      <button type="submit">Save</button>
+      <button type="submit" disabled=${!may('operate')} title=${may('operate') ? undefined : READ_ONLY}>Save</button>
     </form>
     <p class="muted">Version ${view.version}${split.stickyHeader === undefined ? '' : ` · sticky by ${split.stickyHeader}`}${split.shadow === undefined ? '' : ` · shadow to ${split.shadow.target}`}</p>
     ${message === undefined ? null : html`<p class="ok" role="status">${message}</p>`}
@@ -94,9 +94,9 @@ export function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (vi
       <p>Candidate <strong>${split.rollout.candidate}</strong>: ${status?.state.replace('_', ' ') ?? 'starting'}${status === undefined ? '' : `, step ${status.step + 1} of ${split.rollout.steps.length} (${status.weight}% of traffic)`}${status?.reason === undefined ? '' : `: ${status.reason}`}</p>
       <p class="muted">Steps: ${split.rollout.steps.map((step) => `${step}%`).join(' → ')}</p>
       <div class="buttons">
-        <button type="button" disabled=${status?.state !== 'progressing'} onClick=${() => rollout('pause')}>Pause</button>
-        <button type="button" disabled=${status?.state !== 'paused'} onClick=${() => rollout('resume')}>Resume</button>
-        <button type="button" disabled=${status?.state !== 'progressing' && status?.state !== 'paused'} onClick=${() => rollout('abort')}>Abort</button>
+        <button type="button" disabled=${status?.state !== 'progressing' || !may('operate')} onClick=${() => rollout('pause')}>Pause</button>
+        <button type="button" disabled=${status?.state !== 'paused' || !may('operate')} onClick=${() => rollout('resume')}>Resume</button>
+        <button type="button" disabled=${(status?.state !== 'progressing' && status?.state !== 'paused') || !may('operate')} onClick=${() => rollout('abort')}>Abort</button>
       </div>`}
     <h2>Since the last change</h2>
     ${current === undefined ? html`<p class="muted">Loading statistics…</p>` : html`

@@ -5,6 +5,7 @@
  * origin, no console error, the token in no URL and not in localStorage; the CSP header.
  * CONSOLE_SCREENSHOTS=<dir> saves a screenshot of every page there.
  */
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import t from 'tap';
@@ -28,6 +29,7 @@ const routes = [
   { key: 'tiered', cascade: { steps: [{ target: 'one', accept: { output: 'y', min: 1 } }, { target: 'two' }] } },
 ];
 const screenshots = process.env.CONSOLE_SCREENSHOTS;
+const READER = 'console-reader-token-5678';
 
 interface Session {
   page: Page;
@@ -38,7 +40,10 @@ interface Session {
 }
 
 t.test('the console in a browser', { skip: skipWithout('chromium') }, async (t) => {
-  const { app } = await buildGateway(t, files, { models, routes, registry: { maxResidentModels: 2, loadFailureBackoffMs: 0 } });
+  const { app } = await buildGateway(t, files, {
+    models, routes, registry: { maxResidentModels: 2, loadFailureBackoffMs: 0 },
+    admin: { token: TOKEN, tokens: [{ token: `sha256:${createHash('sha256').update(READER).digest('hex')}`, role: 'read' }] },
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const origin = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   const browser: Browser = await chromium.launch({ executablePath: findProgram('chromium') as string, args: ['--no-sandbox'] });
@@ -95,6 +100,20 @@ t.test('the console in a browser', { skip: skipWithout('chromium') }, async (t) 
     t.match(await page.getByRole('alert').textContent(), /Load broken: Model 'broken' failed to load/);
     await page.getByRole('row', { name: /^broken model/ }).getByText(/failed: /).waitFor();
     await shot(page, 'keys-failed-load');
+  });
+
+  await t.test('a read-only token: everything shown, every control disabled, nothing changed', async (t) => {
+    const { page } = await open('/console');
+    await signIn(page, READER);
+    await page.getByRole('heading', { name: 'Keys' }).waitFor();
+    await page.getByText('read-only', { exact: true }).waitFor();
+    await page.getByRole('row', { name: /^one model/ }).waitFor();
+    t.ok(await page.getByRole('button', { name: 'Load one', exact: true }).isDisabled(), 'Load is disabled');
+    await page.goto(`${origin}/console/keys/ab`);
+    await page.getByRole('heading', { name: /^ab/ }).waitFor();
+    t.ok(await page.getByRole('button', { name: 'Save' }).isDisabled(), 'Save is disabled');
+    t.ok(await page.getByLabel('one').evaluate((input) => (input as unknown as { readOnly: boolean }).readOnly), 'weights are read-only');
+    await shot(page, 'read-only');
   });
 
   await t.test('a split: weights saved with If-Match, a conflict shown and nothing overwritten, statistics and chart', async (t) => {
