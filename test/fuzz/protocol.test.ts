@@ -4,6 +4,7 @@
  * mangled, gets a 5xx, a malformed error or disturbs another key; no admin
  * body half-applies a change. `npm run fuzz` runs the long campaign.
  */
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import t from 'tap';
 import { encodeInferResponse, jsonText, parseJsonExact, type Signature, splitBody, type Tensor } from '@modelgate/client/codec';
@@ -117,4 +118,51 @@ t.test('admin model bodies: any value in any field gives a 2xx or a V2 4xx, and 
     }
   }), { numRuns: Math.ceil(RUNS / 4) });
   t.pass('admin model bodies held');
+});
+
+t.test('with tenants: any authorization header gets 200, 401, 403 or 429 in V2 shape, never a 5xx, and only the real key passes', async (t) => {
+  const { files, config } = fuzzGateway();
+  const key = 'fuzz-tenant-key';
+  const digest = `sha256:${createHash('sha256').update(key).digest('hex')}`;
+  const { app } = await buildGateway(t, files, { ...config, tenants: [{ name: 'fuzz', apiKeys: [digest], allow: [CONTROL.key] }] });
+  const header = fc.oneof(
+    fc.string({ maxLength: 200 }),
+    fc.string({ maxLength: 80 }).map((text) => `Bearer ${text}`),
+    fc.constantFrom('', 'Bearer', 'Bearer ', `Bearer ${key} extra`, `bearer ${key}`, `Bearer  ${key}`, `Basic ${Buffer.from(key).toString('base64')}`, `Bearer ${key}\t`, `Bearer ${key.toUpperCase()}`),
+  ).filter((value) => !/[\r\n\0]/.test(value) && /^[\t\x20-\x7e]*$/.test(value));
+  await fc.assert(fc.asyncProperty(header, fc.constantFrom(CONTROL.key, 'fp32'), async (authorization, target) => {
+    const response = await app.inject({ method: 'POST', url: `/v2/models/${target}/infer`, headers: { authorization, 'content-type': 'application/json' }, payload: CONTROL.body });
+    // The scheme is case-insensitive (RFC 9110), the key is not.
+    const passes = /^bearer[ \t]+(\S+)\s*$/i.exec(authorization)?.[1] === key;
+    const expected = !passes ? 401 : target === CONTROL.key ? 200 : 403;
+    if (response.statusCode !== expected) throw new Error(`authorization ${JSON.stringify(authorization)} on ${target}: ${response.statusCode} ${response.payload}, expected ${expected}`);
+    if (expected !== 200 && typeof (response.json() as { error?: unknown }).error !== 'string') throw new Error(`not a V2 error: ${response.payload}`);
+    if (response.payload.includes(key) || response.payload.includes(digest.slice(7))) throw new Error('the answer shows the key');
+  }), { numRuns: Math.ceil(RUNS / 2) });
+  t.pass('the auth header held');
+});
+
+t.test('tenant bodies: any value in any field gives a 2xx or a V2 4xx, a refused change changes nothing, and no key is shown', async (t) => {
+  const { files, config } = fuzzGateway();
+  const digest = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
+  const { app } = await buildGateway(t, files, { ...config, tenants: [{ name: 'other', apiKeys: [digest('other')], allow: ['*'] }] });
+  const tenants = async () => jsonText((await app.inject({ url: '/admin/tenants', headers: AUTH })).json());
+  const valid = { apiKeys: [digest('a')], allow: ['fp32', 'f*'], rateLimit: { requestsPerSecond: 10, burst: 20 }, maxInFlight: 4, share: 2 };
+  const anyValue = fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom(null, -1, 0, 1e308, '', 'plain-key', digest('other'), 'sha256:00', '*', '../x', [], {}, true));
+  const field = fc.constantFrom('apiKeys', 'apiKeys.0', 'allow', 'allow.0', 'rateLimit', 'rateLimit.requestsPerSecond', 'rateLimit.burst', 'maxInFlight', 'share', 'certSubject', 'name', 'extra');
+  await fc.assert(fc.asyncProperty(field, anyValue, async (path, value) => {
+    const body = structuredClone(valid) as Record<string, unknown>;
+    const steps = path.split('.');
+    let node = body;
+    for (const step of steps.slice(0, -1)) node = node[step] as Record<string, unknown>;
+    node[steps[steps.length - 1] as string] = value;
+    const before = await tenants();
+    const response = await app.inject({ method: 'PUT', url: '/admin/tenants/fuzzed', headers: AUTH, payload: body });
+    const problem = checkAnswer(response.statusCode, response.headers, response.rawPayload, { key: 'fp32', rows: 0, data: new Map(), binaryInputs: false, binaryOutputAll: false }, true);
+    if (problem !== undefined) throw new Error(`PUT ${jsonText(body)}: ${problem}`);
+    if (response.statusCode >= 400 && (await tenants()) !== before) throw new Error(`a refused PUT changed the tenants: ${await tenants()}`);
+    if (path.startsWith('apiKeys') && response.payload.includes('plain-key')) throw new Error(`a plain key was echoed: ${response.payload}`);
+    if (response.statusCode < 300) await app.inject({ method: 'DELETE', url: '/admin/tenants/fuzzed', headers: AUTH });
+  }), { numRuns: Math.ceil(RUNS / 4) });
+  t.pass('tenant bodies held');
 });
