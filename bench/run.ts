@@ -4,6 +4,7 @@
  * (autocannon). Figures are medians of several rounds; ratios are to the
  * baselines of the same run, never absolute targets. Writes bench/results.json.
  */
+import { createHash } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
@@ -457,6 +458,46 @@ try {
   row('10. MLP single rows, c=64: gRPC unary, raw tensors', rowsLine(mlpUnary), `CPU ${(mlpUnary.cpuPerRequest / mlpBinary.cpuPerRequest).toFixed(2)} of REST binary's`);
   row('10. MLP single rows, 64 streams: gRPC streaming', rowsLine(mlpStream), `CPU ${(mlpStream.cpuPerRequest / mlpUnary.cpuPerRequest).toFixed(2)} of unary's`);
   results.grpc = { tiny: { restJson, restBinary, unary, streamed }, mlp: { restBinary: mlpBinary, unary: mlpUnary, streamed: mlpStream } };
+  }
+
+  if (only('11')) {
+  // 11. The cost of tenants at the edge: the tiny model, JSON, c=32, on one gateway without tenants
+  // and on one with them (an API key checked per request, and a token bucket too high to refuse).
+  // The model runs in the event loop in all three: runIn auto moves it there at a moment that
+  // varies from run to run, and that (a thread hop per batch or none) would swamp the edge's cost.
+  const key = 'bench-tenant-key';
+  const digest = `sha256:${createHash('sha256').update(key).digest('hex')}`;
+  const tinyInLoop = [{ name: 'tiny', path: 'tiny.onnx', runIn: 'eventLoop' }];
+  const open = await started(gateway('tenants-off', { models: tinyInLoop }));
+  const keyed = await started(gateway('tenants-on', {
+    models: tinyInLoop,
+    tenants: [{ name: 'bench', apiKeys: [digest], allow: ['tiny'] }],
+  }));
+  const limited = await started(gateway('tenants-limited', {
+    models: tinyInLoop,
+    tenants: [{ name: 'bench', apiKeys: [digest], allow: ['t*'], rateLimit: { requestsPerSecond: 1e6, burst: 1e6 }, maxInFlight: 1024 }],
+  }));
+  const authorization = { authorization: `Bearer ${key}` };
+  // Interleaved, each first once: on two cores, whichever runs just after another load pays for it.
+  const targets = [
+    { url: open, headers: {} },
+    { url: keyed, headers: authorization },
+    { url: limited, headers: authorization },
+  ];
+  const measured: Load[][] = [[], [], []];
+  for (const order of [[0, 1, 2], [1, 2, 0], [2, 0, 1]]) {
+    for (const index of order) measured[index]?.push(await load(targets[index]?.url as string, { connections: 32, body: tinyJson, headers: targets[index]?.headers ?? {}, path: '/v2/models/tiny/infer' }));
+  }
+  const middle = (loads: Load[]): Load => [...loads].sort((a, b) => a.cpuPerRequest - b.cpuPerRequest)[1] as Load;
+  const [off, on, withLimits] = measured.map(middle) as [Load, Load, Load];
+  on.errors = measured[1]?.reduce((sum, each) => sum + each.errors, 0) ?? 0;
+  withLimits.errors = measured[2]?.reduce((sum, each) => sum + each.errors, 0) ?? 0;
+  for (const [name, measured] of [['tenants off', off], ['tenants on, API key', on], ['tenants on, key, glob, rate limit and maxInFlight', withLimits]] as const) {
+    row(`11. tiny model, JSON, c=32, ${name}`, `${fixed(measured.requests)} req/s, ${fixed(measured.cpuPerRequest, 1)} µs CPU/req`, measured === off ? '' : `+${(measured.cpuPerRequest - off.cpuPerRequest).toFixed(1)} µs CPU/req, ${(measured.requests / off.requests).toFixed(2)} of off's req/s`);
+  }
+  if (on.errors + withLimits.errors > 0) throw new Error(`tenant bench: ${on.errors + withLimits.errors} errors`);
+  results.tenants = { off, on, withLimits, addedMicros: on.cpuPerRequest - off.cpuPerRequest, addedMicrosWithLimits: withLimits.cpuPerRequest - off.cpuPerRequest };
+
   }
 
   if (only('6')) {

@@ -1,6 +1,7 @@
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { loadConfigFile, validateConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/errors.ts';
 
@@ -157,4 +158,25 @@ t.test('files: YAML, JSON by extension, and parse errors', async (t) => {
   t.match(issuesOf(() => loadConfigFile(path.join(root, 'bad.yaml'), {}))[0], /^cannot parse bad.yaml: /);
   t.match(issuesOf(() => loadConfigFile(path.join(root, 'dup.yaml'), {}))[0], /Map keys must be unique/);
   t.match(issuesOf(() => loadConfigFile(path.join(root, 'none.yaml'), {}))[0], /cannot read .*none.yaml: ENOENT/);
+});
+
+t.test('deploy/kubernetes/tls.yaml: its configuration validates, and the Deployment mounts what it names', async (t) => {
+  const manifests = parseAllDocuments(readFileSync(path.resolve(import.meta.dirname, '../../deploy/kubernetes/tls.yaml'), 'utf8')).map((document) => document.toJS()) as Array<Record<string, any>>;
+  t.same(manifests.map((manifest) => manifest.kind), ['Secret', 'Secret', 'ConfigMap', 'Deployment']);
+  const text = manifests[2]?.data['cluster-tls.yaml'] as string;
+  const pod = manifests[3]?.spec.template.spec;
+  const gateway = pod.containers[0];
+  // Laid out as in the container: /app/config-tls/cluster-tls.yaml, /app/models, /app/certs.
+  const app = t.testdir({ 'config-tls': {}, models: {}, certs: { 'tls.crt': 'certificate', 'tls.key': 'key' } });
+  const document = parseYaml(text.replaceAll('/app/', `${app}/`)) as Record<string, unknown>;
+  const env = Object.fromEntries(gateway.env.map((entry: { name: string; value?: string }) => [entry.name, entry.value ?? 'from-a-secret']));
+  const config = validateConfig(document, path.join(app, 'config-tls'), env);
+  t.equal(config.tls?.cert, path.join(app, 'certs/tls.crt'));
+  t.same(config.tenants?.map((tenant) => tenant.name), ['team-a']);
+  t.match(config.tenants?.[0]?.apiKeys[0], /^sha256:[0-9a-f]{64}$/, 'TEAM_A_KEY from the Secret, hashed');
+  t.ok(gateway.volumeMounts.some((mount: { mountPath: string; name: string }) => mount.mountPath === '/app/certs' && pod.volumes.find((volume: { name: string }) => volume.name === mount.name)?.secret.secretName === 'modelgate-tls'), 'the TLS Secret is mounted where server.tls reads it');
+  t.equal(gateway.args[1], 'config-tls/cluster-tls.yaml');
+  t.equal(gateway.readinessProbe.httpGet.scheme, 'HTTPS');
+  t.equal(pod.shareProcessNamespace, true, 'the reloader can signal the gateway');
+  t.match(pod.containers[1].command[2], /pkill -HUP -f 'dist\/cli\.js serve'/);
 });

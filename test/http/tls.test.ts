@@ -16,7 +16,7 @@ import { validateConfig } from '../../src/config/load.ts';
 import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { AUTH, makeRepository, scaleModel, scaleRequest, TOKEN, writeFiles } from '../helpers/gateway.ts';
 import { InferenceService } from '../helpers/grpc.ts';
-import { findProgram } from '../helpers/programs.ts';
+import { findProgram, freePort } from '../helpers/programs.ts';
 
 const openssl = findProgram('openssl');
 
@@ -40,8 +40,8 @@ function makeCertificates(dir: string): void {
 const read = (dir: string, file: string) => execFileSync('cat', [path.join(dir, file)]);
 
 /** The CN of the certificate a fresh TLS connection gets, and the connection. */
-async function handshake(port: number, ca: Buffer, client?: { cert: Buffer; key: Buffer }): Promise<{ socket: TLSSocket; cn: string }> {
-  const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost', ...client });
+async function handshake(port: number, ca: Buffer, client?: { cert: Buffer; key: Buffer }, alpn?: string[]): Promise<{ socket: TLSSocket; cn: string }> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost', ...client, ...(alpn === undefined ? {} : { ALPNProtocols: alpn }) });
   await once(socket, 'secureConnect');
   return { socket, cn: String(socket.getPeerCertificate().subject.CN) };
 }
@@ -70,9 +70,10 @@ t.test('HTTPS with a certificate rotated by SIGHUP: new connections get the new 
   const dir = t.testdir();
   makeCertificates(dir);
   writeFiles(dir, { 'models/lin.onnx': scaleModel(2) });
+  const grpcPort = await freePort();
   writeFileSync(path.join(dir, 'g.yaml'), [
     'modelRepository: models', 'models:', '  - name: lin', '    path: lin.onnx',
-    'server:', '  port: 0', '  tls:', '    cert: server.pem', '    key: server.key', '',
+    'server:', '  port: 0', '  tls:', '    cert: server.pem', '    key: server.key', 'grpc:', `  port: ${grpcPort}`, '',
   ].join('\n'));
   const cli = spawn(process.execPath, [path.resolve(import.meta.dirname, '../../dist/cli.js'), 'serve', '--config', path.join(dir, 'g.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => { cli.kill('SIGKILL'); });
@@ -89,6 +90,10 @@ t.test('HTTPS with a certificate rotated by SIGHUP: new connections get the new 
 
   const kept = await handshake(port, ca);
   t.equal(kept.cn, 'server-1');
+  for (let waited = 0; !stdout.includes('gRPC listening') && waited < 10_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+  const grpcBefore = await handshake(grpcPort, ca, undefined, ['h2']);
+  t.equal(grpcBefore.cn, 'server-1', 'gRPC over TLS, the same certificate');
+  grpcBefore.socket.destroy();
   t.match(await over(kept.socket, 'GET /v2/health/ready'), /^HTTP\/1\.1 200/);
 
   // A renewal: the files replaced, then SIGHUP.
@@ -100,6 +105,9 @@ t.test('HTTPS with a certificate rotated by SIGHUP: new connections get the new 
   const fresh = await handshake(port, ca);
   t.equal(fresh.cn, 'server-2', 'a new connection gets the new certificate');
   fresh.socket.destroy();
+  const grpcAfter = await handshake(grpcPort, ca, undefined, ['h2']);
+  t.equal(grpcAfter.cn, 'server-2', 'and so does a new gRPC connection');
+  grpcAfter.socket.destroy();
   t.match(await over(kept.socket, 'POST /v2/models/lin/infer', JSON.stringify(scaleRequest(4))), /^HTTP\/1\.1 200[\s\S]*"data":\[8\]/, 'the open connection, on the old certificate, still serves');
   t.equal(kept.socket.getPeerCertificate().subject.CN, 'server-1');
   kept.socket.destroy();
