@@ -115,3 +115,41 @@ t.test('remove() lets the requests holding a model finish, then releases it and 
   t.equal(models.has('m1'), false);
   t.equal(executor.releases.get('m1'), 1);
 });
+
+t.test('with tenants: the next cold model to load is weighed by shares, not by how many requests one tenant sent', async (t) => {
+  const { models, executor } = registryOf(t, 3, { maxResidentModels: 1 });
+  const busy = await models.acquire('m1');
+  const order: string[] = [];
+  const flood = { name: 'flood', share: 1 };
+  const small = { name: 'small', share: 2 };
+  // Twenty requests of one tenant wait for m2, then two of another (twice the share) for m3.
+  const waits = [
+    ...Array.from({ length: 20 }, () => models.acquire('m2', { flow: flood }).then((lease) => { order.push('m2'); lease.release(); })),
+    ...Array.from({ length: 2 }, () => models.acquire('m3', { flow: small }).then((lease) => { order.push('m3'); lease.release(); })),
+  ];
+  await sleep(20);
+  busy.release();
+  await Promise.all(waits);
+  t.equal(order[0], 'm3', `m3 loads first: weight 2 (its tenant's share) against 1 for the flood (${order.slice(0, 3).join(', ')}…)`);
+  t.equal(executor.loads.get('m2'), 1, 'and the flood is served with one load of its own after');
+});
+
+t.test('with tenants: a full queue still takes a request of a tenant below its share of it, up to twice maxQueueSize', async (t) => {
+  const { models, executor } = registryOf(t, 1, {}, () => ({ maxQueueSize: 4 }));
+  const open = executor.hold();
+  const flood = { name: 'flood', share: 1 };
+  const other = { name: 'other', share: 1 };
+  const running = Array.from({ length: 4 }, () => models.acquire('m1', { flow: flood }).then(async (lease) => {
+    try { return await lease.model.run(input(1), ['y']); } finally { lease.release(); }
+  }));
+  await sleep(10);
+  await t.rejects(models.acquire('m1', { flow: flood }), QueueFullError, 'the flooding tenant is at the limit');
+  const others = [models.acquire('m1', { flow: other }), models.acquire('m1', { flow: other })];
+  const leases = await Promise.all(others);
+  t.pass('the other tenant still gets in: it holds less than its half');
+  await t.rejects(models.acquire('m1', { flow: other }), QueueFullError, 'until it holds its share (2 of 4)');
+  await t.rejects(models.acquire('m1'), QueueFullError, 'a request without a tenant: the plain limit');
+  for (const lease of leases) lease.release();
+  open();
+  await Promise.all(running);
+});
