@@ -72,7 +72,12 @@ export async function registerDocs(app: FastifyInstance, info: { version: string
         { name: 'admin', description: 'Operator API (bearer token)' },
         { name: 'metrics', description: 'Prometheus metrics' },
       ],
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: 'An admin token (admin.token, or admin.tokens with a role).' },
+          tenantKey: { type: 'http', scheme: 'bearer', description: 'A tenant\'s API key; needed only when the configuration has a tenants section.' },
+        },
+      },
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });

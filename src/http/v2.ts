@@ -53,10 +53,12 @@ function admitted(tenants: Tenants, everyKey = false): onRequestHookHandler {
   };
 }
 
+/** A tenant's API key where the configuration has a tenants section; without one, the data plane is open. */
+const dataPlaneSecurity: Array<Record<string, string[]>> = [{ tenantKey: [] }, {}];
+
 function tenantOf(request: FastifyRequest): string {
   return request.admission?.tenant ?? '';
 }
-
 
 /**
  * A mesh that hashes on the x-model-key header (Istio, Envoy) places a request by that header: one that
@@ -102,7 +104,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
 
   // Statistics first: '/v2/models/stats' is a static path and wins over the ':key' one, as in Triton.
   app.get('/v2/models/stats', {
-    schema: { tags: ['metadata'], summary: 'Statistics of every key (Triton\'s statistics extension).', response: { 200: StatisticsResponse } },
+    schema: { tags: ['metadata'], summary: 'Statistics of every key (Triton\'s statistics extension).', response: { 200: StatisticsResponse, ...errors(401, 429) }, security: dataPlaneSecurity },
     ...(tenants === undefined ? {} : { onRequest: admitted(tenants, true) }),
   }, async (request) => dataPlane.statistics(undefined, undefined, tenants === undefined ? undefined : (key) => tenants.allows(tenantOf(request), key)));
 
@@ -114,7 +116,8 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
       onRequest: perKey,
       schema: {
         tags: ['metadata'], summary: `Metadata of a key: its input and output tensors.${versioned}`, params,
-        response: { 200: ModelMetadataResponse, ...errors(404, 503) },
+        response: { 200: ModelMetadataResponse, ...errors(401, 403, 404, 429, 503) },
+        security: dataPlaneSecurity,
       },
     }, async (request) => dataPlane.modelMetadata(request.params.key, request.params.version));
 
@@ -122,7 +125,8 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
       onRequest: perKey,
       schema: {
         tags: ['health'], summary: `Whether a key can serve now (a lazily loaded model counts as ready unless its last load failed).${versioned}`, params,
-        response: { 200: ModelReadyResponse, ...errors(404, 503) },
+        response: { 200: ModelReadyResponse, ...errors(401, 403, 404, 429, 503) },
+        security: dataPlaneSecurity,
       },
     }, async (request) => {
       const { key, version } = request.params;
@@ -134,7 +138,8 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
       onRequest: perKey,
       schema: {
         tags: ['metadata'], summary: `Statistics of a key (Triton's statistics extension).${versioned}`, params,
-        response: { 200: StatisticsResponse, ...errors(404) },
+        response: { 200: StatisticsResponse, ...errors(401, 403, 404, 429) },
+        security: dataPlaneSecurity,
       },
     }, async (request) => dataPlane.statistics(request.params.key, request.params.version));
 
@@ -159,7 +164,8 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
           'x-model-key': Type.Optional(Type.String({ description: 'For meshes that place requests by this header (consistent hashing): must name the key in the path, else 400.' })),
         }),
         body: Type.Ref(InferRequestBody),
-        response: { 200: InferResponseBody, ...errors(400, 404, 413, 415, 500, 503, 504) },
+        response: { 200: InferResponseBody, ...errors(400, 401, 403, 404, 413, 415, 429, 500, 503, 504) },
+        security: dataPlaneSecurity,
       },
     }, async (request, reply) => {
       const header = (name: string) => {

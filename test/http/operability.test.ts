@@ -20,6 +20,10 @@ t.test('the committed OpenAPI document is what the code generates (npm run opena
   t.equal(formatOpenApi(await generateOpenApi()), committed, 'openapi/openapi.json is stale: run `npm run openapi`');
   const document = JSON.parse(committed);
   t.same(document.paths['/admin/models'].get.security, [{ bearerAuth: [] }]);
+  // The data plane: a tenant's key, or nothing when there is no tenants section; probes stay open.
+  t.same(document.paths['/v2/models/{key}/infer'].post.security, [{ tenantKey: [] }, {}]);
+  t.ok(document.paths['/v2/models/{key}/infer'].post.responses['429'], 'a rate-limited answer is documented');
+  t.equal(document.paths['/v2/health/ready'].get.security, undefined);
   t.ok(document.paths['/v2/models/{key}/infer'].post.requestBody.content['application/json'].schema);
   t.equal(document.components.schemas.ErrorBody.required[0], 'error');
 });
