@@ -150,7 +150,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
         rollouts.observe(route, failed);
       },
       shadow: (route, target, outcome) => metrics.shadow(route, target, outcome),
-      node: (route, node, seconds, failed) => metrics.node(route, node, seconds, failed),
+      node: (route, node, seconds, failed, tenant) => metrics.node(route, node, seconds, failed, tenant),
       rows: (route, node, rows, accepted) => metrics.rows(route, node, rows, accepted),
     },
     models: { kept: models.kept, versions: models.versions, digests: models.digests },

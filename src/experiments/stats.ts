@@ -55,12 +55,29 @@ class VariantWindow {
   rows = 0;
   accepted = 0;
   readonly latency = new LatencyHistogram();
+  /** With tenants: each tenant's part of the requests and errors. */
+  readonly tenants = new Map<string, { requests: number; errors: number }>();
+
+  record(milliseconds: number, failed: boolean, tenant: string | undefined): void {
+    this.requests += 1;
+    if (failed) this.errors += 1;
+    else this.latency.record(milliseconds);
+    if (tenant === undefined) return;
+    let counts = this.tenants.get(tenant);
+    if (counts === undefined) {
+      counts = { requests: 0, errors: 0 };
+      this.tenants.set(tenant, counts);
+    }
+    counts.requests += 1;
+    if (failed) counts.errors += 1;
+  }
 
   snapshot() {
     return {
       requests: this.requests,
       errors: this.errors,
       latencyMs: this.latency.summary(),
+      ...(this.tenants.size === 0 ? {} : { tenants: Object.fromEntries([...this.tenants].map(([name, counts]) => [name, { ...counts }])) }),
     };
   }
 }
@@ -102,12 +119,8 @@ export class RouteStats {
     this.#since = new Date();
   }
 
-  recordVariant(variant: string, milliseconds: number, failed: boolean): void {
-    for (const window of this.#windows(this.#variants, variant, () => new VariantWindow())) {
-      window.requests += 1;
-      if (failed) window.errors += 1;
-      else window.latency.record(milliseconds);
-    }
+  recordVariant(variant: string, milliseconds: number, failed: boolean, tenant?: string): void {
+    for (const window of this.#windows(this.#variants, variant, () => new VariantWindow())) window.record(milliseconds, failed, tenant);
   }
 
   /** A cascade step ran on `rows` rows and answered `accepted` of them. */

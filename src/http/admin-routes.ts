@@ -36,6 +36,7 @@ const Interval = (description: string) => Type.Union([
 const entry = {
   target: Type.String(), requests: Type.Integer(), errors: Type.Integer(), latencyMs: Percentiles,
   errorRate: Interval('errors / requests with its 95% Wilson score interval; null with no requests.'),
+  tenants: Type.Optional(Type.Record(Type.String(), Type.Object({ requests: Type.Integer(), errors: Type.Integer() }), { description: 'With tenants: the requests and errors of each tenant that called.' })),
 };
 const Window = Type.Object({
   since: Type.String({ format: 'date-time' }),

@@ -49,7 +49,7 @@ export class CascadeTarget extends GraphTarget implements Target {
     let inputs = request.inputs;
     for (const [index, step] of this.#spec.steps.entries()) {
       const label = String(index);
-      const result = await this.nodes.timed(label, () => (this.#steps[index] as Target).infer({ inputs }, context));
+      const result = await this.nodes.timed(label, context.flow?.name, () => (this.#steps[index] as Target).infer({ inputs }, context));
       if (rows === 0) return { modelName: this.key, outputs: pick(result.outputs, request.outputs) };
       const accepted: number[] = [];
       const passed: number[] = [];

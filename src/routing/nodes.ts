@@ -44,15 +44,15 @@ export class NodeRecorder {
     this.#observer = observer;
   }
 
-  /** Settles as `work` does, recording the node's request, its latency or its failure. */
-  async timed<T>(node: string, work: () => Promise<T>): Promise<T> {
+  /** Settles as `work` does, recording the node's request (for the caller's tenant, if any), its latency or its failure. */
+  async timed<T>(node: string, tenant: string | undefined, work: () => Promise<T>): Promise<T> {
     const started = performance.now();
     try {
       const result = await work();
-      this.#record(node, performance.now() - started, false);
+      this.#record(node, performance.now() - started, false, tenant);
       return result;
     } catch (error) {
-      this.#record(node, performance.now() - started, true);
+      this.#record(node, performance.now() - started, true, tenant);
       throw error;
     }
   }
@@ -63,8 +63,8 @@ export class NodeRecorder {
     this.#observer?.rows?.(this.#route, step, rows, accepted);
   }
 
-  #record(node: string, milliseconds: number, failed: boolean): void {
-    this.#stats.recordVariant(node, milliseconds, failed);
-    this.#observer?.node?.(this.#route, node, milliseconds / 1000, failed);
+  #record(node: string, milliseconds: number, failed: boolean, tenant: string | undefined): void {
+    this.#stats.recordVariant(node, milliseconds, failed, tenant);
+    this.#observer?.node?.(this.#route, node, milliseconds / 1000, failed, tenant);
   }
 }

@@ -42,7 +42,7 @@ export function stickyBucket(route: string, user: string): number {
 export interface RouteObserver {
   variant(route: string, variant: string, seconds: number, failed: boolean, tenant?: string): void;
   shadow(route: string, target: string, outcome: 'dropped' | 'error' | 'agreed' | 'disagreed' | 'answered'): void;
-  node?(route: string, node: string, seconds: number, failed: boolean): void;
+  node?(route: string, node: string, seconds: number, failed: boolean, tenant?: string): void;
   rows?(route: string, step: string, rows: number, accepted: number): void;
 }
 
@@ -114,7 +114,7 @@ export class SplitTarget implements Target {
   }
 
   #record(variant: string, milliseconds: number, failed: boolean, context: InferContext): void {
-    this.#stats.recordVariant(variant, milliseconds, failed);
+    this.#stats.recordVariant(variant, milliseconds, failed, context.flow?.name);
     this.#observer?.variant(this.key, variant, milliseconds / 1000, failed, context.flow?.name);
   }
 

@@ -25,8 +25,8 @@ export class Metrics implements RouteObserver {
   readonly #variantErrors: Counter;
   readonly #refusals = new Counter({ name: 'modelgate_tenant_refusals_total', help: 'Data-plane calls refused at the edge, by tenant ("" when none was identified) and reason: unauthorized (401), forbidden (403), rate_limited or over_in_flight (429).', labelNames: ['tenant', 'reason'], registers: [this.registry] });
   readonly #variantLatency = new Histogram({ name: 'modelgate_route_latency_seconds', help: 'Latency of each split variant.', labelNames: ['route', 'variant'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
-  readonly #nodeRequests = new Counter({ name: 'modelgate_graph_node_requests_total', help: 'Requests each node of an ensemble, switch or cascade ran (a member, a case by index or default, a step by index).', labelNames: ['route', 'node'], registers: [this.registry] });
-  readonly #nodeErrors = new Counter({ name: 'modelgate_graph_node_errors_total', help: 'Failed requests of each graph node.', labelNames: ['route', 'node'], registers: [this.registry] });
+  readonly #nodeRequests: Counter;
+  readonly #nodeErrors: Counter;
   readonly #nodeLatency = new Histogram({ name: 'modelgate_graph_node_latency_seconds', help: 'Latency of each graph node.', labelNames: ['route', 'node'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly #cascadeRows = new Counter({ name: 'modelgate_cascade_rows_total', help: 'Rows each cascade step ran on, by outcome: accepted (answered there) or passed (sent on to the next step).', labelNames: ['route', 'node', 'outcome'], registers: [this.registry] });
   readonly #shadows = new Counter({ name: 'modelgate_shadow_requests_total', help: 'Shadow copies by outcome: agreed, disagreed, answered (nothing to compare), error, dropped.', labelNames: ['route', 'variant', 'outcome'], registers: [this.registry] });
@@ -51,6 +51,8 @@ export class Metrics implements RouteObserver {
     this.#requestDuration = new Histogram({ name: 'modelgate_request_duration_seconds', help: `Inference request latency by key${tenants ? ', protocol and tenant' : ' and protocol'}, from the request arriving to the response sent.`, labelNames: ['key', 'protocol', ...this.#tenantLabel], buckets: LATENCY_BUCKETS, registers });
     this.#variantRequests = new Counter({ name: 'modelgate_route_requests_total', help: `Requests a split sent to each variant${tenants ? ', by tenant' : ''}.`, labelNames: ['route', 'variant', ...this.#tenantLabel], registers });
     this.#variantErrors = new Counter({ name: 'modelgate_route_errors_total', help: `Failed requests of each split variant${tenants ? ', by tenant' : ''}.`, labelNames: ['route', 'variant', ...this.#tenantLabel], registers });
+    this.#nodeRequests = new Counter({ name: 'modelgate_graph_node_requests_total', help: `Requests each node of an ensemble, switch or cascade ran (a member, a case by index or default, a step by index)${tenants ? ', by tenant' : ''}.`, labelNames: ['route', 'node', ...this.#tenantLabel], registers });
+    this.#nodeErrors = new Counter({ name: 'modelgate_graph_node_errors_total', help: `Failed requests of each graph node${tenants ? ', by tenant' : ''}.`, labelNames: ['route', 'node', ...this.#tenantLabel], registers });
     // Every series says which replica it comes from: Prometheus sums a fleet by this label.
     if (replica !== undefined) this.registry.setDefaultLabels({ replica });
     collectDefaultMetrics({ register: this.registry, prefix: 'modelgate_' });
@@ -156,9 +158,10 @@ export class Metrics implements RouteObserver {
     else this.#variantLatency.observe({ route, variant }, seconds);
   }
 
-  node(route: string, node: string, seconds: number, failed: boolean): void {
-    this.#nodeRequests.inc({ route, node });
-    if (failed) this.#nodeErrors.inc({ route, node });
+  node(route: string, node: string, seconds: number, failed: boolean, tenant = ''): void {
+    const labels = this.#tenantLabel.length === 0 ? { route, node } : { route, node, tenant };
+    this.#nodeRequests.inc(labels);
+    if (failed) this.#nodeErrors.inc(labels);
     else this.#nodeLatency.observe({ route, node }, seconds);
   }
 

@@ -72,6 +72,36 @@ t.test('a key is needed (401), and lets its tenant call only the keys it allows 
   t.match(metrics, /modelgate_tenant_refusals_total\{tenant="team-a",reason="forbidden"/);
 });
 
+t.test("a route's per-variant and per-member statistics, and their metrics, carry each tenant's part", async (t) => {
+  const { app } = await buildGateway(t, files, {
+    models,
+    routes: [
+      { key: 'ab', split: { variants: [{ target: 'iris-a', weight: 1 }, { target: 'tenant-b', weight: 1 }] } },
+      { key: 'both', ensemble: { members: [{ target: 'iris-a', name: 'a' }, { target: 'tenant-b', name: 'b' }] } },
+    ],
+    tenants: [
+      { name: 'team-a', apiKeys: [digest(KEY_A)], allow: ['ab', 'both'] },
+      { name: 'team-b', apiKeys: [digest(KEY_B)], allow: ['ab'] },
+    ],
+  });
+  for (let i = 0; i < 6; i++) t.equal((await infer(app, 'ab', scaleRequest(1), bearer(KEY_A))).statusCode, 200);
+  for (let i = 0; i < 4; i++) t.equal((await infer(app, 'ab', scaleRequest(1), bearer(KEY_B))).statusCode, 200);
+  for (let i = 0; i < 3; i++) t.equal((await infer(app, 'both', scaleRequest(1), bearer(KEY_A))).statusCode, 200);
+
+  type Entry = { target: string; requests: number; tenants?: Record<string, { requests: number; errors: number }> };
+  const split = (await app.inject({ url: '/admin/routes/ab/stats', headers: AUTH })).json().sinceStart.variants as Entry[];
+  const part = (entries: Entry[], tenant: string) => entries.reduce((sum, entry) => sum + (entry.tenants?.[tenant]?.requests ?? 0), 0);
+  t.equal(part(split, 'team-a'), 6, "team-a's six requests, over the variants they went to");
+  t.equal(part(split, 'team-b'), 4);
+  for (const entry of split) t.equal(Object.values(entry.tenants ?? {}).reduce((sum, counts) => sum + counts.requests, 0), entry.requests, `${entry.target}: the tenants' parts add up to its requests`);
+  const members = (await app.inject({ url: '/admin/routes/both/stats', headers: AUTH })).json().sinceStart.members as Entry[];
+  t.same(members.map((member) => member.tenants), [{ 'team-a': { requests: 3, errors: 0 } }, { 'team-a': { requests: 3, errors: 0 } }], 'every member ran each of its requests');
+
+  const metrics = await metricsOf(app);
+  t.match(metrics, /modelgate_route_requests_total\{route="ab",variant="(iris-a|tenant-b)",tenant="team-b"/);
+  t.match(metrics, /modelgate_graph_node_requests_total\{route="both",node="a",tenant="team-a"[^}]*\} 3/);
+});
+
 t.test('past its rate a tenant gets 429 with Retry-After, and never reaches the model; another tenant on the same model is untouched', async (t) => {
   // Batching off: every request that reaches the model is a run of its own, so runs count them.
   const { app, executor } = await buildGateway(t, files, {

@@ -218,6 +218,8 @@ export interface VariantStats {
   readonly errorRate: Interval | null;
   /** This variant's error rate minus the first variant's, for every variant but the first. */
   readonly errorRateDifference?: Interval | null;
+  /** With tenants: the requests and errors of each tenant that called. */
+  readonly tenants?: Readonly<Record<string, { readonly requests: number; readonly errors: number }>>;
 }
 
 export interface ShadowStats {
