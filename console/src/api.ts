@@ -1,7 +1,8 @@
 /**
  * The console's only way to the gateway: same-origin fetches. The admin token lives in
  * sessionStorage (gone when the tab closes) and travels only as the Authorization header
- * of /admin calls: never in a URL, never in localStorage. The shapes of the answers are
+ * of /admin calls: never in a URL, never in localStorage. A tenant's API key, asked for when
+ * the data plane answers 401 or 403, is kept the same way and sent only on /v2 calls. The shapes of the answers are
  * the client package's (`@modelgate/client/wire`, types only); the calls are the browser's
  * fetch, because the client's transport is undici's connection pool, which runs on Node only.
  */
@@ -10,6 +11,8 @@ export type {
 } from '@modelgate/client/wire';
 
 const TOKEN = 'modelgate.adminToken';
+/** A tenant's API key for the data plane, when the gateway has tenants: kept like the admin token. */
+const API_KEY = 'modelgate.apiKey';
 
 export function token(): string | null {
   return sessionStorage.getItem(TOKEN);
@@ -21,6 +24,11 @@ export function signIn(value: string): void {
 
 export function signOut(): void {
   sessionStorage.removeItem(TOKEN);
+  sessionStorage.removeItem(API_KEY);
+}
+
+export function rememberApiKey(value: string): void {
+  sessionStorage.setItem(API_KEY, value);
 }
 
 /** An answer other than 2xx: the status and the gateway's own message. */
@@ -65,9 +73,10 @@ export function admin<T>(method: string, url: string, body?: unknown, headers: R
   return call<T>(method, url, body, { authorization: `Bearer ${token() ?? ''}`, ...headers });
 }
 
-/** A V2 call: no token. */
+/** A V2 call: never the admin token; a tenant's API key once one was given. */
 export function v2<T>(method: string, url: string, body?: unknown): Promise<Answer<T>> {
-  return call<T>(method, url, body, {});
+  const key = sessionStorage.getItem(API_KEY);
+  return call<T>(method, url, body, key === null ? {} : { authorization: `Bearer ${key}` });
 }
 
 /** The role of the signed-in token (GET /admin/whoami): with read, the console shows and never changes. */

@@ -6,7 +6,7 @@
 import { html, render } from 'htm/preact';
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import {
-  admin, ApiError, learnRole, may, READ_ONLY, signIn, signOut, token, v2, type Role,
+  admin, ApiError, learnRole, may, READ_ONLY, signIn, signOut, token, rememberApiKey, v2, type Role,
   type Capacity, type ModelList, type ModelMetadata, type ModelStatus, type RouteView,
 } from './api.ts';
 import { currentKey, keyHref, Link, messageOf, Problem, REFRESH_MS, usePolling } from './common.ts';
@@ -123,8 +123,18 @@ function ModelPage({ modelKey }: { modelKey: string }) {
   const [inputs, setInputs] = useState<Record<string, { shape: string; data: string }>>({});
   const [answer, setAnswer] = useState<string | undefined>(undefined);
   const [error, setError] = useState<string | undefined>(undefined);
+  // With tenants, the data plane wants an API key (401), or another one (403): asked for, then tried again.
+  const [needsKey, setNeedsKey] = useState(false);
+  const [keyAttempt, setKeyAttempt] = useState(0);
+  const [typedKey, setTypedKey] = useState('');
+  const refused = (failure: unknown) => {
+    setNeedsKey(failure instanceof ApiError && (failure.status === 401 || failure.status === 403));
+    setError(messageOf(failure));
+  };
   useEffect(() => {
     v2<ModelMetadata>('GET', `/v2/models/${encodeURIComponent(modelKey)}`).then((response) => {
+      setNeedsKey(false);
+      setError(undefined);
       setMetadata(response.body);
       setInputs(Object.fromEntries(response.body.inputs.map((input) => {
         const shape = exampleShape(input.shape);
@@ -132,8 +142,20 @@ function ModelPage({ modelKey }: { modelKey: string }) {
         const zero = input.datatype === 'BYTES' ? '""' : input.datatype === 'BOOL' ? 'false' : '0';
         return [input.name, { shape: JSON.stringify(shape), data: `[${new Array(Math.min(count, 64)).fill(zero).join(', ')}]` }];
       })));
-    }, (failure: unknown) => setError(messageOf(failure)));
-  }, [modelKey]);
+    }, refused);
+  }, [modelKey, keyAttempt]);
+  const giveKey = (event: Event) => {
+    event.preventDefault();
+    rememberApiKey(typedKey);
+    setTypedKey('');
+    setKeyAttempt(keyAttempt + 1);
+  };
+  const keyForm = html`<form class="api-key" onSubmit=${giveKey}>
+    <p>This gateway has tenants: its data plane answers a tenant's API key.</p>
+    <label for="api-key">API key</label>
+    <input id="api-key" type="password" autocomplete="off" value=${typedKey} onInput=${(event: Event) => setTypedKey((event.target as HTMLInputElement).value)} />
+    <button type="submit">Use this key</button>
+  </form>`;
   const send = async (event: Event) => {
     event.preventDefault();
     setError(undefined);
@@ -156,10 +178,10 @@ function ModelPage({ modelKey }: { modelKey: string }) {
       const response = await v2<unknown>('POST', `/v2/models/${encodeURIComponent(modelKey)}/infer`, body);
       setAnswer(JSON.stringify(response.body, null, 2));
     } catch (failure) {
-      setError(messageOf(failure));
+      refused(failure);
     }
   };
-  if (metadata === undefined) return html`<section><${Problem} error=${error} /></section>`;
+  if (metadata === undefined) return html`<section><${Problem} error=${error} />${needsKey ? keyForm : null}</section>`;
   const tensorRows = (tensors: ModelMetadata['inputs']) => tensors.map((tensor) => html`<tr><th scope="row">${tensor.name}</th><td>${tensor.datatype}</td><td>[${tensor.shape.join(', ')}]</td></tr>`);
   return html`<section>
     <h2>Inputs</h2>
@@ -178,6 +200,7 @@ function ModelPage({ modelKey }: { modelKey: string }) {
       <button type="submit">Send request</button>
     </form>
     <${Problem} error=${error} />
+    ${needsKey ? keyForm : null}
     ${answer === undefined ? null : html`<h3>Answer</h3><pre class="answer" aria-label="Answer">${answer}</pre>`}
   </section>`;
 }

@@ -270,3 +270,41 @@ t.test('console pages load without a token and hold no data', async (t) => {
   t.equal((await app.inject({ url: '/console/assets/../../package.json' })).statusCode, 404);
   t.equal((await app.inject({ url: '/console/assets/app.js' })).statusCode, 200);
 });
+
+t.test('with tenants, a model page asks for an API key (the 401 shown), then sends it on the data plane only', { skip: skipWithout('chromium') }, async (t) => {
+  const TENANT_KEY = 'console-tenant-key-2c7e91';
+  const { app } = await buildGateway(t, files, {
+    models,
+    tenants: [{ name: 'team-a', apiKeys: [`sha256:${createHash('sha256').update(TENANT_KEY).digest('hex')}`], allow: ['two'] }],
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const origin = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  const browser: Browser = await chromium.launch({ executablePath: findProgram('chromium') as string, args: ['--no-sandbox'] });
+  t.teardown(() => browser.close());
+  const page = await (await browser.newContext()).newPage();
+  const sent: Array<{ url: string; authorization: string | undefined }> = [];
+  page.on('request', (request) => sent.push({ url: new URL(request.url()).pathname, authorization: request.headers().authorization }));
+  await page.goto(`${origin}/console/keys/two`);
+  await page.getByLabel('Admin token').fill(TOKEN);
+  await page.getByLabel('Admin token').press('Enter');
+  await page.getByLabel('API key').waitFor();
+  t.match(await page.getByRole('alert').textContent(), /API key/, "the gateway's 401 message");
+
+  await page.getByLabel('API key').fill('not-the-key');
+  await page.getByRole('button', { name: 'Use this key' }).click();
+  await eventually('a wrong key: its 401 shown', async () => /not valid/.test(await page.getByRole('alert').textContent() ?? ''), 10_000, 20);
+
+  await page.getByLabel('API key').fill(TENANT_KEY);
+  await page.getByRole('button', { name: 'Use this key' }).click();
+  await page.getByRole('heading', { name: 'Try a request' }).waitFor();
+  await page.getByLabel('Data of x').fill('[1.5]');
+  await page.getByRole('button', { name: 'Send request' }).click();
+  await page.getByLabel('Answer').waitFor();
+  t.same(JSON.parse(await page.getByLabel('Answer').textContent() as string).outputs[0].data, [3], 'y = 2 x, as team-a');
+
+  const v2 = sent.filter((request) => request.url.startsWith('/v2/'));
+  t.ok(v2.some((request) => request.authorization === `Bearer ${TENANT_KEY}`), 'the key went with /v2 calls');
+  t.notOk(sent.some((request) => request.url.startsWith('/admin/') && request.authorization?.includes(TENANT_KEY)), 'and never with /admin calls');
+  t.notOk(v2.some((request) => request.authorization?.includes(TOKEN)), 'nor the admin token with /v2 calls');
+  t.equal(await page.evaluate(() => localStorage.length), 0, 'nothing in localStorage');
+});
