@@ -64,27 +64,35 @@ export function socketSubject(socket: unknown): string | undefined {
   return subject ?? undefined;
 }
 
-class Tenant {
-  readonly spec: TenantSpec;
-  readonly flow: Flow;
-  readonly #allow: RegExp;
+/**
+ * What a tenant has used: one object for the tenant's life, handed on to each new version of
+ * it, so the requests admitted before a live change are counted out of the same in-flight
+ * figure when they finish, and a new limit is not a fresh burst.
+ */
+class Usage {
   readonly counters: TenantCounters = { requests: 0, forbidden: 0, rateLimited: 0, overInFlight: 0, waited: 0, waitMs: 0, maxWaitMs: 0 };
   inFlight = 0;
   /** The token bucket: tokens in it as of `filledAt` (ms). */
-  tokens: number;
+  tokens = Number.POSITIVE_INFINITY;
   filledAt: number;
 
-  constructor(spec: TenantSpec, before: Tenant | undefined, now: number) {
+  constructor(now: number) {
+    this.filledAt = now;
+  }
+}
+
+class Tenant {
+  readonly spec: TenantSpec;
+  readonly flow: Flow;
+  readonly usage: Usage;
+  readonly #allow: RegExp;
+
+  constructor(spec: TenantSpec, usage: Usage) {
     this.spec = spec;
     this.flow = { name: spec.name, share: spec.share };
     this.#allow = globs(spec.allow);
-    // A change of the tenant keeps what it has used: a new limit is not a fresh burst.
-    this.tokens = Math.min(before?.tokens ?? Number.POSITIVE_INFINITY, this.#burst);
-    this.filledAt = before?.filledAt ?? now;
-    if (before !== undefined) {
-      Object.assign(this.counters, before.counters);
-      this.inFlight = before.inFlight;
-    }
+    this.usage = usage;
+    usage.tokens = Math.min(usage.tokens, this.#burst);
   }
 
   get #burst(): number {
@@ -100,13 +108,14 @@ class Tenant {
   take(now: number): number | undefined {
     const limit = this.spec.rateLimit;
     if (limit === undefined) return undefined;
-    this.tokens = Math.min(this.#burst, this.tokens + ((now - this.filledAt) / 1000) * limit.requestsPerSecond);
-    this.filledAt = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
+    const usage = this.usage;
+    usage.tokens = Math.min(this.#burst, usage.tokens + ((now - usage.filledAt) / 1000) * limit.requestsPerSecond);
+    usage.filledAt = now;
+    if (usage.tokens >= 1) {
+      usage.tokens -= 1;
       return undefined;
     }
-    return (1 - this.tokens) / limit.requestsPerSecond;
+    return (1 - usage.tokens) / limit.requestsPerSecond;
   }
 }
 
@@ -121,11 +130,6 @@ function digestBytes(secret: string): Buffer {
 }
 
 export class Tenants {
-  #unauthorized(): void {
-    this.unauthorized += 1;
-    this.#refused('', 'unauthorized');
-  }
-
   #byName = new Map<string, Tenant>();
   #byKey = new Map<string, { tenant: Tenant; digest: Buffer }>();
   #bySubject = new Map<string, Tenant>();
@@ -161,7 +165,7 @@ export class Tenants {
     const byKey = new Map<string, { tenant: Tenant; digest: Buffer }>();
     const bySubject = new Map<string, Tenant>();
     for (const spec of specs) {
-      const tenant = new Tenant(spec, this.#byName.get(spec.name), now);
+      const tenant = new Tenant(spec, this.#byName.get(spec.name)?.usage ?? new Usage(now));
       byName.set(spec.name, tenant);
       for (const digest of spec.apiKeys) byKey.set(digest, { tenant, digest: Buffer.from(digest.slice('sha256:'.length), 'hex') });
       if (spec.certSubject !== undefined) bySubject.set(spec.certSubject, tenant);
@@ -181,8 +185,8 @@ export class Tenants {
 
   /** A tenant's counters and requests in progress; undefined if there is no such tenant. */
   stats(name: string): (TenantCounters & { inFlight: number }) | undefined {
-    const tenant = this.#byName.get(name);
-    return tenant === undefined ? undefined : { ...tenant.counters, inFlight: tenant.inFlight };
+    const usage = this.#byName.get(name)?.usage;
+    return usage === undefined ? undefined : { ...usage.counters, inFlight: usage.inFlight };
   }
 
   /**
@@ -212,7 +216,8 @@ export class Tenants {
    * for a call refused.
    */
   admit(tenant: Tenant, key: string | undefined): Admission {
-    const counters = tenant.counters;
+    const usage = tenant.usage;
+    const counters = usage.counters;
     const name = tenant.spec.name;
     if (key !== undefined && !tenant.allows(key)) {
       counters.forbidden += 1;
@@ -220,7 +225,7 @@ export class Tenants {
       throw Object.assign(new ForbiddenError(`This API key may not call key '${key}'`), { tenant: name });
     }
     const limit = tenant.spec.maxInFlight;
-    if (limit !== undefined && tenant.inFlight >= limit) {
+    if (limit !== undefined && usage.inFlight >= limit) {
       counters.overInFlight += 1;
       this.#refused(name, 'over_in_flight');
       throw Object.assign(withRetryAfter(new TooManyInFlightError(String(limit)), 1), { tenant: name });
@@ -232,7 +237,7 @@ export class Tenants {
       throw Object.assign(withRetryAfter(new RateLimitedError(String(tenant.spec.rateLimit?.requestsPerSecond)), wait), { tenant: name });
     }
     counters.requests += 1;
-    tenant.inFlight += 1;
+    usage.inFlight += 1;
     let done = false;
     return {
       tenant: tenant.spec.name,
@@ -246,8 +251,13 @@ export class Tenants {
       done() {
         if (done) return;
         done = true;
-        tenant.inFlight -= 1;
+        usage.inFlight -= 1;
       },
     };
+  }
+
+  #unauthorized(): void {
+    this.unauthorized += 1;
+    this.#refused('', 'unauthorized');
   }
 }

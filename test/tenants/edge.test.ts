@@ -147,10 +147,20 @@ t.test('maxInFlight: past it, 429, and the tenant\'s requests in progress are co
   t.equal(third.headers['retry-after'], '1');
   t.match(third.json(), { error: /Too many requests in progress: this API key may have 2 at once/ });
   t.equal((await app.inject({ url: '/admin/tenants/team-a/stats', headers: AUTH })).json().inFlight, 2);
+  // Changed live while two of its requests are held: they still count, and are counted out when answered.
+  const changed = await app.inject({ method: 'PUT', url: '/admin/tenants/team-a', headers: AUTH, payload: { apiKeys: [digest(KEY_A)], allow: ['*'], maxInFlight: 3 } });
+  t.equal(changed.statusCode, 200);
+  t.equal((await app.inject({ url: '/admin/tenants/team-a/stats', headers: AUTH })).json().inFlight, 2, 'the held requests carried over');
+  const fourth = infer(app, 'iris-a', scaleRequest(4), bearer(KEY_A));
+  const inFlight = async () => (await app.inject({ url: '/admin/tenants/team-a/stats', headers: AUTH })).json().inFlight;
+  await eventually('the fourth is admitted', async () => (await inFlight()) === 3);
+  t.equal((await infer(app, 'iris-a', scaleRequest(5), bearer(KEY_A))).statusCode, 429, 'the new limit of 3, counting the two held');
   open();
-  t.same((await Promise.all(first)).map((answer) => answer.statusCode), [200, 200]);
-  t.equal((await infer(app, 'iris-a', scaleRequest(4), bearer(KEY_A))).statusCode, 200, 'room again once answered');
-  t.equal((await app.inject({ url: '/admin/tenants/team-a/stats', headers: AUTH })).json().overInFlight, 1);
+  t.same((await Promise.all([...first, fourth])).map((answer) => answer.statusCode), [200, 200, 200]);
+  t.equal(await inFlight(), 0, 'none left counted after the change');
+  const again = await Promise.all([6, 7, 8].map((x) => infer(app, 'iris-a', scaleRequest(x), bearer(KEY_A))));
+  t.same(again.map((answer) => answer.statusCode), [200, 200, 200], 'room for three again once answered');
+  t.equal((await app.inject({ url: '/admin/tenants/team-a/stats', headers: AUTH })).json().overInFlight, 2);
 });
 
 /**
