@@ -89,8 +89,15 @@ async function main(): Promise<number | undefined> {
   // are closed as soon as shutdown begins: otherwise one that never sends holds the exit for the
   // whole grace period. Busy ones close after their answer (it says Connection: close).
   const inProgress = new Map<Socket, number>();
+  let closing = false;
   // With TLS, requests arrive on the TLS socket, which 'secureConnection' hands over.
+  // With TLS 1.3 the server sees the handshake end after the client does: a client that connected
+  // just before shutdown arrives here after the idle ones were ended, and would hold the exit.
   app.server.on(config.tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => {
+    if (closing) {
+      socket.end();
+      return;
+    }
     inProgress.set(socket, 0);
     socket.once('close', () => inProgress.delete(socket));
   });
@@ -103,7 +110,6 @@ async function main(): Promise<number | undefined> {
       if (closing && left === 0) socket.end();
     });
   });
-  let closing = false;
   const shutdown = (signal: string) => {
     if (closing) {
       app.log.warn({ signal }, 'second signal: exiting at once');
