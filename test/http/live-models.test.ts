@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { identityModel, unsupportedOpModel } from '../../src/onnx/builder.ts';
-import { AUTH, JSON_AUTH, buildGateway, infer, makeRepository, scaleModel, scaleRequest, TOKEN, startGateway } from '../helpers/gateway.ts';
+import { AUTH, JSON_AUTH, buildGateway, eventually, infer, makeRepository, scaleModel, scaleRequest, TOKEN, startGateway } from '../helpers/gateway.ts';
 
 
 function factor(response: { statusCode: number; json(): { outputs: Array<{ data: number[] }> } }, x: number): number {
@@ -156,8 +156,7 @@ t.test('20 updates under concurrent traffic: zero failed requests, each answer f
         if (cap === 1) t.equal((await infer(app, 'other', scaleRequest(1))).statusCode, 200);
         // On a loaded machine all 20 updates can land before the first load answers; traffic must overlap each one.
         const before = seen.answers;
-        const until = Date.now() + 5000;
-        while (seen.answers === before && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 1));
+        await eventually(`an answer after update ${update}`, () => seen.answers > before, 5000);
       }
       running = false;
       await Promise.all(clients);
