@@ -23,7 +23,7 @@ const LAYERS = [
   // The client package: the remote target speaks to other V2 servers with it.
   ['packages/client/src/(index|tensors)\\.ts$'],
   ['src/protocol/'],
-  ['src/(errors|waiting)\\.ts$'],
+  ['src/(errors|waiting|trace)\\.ts$'],
   // The codec and the wire shapes, shared with the client package: the server's errors.ts re-exports the codec's errors.
   ['packages/client/src/codec/', 'packages/client/src/wire\\.ts$'],
 ];

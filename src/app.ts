@@ -24,6 +24,7 @@ import { HealthThread } from './http/health-thread.ts';
 import { installObservability, OneLinePerRequest, requestId, sameLogger, type Drain } from './http/observability.ts';
 import { ErrorBody, InferRequestBody } from './http/schemas.ts';
 import { Metrics } from './telemetry/metrics.ts';
+import { Tracing } from './telemetry/tracing.ts';
 import { v2Routes } from './http/v2.ts';
 import { GrpcGateway } from './grpc/server.ts';
 import { DataPlane } from './inference/dataplane.ts';
@@ -104,6 +105,12 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   // The registry and the router are created below; metrics read them only when scraped.
   const replica = { name: config.server.replica ?? `${hostname()}:${config.server.port}` };
   const metrics: Metrics = new Metrics(() => registry.status(), (key) => router.table().has(key), replica.name, config.tenants !== undefined);
+  const tracing = config.tracing === undefined ? undefined : new Tracing(config.tracing, {
+    dropped: (count) => metrics.spansDropped(count),
+    outage: (reason) => app.log.warn({ collector: config.tracing?.url, reason }, 'trace export failing: spans are dropped until the collector answers'),
+    recovered: (dropped) => app.log.info({ collector: config.tracing?.url, dropped }, 'trace export recovered'),
+  });
+  if (config.tracing !== undefined) app.log.info({ collector: config.tracing.url, protocol: config.tracing.protocol, sampleRatio: config.tracing.sampleRatio }, 'tracing on');
   const workers = config.executor.workers ?? Math.max(1, availableParallelism() - 1);
   const runner = options.executor ?? (workers === 0 ? new OnnxExecutor(config.modelRepository) : new WorkerExecutor(config.modelRepository, workers));
   const tenants = config.tenants === undefined ? undefined : new Tenants([], (tenant, reason) => metrics.refused(tenant, reason));
@@ -126,7 +133,9 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     },
   }, readModelSignature);
   const modelTargets = new Map<string, Target>();
-  const observeRun = (model: string, queued: number, run: number) => metrics.inference(model, queued, run);
+  const observeRun = (model: string, queued: number, run: number, failed: boolean) => {
+    if (!failed) metrics.inference(model, queued, run);
+  };
   const modelTarget = (key: string, model: string) => new ModelTarget(key, model, registry, observeRun);
   for (const model of models.models) {
     for (const key of model.keys) modelTargets.set(key, modelTarget(key, model.name));
@@ -187,6 +196,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     dataPlane, registry, credentials, audit, tenants, tls, messageLimitBytes: config.server.bodyLimitBytes, log: app.log, accessLog: config.server.accessLog,
     observe: (key, status, seconds, tenant) => metrics.request(key, status, seconds, 'grpc', tenant),
     replica: () => replica.name,
+    tracing,
   });
   app.decorate('grpc', grpc);
   app.decorate('reloadTls', () => {
@@ -210,7 +220,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   }
   app.decorate('drain', drain);
   if (config.server.cors !== undefined) await installCors(app, config.server.cors);
-  await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes, tenants, observe: (key, status, seconds, tenant) => metrics.request(key, status, seconds, 'http', tenant) });
+  await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes, tenants, tracing, observe: (key, status, seconds, tenant) => metrics.request(key, status, seconds, 'http', tenant) });
   await app.register(adminRoutes, {
     credentials, audit, tenants: tenants === undefined ? undefined : { live: liveTenants as LiveTenants, directory: tenants },
     registry, router, live, maxModelBytes: config.admin.maxModelBytes,
@@ -249,6 +259,8 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     await shared?.close();
     await Promise.all([...remotes.values()].map((remote) => remote.close()));
     await registry.close();
+    // Last: the spans of everything above are in its queue by now.
+    await tracing?.close();
   });
   return app;
 }

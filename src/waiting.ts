@@ -3,6 +3,7 @@
  * request's deadline passes or its client goes away: it then never runs.
  */
 import { DeadlineExceededError, RequestAbortedError } from './errors.ts';
+import type { Trace } from './trace.ts';
 
 /** Whose work it is, for fair queuing: a tenant's name and its weight. */
 export interface Flow {
@@ -20,8 +21,12 @@ export interface Waiting {
   readonly signal?: AbortSignal | undefined;
   /** Told when the work leaves a queue in front of the model (a batch's, a fair queue's) to run. */
   readonly started?: (() => void) | undefined;
-  /** Told, when the work runs in a dynamic batch, the batch's rows and requests (for statistics). */
-  readonly batched?: ((rows: number, requests: number) => void) | undefined;
+  /** Told, when the work runs in a dynamic batch, the batch's rows and requests (for statistics), and its span when the request is traced. */
+  readonly batched?: ((rows: number, requests: number, batch: Trace | undefined) => void) | undefined;
+  /** Told, when the lease had to wait for the model to load: when the wait began, the models the load evicted, and whether it joined a load already under way. */
+  readonly loaded?: ((since: number, evicted: readonly string[], joined: boolean) => void) | undefined;
+  /** The span the work goes under, when the request is traced: shared work (a batch) links to it. */
+  readonly trace?: Trace | undefined;
 }
 
 /** Settles with `work`, unless the deadline passes (504) or the signal aborts (dropped) first. */

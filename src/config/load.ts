@@ -15,6 +15,7 @@ import { displayPath } from './pointer.ts';
 import { GatewayConfigSchema, ModelSchema, type AdminToken, type GatewayConfig, type ModelConfig, type RemoteModelConfig, type TenantSpec } from './schema.ts';
 import { configuredDigest } from './secrets.ts';
 import { checkTenants } from './tenants.ts';
+import { resolveTracing } from './tracing.ts';
 import type { Static } from '@sinclair/typebox';
 
 type RawConfig = Static<typeof GatewayConfigSchema>;
@@ -113,6 +114,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   if (tenants?.some((tenant) => tenant.certSubject !== undefined) === true && tls?.clientCerts === undefined) {
     issues.push('tenants: a certSubject needs server.tls with clientCerts (request or require)');
   }
+  const tracing = resolveTracing(raw.tracing, env, issues);
   if (issues.length > 0) throw new ConfigError(issues);
 
   const token = raw.admin.token === undefined || raw.admin.token === '' ? undefined : raw.admin.token;
@@ -129,6 +131,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
     remotes,
     routes: raw.routes,
     store: raw.store,
+    tracing,
     stateFile: raw.stateFile === undefined ? stateFile : path.resolve(baseDir, raw.stateFile),
     plugins,
   });

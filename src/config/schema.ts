@@ -238,6 +238,16 @@ export const TenantBodySchema = Type.Object({
   apiKeys: Type.Array(Type.String({ pattern: SECRET_DIGEST_PATTERN }), { default: [], maxItems: 64, description: 'sha256:<hex> digests of the keys: a plain key is refused.' }),
 }, { additionalProperties: false });
 
+export const TRACING_PROTOCOLS = ['http/protobuf', 'http/json'] as const;
+
+export const TracingSchema = Type.Object({
+  otlpEndpoint: Type.Optional(Type.String({ minLength: 1, description: 'The OTLP/HTTP collector: its base URL (http://collector:4318, to which /v1/traces is added) or a URL ending in /v1/traces. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT.' })),
+  protocol: Type.Optional(Type.Union(TRACING_PROTOCOLS.map((name) => Type.Literal(name)), { description: 'OTLP encoding. Default: OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.' })),
+  sampleRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Share of requests without a sampled parent that are traced. A request whose traceparent says sampled is always traced (parent-based sampling). Default: OTEL_TRACES_SAMPLER_ARG, else 0.01.' })),
+  serviceName: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'service.name of the spans. Default: OTEL_SERVICE_NAME, else modelgate.' })),
+  headers: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,256}$' }), Type.String({ maxLength: 8192 }), { description: 'Headers sent with every export (a collector\'s API key: ${VAR} allowed). Default: OTEL_EXPORTER_OTLP_HEADERS (name=value,name=value).' })),
+}, { additionalProperties: false, description: 'OpenTelemetry traces of inference requests, exported over OTLP/HTTP. Absent (and no OTEL_EXPORTER_OTLP_ENDPOINT): no tracing, and nothing on the request path looks at it.' });
+
 export const GatewayConfigSchema = Type.Object({
   server: ServerSchema,
   grpc: Type.Optional(GrpcSchema),
@@ -248,6 +258,7 @@ export const GatewayConfigSchema = Type.Object({
   models: Type.Array(ModelSchema, { default: [] }),
   routes: Type.Array(RouteSchema, { default: [], description: 'Routes (splits, sequences, ensembles, switches and cascades), each behind its own key.' }),
   store: StoreSchema,
+  tracing: Type.Optional(TracingSchema),
   tenants: Type.Optional(Type.Array(TenantSchema, { maxItems: 10_000, description: 'Who may call the data plane. Present (even empty): every call of /v2 but health and server metadata needs a tenant\'s API key, and the limits apply. Absent: the data plane is open.' })),
   stateFile: Type.Optional(Type.String({ minLength: 1, description: 'Where live route changes are kept, relative to the config file. Default: <config name>.state.json beside it.' })),
   plugins: Type.Optional(Type.String({ minLength: 1, description: 'Directory of post-processing plugins (.js/.mjs modules), relative to the config file; loaded at start-up.' })),
@@ -301,6 +312,20 @@ export interface RemoteModelConfig {
   readonly remote: Readonly<RemoteOptions>;
 }
 
+/** Tracing as configured, the environment filling what the file leaves out. */
+export interface TracingConfig {
+  /** The collector's traces URL (…/v1/traces). */
+  readonly url: string;
+  readonly protocol: typeof TRACING_PROTOCOLS[number];
+  readonly sampleRatio: number;
+  readonly serviceName: string;
+  readonly headers: Readonly<Record<string, string>>;
+  /** How long spans wait to be sent in a batch (OTEL_BSP_SCHEDULE_DELAY, default 5000 ms). */
+  readonly exportDelayMs: number;
+  /** How long one export may take, retries included, before its spans are dropped (OTEL_EXPORTER_OTLP_TIMEOUT, default 10000 ms). */
+  readonly exportTimeoutMs: number;
+}
+
 /** The validated, frozen configuration. */
 export interface GatewayConfig {
   readonly server: Readonly<ServerConfig>;
@@ -322,6 +347,8 @@ export interface GatewayConfig {
   readonly routes: readonly RouteSpec[];
   /** Where live changes are shared between replicas (none: the state file alone). */
   readonly store: Readonly<StoreConfig>;
+  /** Where spans go; undefined: no tracing. */
+  readonly tracing: TracingConfig | undefined;
   /** Absolute path of the live-change state file, or undefined to keep live changes in memory only. */
   readonly stateFile: string | undefined;
   /** Absolute, real path of the plugins directory, if any. */

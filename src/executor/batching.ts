@@ -15,6 +15,7 @@ import { allocate, type Signature, type Tensor, type TensorData, type TensorMap 
 import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
 import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
 import type { Executor, LoadedModel } from './types.ts';
+import { failureText, type Trace } from '../trace.ts';
 import type { Waiting } from '../waiting.ts';
 import { preciseTimers } from './timer.ts';
 import { FairModel, FairQueue } from './fair-queue.ts';
@@ -169,13 +170,26 @@ class BatchingModel implements LoadedModel {
 
   async #runBatch(batch: Pending[], rows: number): Promise<void> {
     this.#observe?.(rows, batch.length);
+    const span = batchSpan(this.#name, batch, rows);
     for (const pending of batch) {
       pending.waiting.started?.();
-      pending.waiting.batched?.(rows, batch.length);
+      pending.waiting.batched?.(rows, batch.length, span);
     }
+    if (span === undefined) return this.#runRows(batch, rows);
+    try {
+      await this.#runRows(batch, rows, (error) => span.fail(failureText(error)));
+    } finally {
+      span.end();
+    }
+  }
+
+  async #runRows(batch: Pending[], rows: number, failed?: (error: unknown) => void): Promise<void> {
     if (batch.length === 1) {
       const only = batch[0] as Pending;
-      await this.#inner.run(only.inputs, only.outputs).then(only.resolve, only.reject);
+      await this.#inner.run(only.inputs, only.outputs).then(only.resolve, (error: unknown) => {
+        failed?.(error);
+        only.reject(error);
+      });
       return;
     }
     try {
@@ -191,9 +205,22 @@ class BatchingModel implements LoadedModel {
       }
       batch.forEach((pending, index) => pending.resolve(parts[index] as TensorMap));
     } catch (error) {
+      failed?.(error);
       for (const pending of batch) pending.reject(error);
     }
   }
+}
+
+/**
+ * A batch's span when some of its requests are traced: in the trace of the first of them,
+ * linked to every traced request's span (the batch serves them all, and belongs to none).
+ */
+function batchSpan(model: string, batch: readonly Pending[], rows: number): Trace | undefined {
+  const traced: Trace[] = [];
+  for (const pending of batch) if (pending.waiting.trace?.recording === true) traced.push(pending.waiting.trace);
+  const [first] = traced;
+  if (first === undefined) return undefined;
+  return first.child('modelgate.batch', { 'modelgate.model': model, 'modelgate.batch.rows': rows, 'modelgate.batch.requests': batch.length }, { links: traced });
 }
 
 function concat(tensors: readonly Tensor[], rows: number): Tensor {

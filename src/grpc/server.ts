@@ -20,6 +20,8 @@ import { indexEntry } from '../http/repository.ts';
 import { routeHeaders, type DataPlane } from '../inference/dataplane.ts';
 import type { ModelRegistry } from '../registry/registry.ts';
 import type { InferContext } from '../routing/target.ts';
+import type { Tracing } from '../telemetry/tracing.ts';
+import { failureText } from '../trace.ts';
 import { payloadOf, responseOf, type ProtoInferRequest } from './messages.ts';
 import { grpcError } from './status.ts';
 
@@ -57,7 +59,12 @@ export interface GrpcParts {
   readonly observe?: (key: string, status: number, seconds: number, tenant: string) => void;
   /** This replica's name, sent as x-modelgate-replica metadata on every answer, as REST's header. */
   readonly replica?: () => string;
+  /** With tracing: each inference call gets a span, continuing the caller's traceparent metadata. */
+  readonly tracing?: Tracing | undefined;
 }
+
+/** What a call's log line adds once the call has run: its trace, when it was traced. */
+interface Noted { traceId?: string }
 
 type Call = ServerUnaryCall<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
 
@@ -202,10 +209,10 @@ export class GrpcGateway {
       }),
       ServerMetadata: this.#unary('ServerMetadata', undefined, async () => dataPlane.serverMetadata()),
       ModelMetadata: this.#unary('ModelMetadata', byName, async (request: { name: string; version: string }) => dataPlane.modelMetadata(request.name, request.version || undefined)),
-      ModelInfer: this.#unary('ModelInfer', (request: ProtoInferRequest) => request.model_name, async (request: ProtoInferRequest, call, metadata, admission) => {
+      ModelInfer: this.#unary('ModelInfer', (request: ProtoInferRequest) => request.model_name, async (request: ProtoInferRequest, call, metadata, admission, noted) => {
         const done = this.#begin();
         const { signal, release } = signalOf(call);
-        const { response, context } = await this.#infer(request, call, signal, admission).finally(() => {
+        const { response, context } = await this.#infer('ModelInfer', request, call, signal, admission, noted).finally(() => {
           release();
           done();
         });
@@ -248,10 +255,11 @@ export class GrpcGateway {
    * as errors' trailers do). With `guard` and tenants, the call is a data-plane call: its tenant
    * is identified and admitted first, as REST's are.
    */
-  #unary<Q>(method: string, guard: Guard<Q> | undefined, work: (request: Q, call: ServerUnaryCall<Q, unknown>, metadata: Metadata, admission: Admission | undefined) => Promise<unknown>) {
+  #unary<Q>(method: string, guard: Guard<Q> | undefined, work: (request: Q, call: ServerUnaryCall<Q, unknown>, metadata: Metadata, admission: Admission | undefined, noted: Noted) => Promise<unknown>) {
     return (call: ServerUnaryCall<Q, unknown>, callback: sendUnaryData<unknown>) => {
       const started = performance.now();
       const metadata = new Metadata();
+      const noted: Noted = {};
       const replica = this.#parts.replica?.();
       if (replica !== undefined) metadata.set('x-modelgate-replica', replica);
       let admission: Admission | undefined;
@@ -259,13 +267,13 @@ export class GrpcGateway {
       try {
         admission = guard === undefined ? undefined : this.#admit(call, guard(call.request) || undefined);
         if (admission !== undefined) metadata.set('x-modelgate-tenant', admission.tenant);
-        answer = work(call.request, call, metadata, admission);
+        answer = work(call.request, call, metadata, admission, noted);
       } catch (error) {
         answer = Promise.reject(error);
       }
       answer.then((response) => {
         admission?.done();
-        this.#logCall(method, call.request, status.OK, started, admission?.tenant);
+        this.#logCall(method, call.request, status.OK, started, admission?.tenant, noted);
         call.sendMetadata(metadata);
         callback(null, response);
       }, (error: unknown) => {
@@ -274,7 +282,7 @@ export class GrpcGateway {
         if (replica !== undefined) failure.metadata?.set('x-modelgate-replica', replica);
         const tenant = admission?.tenant ?? (error as { tenant?: string }).tenant;
         if (tenant !== undefined) failure.metadata?.set('x-modelgate-tenant', tenant);
-        this.#logCall(method, call.request, failure.code as status, started, tenant);
+        this.#logCall(method, call.request, failure.code as status, started, tenant, noted);
         callback(failure);
       });
     };
@@ -289,26 +297,43 @@ export class GrpcGateway {
     return tenants.call(authorization, subject, key);
   }
 
-  #logCall(method: string, request: unknown, code: status, started: number, tenant?: string): void {
+  #logCall(method: string, request: unknown, code: status, started: number, tenant?: string, noted?: Noted): void {
     if (!this.#parts.accessLog && code === status.OK) return;
     const key = (request as { model_name?: string; name?: string } | undefined)?.model_name ?? (request as { name?: string } | undefined)?.name;
-    this.#parts.log.info({ protocol: 'grpc', method, key: key === '' ? undefined : key, ...(tenant === undefined ? {} : { tenant }), code: status[code], ms: Math.round((performance.now() - started) * 1000) / 1000 }, 'call');
+    this.#parts.log.info({ protocol: 'grpc', method, key: key === '' ? undefined : key, ...(tenant === undefined ? {} : { tenant }), ...(noted?.traceId === undefined ? {} : { traceId: noted.traceId }), code: status[code], ms: Math.round((performance.now() - started) * 1000) / 1000 }, 'call');
   }
 
-  async #infer(request: ProtoInferRequest, call: Call, signal: AbortSignal, admission: Admission | undefined): Promise<{ response: Record<string, unknown>; context: InferContext }> {
+  async #infer(method: string, request: ProtoInferRequest, call: Call, signal: AbortSignal, admission: Admission | undefined, noted: Noted): Promise<{ response: Record<string, unknown>; context: InferContext }> {
     const started = performance.now();
     const key = request.model_name;
     const tenant = admission?.tenant ?? '';
+    const header = headerOf(call.metadata);
+    const trace = this.#parts.tracing?.request(header, {
+      'modelgate.key': key,
+      'rpc.system': 'grpc',
+      'rpc.service': SERVICE,
+      'rpc.method': method,
+      ...(admission === undefined ? {} : { 'modelgate.tenant': admission.tenant }),
+    }, started);
+    if (trace?.recording === true) noted.traceId = trace.traceId;
     try {
-      const answer = await this.#parts.dataPlane.serve(key, payloadOf(request), { header: headerOf(call.metadata), signal, version: request.model_version || undefined, deadline: deadlineOf(call), flow: admission?.flow },
+      const answer = await this.#parts.dataPlane.serve(key, payloadOf(request), { header, signal, version: request.model_version || undefined, deadline: deadlineOf(call), flow: admission?.flow, trace },
         (result, decoded, context) => ({ response: responseOf(key, decoded.id, result), context }));
       admission?.waited(answer.context.timing?.waitMs ?? 0);
       this.#parts.observe?.(key, 200, (performance.now() - started) / 1000, tenant);
+      trace?.set({ 'rpc.grpc.status_code': status.OK });
       return answer;
     } catch (error) {
       const code = (error as { statusCode?: number }).statusCode;
       this.#parts.observe?.(key, code !== undefined && code >= 400 && code < 600 ? code : 500, (performance.now() - started) / 1000, tenant);
+      if (trace !== undefined) {
+        const failure = grpcError(error, () => undefined);
+        trace.set({ 'rpc.grpc.status_code': failure.code as number });
+        trace.fail(failure.details ?? failureText(error));
+      }
       throw error;
+    } finally {
+      trace?.end();
     }
   }
 
@@ -331,18 +356,19 @@ export class GrpcGateway {
       // Each request of a stream is a call of its own for the tenant's allow list and limits.
       let admission: Admission | undefined;
       let answer: Promise<{ response: Record<string, unknown> }>;
+      const noted: Noted = {};
       try {
         admission = this.#admit(call, request.model_name);
-        answer = this.#infer(request, call, signal, admission);
+        answer = this.#infer('ModelStreamInfer', request, call, signal, admission, noted);
       } catch (error) {
         answer = Promise.reject(error);
       }
       answer.then(({ response }) => {
-        this.#logCall('ModelStreamInfer', request, status.OK, started, admission?.tenant);
+        this.#logCall('ModelStreamInfer', request, status.OK, started, admission?.tenant, noted);
         call.write({ error_message: '', infer_response: response });
       }, (error: unknown) => {
         const failure = grpcError(error, (cause) => this.#parts.log.error({ err: cause, method: 'ModelStreamInfer' }, 'unexpected error'));
-        this.#logCall('ModelStreamInfer', request, failure.code as status, started, admission?.tenant ?? (error as { tenant?: string }).tenant);
+        this.#logCall('ModelStreamInfer', request, failure.code as status, started, admission?.tenant ?? (error as { tenant?: string }).tenant, noted);
         call.write({ error_message: failure.details, infer_response: { model_name: request.model_name, model_version: request.model_version, id: request.id } });
       }).finally(() => {
         admission?.done();

@@ -12,19 +12,26 @@ const FASTIFY_MESSAGES = new Map<string, string>([
   ['FST_ERR_CTP_INVALID_JSON_BODY', 'Request body is not valid JSON'],
 ]);
 
+/** The status and the V2 error text an error is answered with: an unexpected error's details stay in the log. */
+export function publicError(error: FastifyError): { status: number; message: string; unexpected: boolean } {
+  const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+  if (status >= 500 && error.code?.startsWith('MG_') !== true) return { status: 500, message: 'Internal server error', unexpected: true };
+  const message = FASTIFY_MESSAGES.get(error.code)
+    ?? (error instanceof SyntaxError ? `Request body is not valid JSON: ${error.message}` : error.message);
+  return { status, message, unexpected: false };
+}
+
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError & { retryAfterSeconds?: number }, request, reply) => {
-    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
-    const ours = error.code?.startsWith('MG_') === true;
-    if (status >= 500 && !ours) {
-      request.log.error({ requestId: request.id, err: error }, 'unexpected error');
-      return reply.code(500).send({ error: 'Internal server error' });
+    const { status, message, unexpected } = publicError(error);
+    const traceId = request.trace?.recording === true ? { traceId: request.trace.traceId } : {};
+    if (unexpected) {
+      request.log.error({ requestId: request.id, ...traceId, err: error }, 'unexpected error');
+      return reply.code(500).send({ error: message });
     }
-    if (status >= 500) request.log.warn({ requestId: request.id, code: error.code, reason: error.message }, 'request failed');
+    if (status >= 500) request.log.warn({ requestId: request.id, ...traceId, code: error.code, reason: error.message }, 'request failed');
     if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
     if (status === 401) reply.header('www-authenticate', 'Bearer realm="modelgate"');
-    const message = FASTIFY_MESSAGES.get(error.code)
-      ?? (error instanceof SyntaxError ? `Request body is not valid JSON: ${error.message}` : error.message);
     return reply.code(status).send({ error: message });
   });
 

@@ -46,6 +46,7 @@ export class OneLinePerRequest extends LogController {
       url: request.url.split('?')[0],
       ...(params?.key === undefined ? {} : { key: params.key }),
       ...(request.admission === undefined ? {} : { tenant: request.admission.tenant }),
+      ...(request.trace?.recording === true ? { traceId: request.trace.traceId } : {}),
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 1000) / 1000,
     };

@@ -2,9 +2,12 @@
  * The Open Inference Protocol's REST endpoints: thin adapters over the data plane.
  */
 import { Type } from '@sinclair/typebox';
-import type { FastifyPluginAsync, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
+import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler } from 'fastify';
 import { chooseEncoding, compress, COMPRESSION_THRESHOLD, HEADER_LENGTH } from '@modelgate/client/codec';
 import { InvalidInputError } from '../errors.ts';
+import type { Tracing } from '../telemetry/tracing.ts';
+import type { Trace } from '../trace.ts';
+import { publicError } from './error-handler.ts';
 import { readInferBody } from '../protocol/body.ts';
 import { routeHeaders, type DataPlane } from '../inference/dataplane.ts';
 import { socketSubject, type Admission, type Tenants } from '../tenants/tenants.ts';
@@ -22,12 +25,16 @@ export interface V2Options {
   observe(key: string, status: number, seconds: number, tenant: string): void;
   /** With tenants: who may call the data plane (undefined: anyone). */
   tenants?: Tenants | undefined;
+  /** With tracing: each inference request gets a span, continuing the caller's traceparent. */
+  tracing?: Tracing | undefined;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The tenant's admission of a data-plane call, with tenants. */
     admission: Admission | undefined;
+    /** An inference request's span, with tracing. */
+    trace: Trace | undefined;
   }
 }
 
@@ -75,8 +82,9 @@ function sameKey(request: FastifyRequest, _reply: unknown, done: HookHandlerDone
   done(new InvalidInputError(`x-model-key: the header names ${shown}, the path the key '${key}': send the path's key, or no header`));
 }
 
-export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, bodyLimit, observe, tenants }) => {
+export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, bodyLimit, observe, tenants, tracing }) => {
   app.decorateRequest('admission', undefined);
+  app.decorateRequest('trace', undefined);
   const perKey = tenants === undefined ? sameKey : [sameKey, admitted(tenants)];
   // Inference bodies arrive as bytes whatever their Content-Type (Triton's Python client sends none):
   // the protocol layer tells JSON from binary, inflates compressed bodies and refuses what it cannot read.
@@ -111,6 +119,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
   for (const prefix of ['/v2/models/:key', '/v2/models/:key/versions/:version']) {
     const params = prefix.includes(':version') ? KeyVersion : Key;
     const versioned = prefix.includes(':version') ? ' (Triton clients name a model version; every key serves version 1.)' : '';
+    const route = `${prefix.replace(/:(\w+)/g, '{$1}')}/infer`;
 
     app.get<{ Params: KeyParams }>(prefix, {
       onRequest: perKey,
@@ -149,6 +158,10 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
       // A hook of this route only: nothing to look up per request, and other routes pay nothing.
       onResponse: (request, reply, done) => {
         observe(request.params.key, reply.statusCode, reply.elapsedTime / 1000, tenantOf(request));
+        if (request.trace !== undefined) {
+          request.trace.set({ 'http.response.status_code': reply.statusCode });
+          request.trace.end();
+        }
         done();
       },
       schema: {
@@ -172,29 +185,54 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
         const value = request.headers[name.toLowerCase()];
         return Array.isArray(value) ? value[0] : value;
       };
-      const payload = await readInferBody({
-        // No body and no Content-Type: fastify runs no parser at all.
-        body: (request.body as Buffer | undefined) ?? Buffer.alloc(0),
-        contentType: header('content-type'),
-        contentEncoding: header('content-encoding'),
-        headerLength: header(HEADER_LENGTH),
-        limit: bodyLimit,
+      if (tracing === undefined) return infer(request, reply, header);
+      const trace = tracing.request(header, {
+        'modelgate.key': request.params.key,
+        'modelgate.request_id': request.id,
+        'http.request.method': 'POST',
+        'http.route': route,
+        'url.path': request.url.split('?')[0],
+        ...(request.admission === undefined ? {} : { 'modelgate.tenant': request.admission.tenant }),
+      }, performance.now() - reply.elapsedTime);
+      request.trace = trace;
+      // onResponse ends it with the status; 'close' without an answer sent means the client went away.
+      reply.raw.once('close', () => {
+        if (!reply.sent) trace.fail('the client went away before the answer');
+        setImmediate(() => trace.end());
       });
-      // A client that goes away before its answer drops its queued work.
-      const gone = new AbortController();
-      reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
-      const { key, version } = request.params;
-      const { body, headerLength, context } = await dataPlane.infer(key, payload, { header, signal: gone.signal, version, flow: request.admission?.flow });
-      request.admission?.waited(context.timing?.waitMs ?? 0);
-      for (const [name, value] of routeHeaders(context)) reply.header(name, value);
-      if (headerLength === undefined) reply.type('application/json; charset=utf-8');
-      else reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength));
-      // A string's length never exceeds its byte length: no need to measure its UTF-8.
-      const encoding = body.length >= COMPRESSION_THRESHOLD ? chooseEncoding(header('accept-encoding')) : undefined;
-      reply.header('vary', 'accept-encoding');
-      if (encoding === undefined) return reply.send(body);
-      return reply.header('content-encoding', encoding).send(await compress(body, encoding));
+      try {
+        return await infer(request, reply, header, trace);
+      } catch (error) {
+        trace.fail(publicError(error as FastifyError).message);
+        throw error;
+      }
     });
+  }
+
+  /** Reads, runs and answers an inference request; `trace` is its span, with tracing. */
+  async function infer(request: FastifyRequest<{ Params: KeyParams }>, reply: FastifyReply, header: (name: string) => string | undefined, trace?: Trace): Promise<FastifyReply> {
+    const payload = await readInferBody({
+      // No body and no Content-Type: fastify runs no parser at all.
+      body: (request.body as Buffer | undefined) ?? Buffer.alloc(0),
+      contentType: header('content-type'),
+      contentEncoding: header('content-encoding'),
+      headerLength: header(HEADER_LENGTH),
+      limit: bodyLimit,
+    });
+    // A client that goes away before its answer drops its queued work.
+    const gone = new AbortController();
+    reply.raw.once('close', () => { if (!reply.raw.writableFinished) gone.abort(); });
+    const { key, version } = request.params;
+    const { body, headerLength, context } = await dataPlane.infer(key, payload, { header, signal: gone.signal, version, flow: request.admission?.flow, trace });
+    request.admission?.waited(context.timing?.waitMs ?? 0);
+    for (const [name, value] of routeHeaders(context)) reply.header(name, value);
+    if (headerLength === undefined) reply.type('application/json; charset=utf-8');
+    else reply.type('application/octet-stream').header(HEADER_LENGTH, String(headerLength));
+    // A string's length never exceeds its byte length: no need to measure its UTF-8.
+    const encoding = body.length >= COMPRESSION_THRESHOLD ? chooseEncoding(header('accept-encoding')) : undefined;
+    reply.header('vary', 'accept-encoding');
+    if (encoding === undefined) return reply.send(body);
+    return reply.header('content-encoding', encoding).send(await compress(body, encoding));
   }
 };
 

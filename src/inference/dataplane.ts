@@ -6,6 +6,7 @@
 import { BinaryReader, decodeRawBody, encodeInferResponse, type InferPayload, type InferRequest, type InferResult, type ModelMetadata, type ModelStatistics, parseJsonExact, type ServerMetadata, type Signature, splitBody, type TensorMap, type TensorSpec } from '@modelgate/client/codec';
 import { InvalidInputError, KeyNotFoundError, VersionNotFoundError } from '../errors.ts';
 import type { InferContext, RunTiming, Target, TargetTable } from '../routing/target.ts';
+import type { Trace } from '../trace.ts';
 import { untilStopped, type Flow } from '../waiting.ts';
 import { classify } from './classification.ts';
 import { decodeInferRequest } from '../protocol/decode.ts';
@@ -43,6 +44,8 @@ export interface Call {
   readonly deadline?: number | undefined;
   /** The tenant whose call it is, for the models' fair queues. */
   readonly flow?: Flow | undefined;
+  /** The call's span (the transport opened it), when tracing is on. */
+  readonly trace?: Trace | undefined;
 }
 
 export class DataPlane {
@@ -145,7 +148,8 @@ export class DataPlane {
     const timing: RunTiming = { queueMs: 0, waitMs: 0, inferMs: 0, executions: 0, batchSize: 1 };
     const ownDeadline = timeout === undefined ? undefined : started + timeout / 1000;
     const deadline = ownDeadline === undefined ? call.deadline : call.deadline === undefined ? ownDeadline : Math.min(ownDeadline, call.deadline);
-    const context: InferContext = { decisions: [], cases: [], header, signal, deadline, timing, flow: call.flow };
+    const context: InferContext = { decisions: [], cases: [], header, signal, deadline, timing, flow: call.flow, trace: call.trace };
+    call.trace?.set({ 'modelgate.route.kind': target.kind });
     // Known already in the common case: no promise, no listener.
     const signature = target.knownSignature() ?? await untilStopped(target.signature(), context, key);
     const decoding = performance.now();

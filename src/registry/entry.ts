@@ -24,6 +24,8 @@ export class Entry {
   model: LoadedModel | undefined;
   /** Set while a load is under way; callers share it (single flight). */
   loading: Promise<void> | undefined;
+  /** The models the latest load evicted (or began draining) to make room, for the spans of requests that waited for it. */
+  evictedForLoad: string[] = [];
   /** Taken out of the resident set: no new leases; the session goes when inFlight reaches 0. */
   draining = false;
   /** Requests waiting for a lease (for a load or a slot). */

@@ -22,6 +22,7 @@ export interface LoadParts {
 export function startLoad(entry: Entry, parts: LoadParts): void {
   if (entry.state === 'failed' && Date.now() < (entry.failure?.until ?? 0)) return;
   entry.state = 'loading';
+  entry.evictedForLoad = [];
   entry.loading = load(entry, parts).finally(() => {
     entry.loading = undefined;
   });

@@ -153,12 +153,17 @@ export class ModelRegistry {
     entry.waiting += 1;
     if (flow !== undefined) countIn(entry.waitingBy, flow, 1);
     let abandoned = false;
+    const since = performance.now();
+    const joined = entry.loading !== undefined;
+    const loads = entry.loads;
     const attempt = this.#acquire(entry).then((lease) => {
       if (abandoned) lease.release();
       return lease;
     });
     try {
-      return await untilStopped(attempt, waiting, entry.config.name);
+      const lease = await untilStopped(attempt, waiting, entry.config.name);
+      if (entry.loads !== loads) waiting.loaded?.(since, entry.evictedForLoad, joined);
+      return lease;
     } catch (error) {
       abandoned = true;
       throw error;

@@ -101,12 +101,16 @@ export class Slots {
     if (this.#config.scheduling === 'grouped') candidates = fairCandidates(this.#entries.values(), entry, candidates, now);
     const idle = candidates.find((other) => other.inFlight === 0);
     if (idle !== undefined) {
+      entry.evictedForLoad.push(idle.config.name);
       await this.evict(idle, 'capacity');
       return victim;
     }
     if (victim === undefined || !victim.draining) {
       victim = candidates[0];
-      if (victim !== undefined) void this.evict(victim, 'capacity');
+      if (victim !== undefined) {
+        entry.evictedForLoad.push(victim.config.name);
+        void this.evict(victim, 'capacity');
+      }
       else if (!mayFreeSlot(this.#entries.values(), entry)) throw new Error('it does not fit under the registry caps beside the pinned models');
     }
     // Left to wait beside far hotter models: look again, at the latest, when this load starves.

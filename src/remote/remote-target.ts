@@ -11,6 +11,7 @@ import type { RemoteModelConfig } from '../config/schema.ts';
 import { DeadlineExceededError, NoSpareCapacityError, RemoteFailedError, RemoteRejectedError, RemoteUnavailableError, RequestAbortedError, withRetryAfter } from '../errors.ts';
 import type { RunObserver } from '../routing/model-target.ts';
 import type { InferContext, Target } from '../routing/target.ts';
+import type { SpanAttributes } from '../trace.ts';
 import { hasBinaryExtension, MalformedMetadata, signatureOf } from './metadata.ts';
 
 /** Consecutive failures that open the breaker. */
@@ -93,8 +94,13 @@ export class RemoteModel {
     const inputs: InputTensor[] = [...request.inputs].map(([name, tensor]) => ({ name, datatype: tensor.datatype, shape: tensor.shape, data: tensor.data }));
     const started = performance.now();
     if (context.shadow === true) this.#shadows += 1;
+    const span = context.trace?.recording === true ? context.trace.child('modelgate.remote', this.#spanAttributes(), { kind: 'client' }) : undefined;
+    // An unrecorded trace goes on too, so the remote knows not to record it either.
+    const headers: Record<string, string> = {};
+    (span ?? context.trace)?.inject(headers);
     const call = () => this.#client.infer(this.#path(), inputs, {
       binary,
+      headers,
       ...(request.outputs === undefined ? {} : { outputs: [...request.outputs] }),
       ...(signals.length === 0 ? {} : { signal: AbortSignal.any(signals) }),
       // The remote's own deadline, so it drops work nobody waits for.
@@ -108,7 +114,7 @@ export class RemoteModel {
       });
       this.#succeeded();
       const ran = performance.now() - started;
-      this.#observe?.(this.name, 0, ran / 1000);
+      this.#observe?.(this.name, 0, ran / 1000, false);
       if (context.timing !== undefined) {
         context.timing.inferMs += ran;
         context.timing.executions += 1;
@@ -116,12 +122,33 @@ export class RemoteModel {
       const outputs: TensorMap = new Map(answer.outputs.map((output) => [output.name, { datatype: output.datatype, shape: output.shape, data: output.data }]));
       return { modelName: this.name, outputs };
     } catch (error) {
-      if (context.signal?.aborted === true) throw new RequestAbortedError(this.name);
-      if (remaining !== undefined && performance.now() - started >= remaining - 1) throw new DeadlineExceededError(this.name);
-      throw this.#failure(error);
+      const failure = context.signal?.aborted === true ? new RequestAbortedError(this.name)
+        : remaining !== undefined && performance.now() - started >= remaining - 1 ? new DeadlineExceededError(this.name)
+          : this.#failure(error);
+      this.#observe?.(this.name, 0, (performance.now() - started) / 1000, true);
+      if (span !== undefined) {
+        if (error instanceof ModelgateError && error.status > 0) span.set({ 'http.response.status_code': error.status });
+        span.fail(failure.message);
+      }
+      throw failure;
     } finally {
+      span?.end();
       if (context.shadow === true) this.#shadows -= 1;
     }
+  }
+
+  /** The client span's attributes: the remote's address and the model it serves there. */
+  #spanAttributes(): SpanAttributes {
+    const url = new URL(this.config.remote.url);
+    const grpc = url.protocol.startsWith('grpc');
+    const port = url.port === '' ? (url.protocol === 'https:' || url.protocol === 'grpcs:' ? 443 : 80) : Number(url.port);
+    return {
+      'modelgate.model': this.name,
+      'modelgate.remote.model': this.#path(),
+      'server.address': url.hostname,
+      'server.port': port,
+      ...(grpc ? { 'rpc.system': 'grpc', 'rpc.service': 'inference.GRPCInferenceService', 'rpc.method': 'ModelInfer' } : { 'http.request.method': 'POST' }),
+    };
   }
 
   /** A remote 4xx passes through with the remote's message; a 5xx or no answer counts towards the breaker and is 502. */

@@ -49,7 +49,8 @@ export class CascadeTarget extends GraphTarget implements Target {
     let inputs = request.inputs;
     for (const [index, step] of this.#spec.steps.entries()) {
       const label = String(index);
-      const result = await this.nodes.timed(label, context.flow?.name, () => (this.#steps[index] as Target).infer({ inputs }, context));
+      const target = this.#steps[index] as Target;
+      const result = await this.nodes.timed(label, context, 'modelgate.cascade.step', { 'modelgate.target': target.key, 'modelgate.cascade.rows': positions.length }, (inner) => target.infer({ inputs }, inner));
       if (rows === 0) return { modelName: this.key, outputs: pick(result.outputs, request.outputs) };
       const accepted: number[] = [];
       const passed: number[] = [];

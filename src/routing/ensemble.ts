@@ -62,7 +62,7 @@ export class EnsembleTarget extends GraphTarget implements Target {
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
     const settled = await Promise.all(this.#members.map((member, index) => {
       const name = this.#names[index] as string;
-      const run = this.nodes.timed(name, context.flow?.name, () => member.infer({ inputs: request.inputs }, context));
+      const run = this.nodes.timed(name, context, 'modelgate.ensemble.member', { 'modelgate.target': member.key }, (inner) => member.infer({ inputs: request.inputs }, inner));
       // An optional member still running at the request's deadline is left out, not waited for.
       const bounded = this.#required(index) ? run : untilStopped(run, { deadline: context.deadline }, name);
       return bounded.then((result) => ({ result, error: undefined }), (error: unknown) => ({ result: undefined, error }));

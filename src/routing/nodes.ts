@@ -6,7 +6,9 @@
 import type { Signature } from '@modelgate/client/codec';
 import type { RouteStats } from '../experiments/stats.ts';
 import { SignatureOnce } from './signature.ts';
+import { traced, type SpanAttributes } from '../trace.ts';
 import type { RouteObserver } from './split.ts';
+import type { InferContext } from './target.ts';
 
 /** The part every graph target shares: its key, its nodes' recorder, its signature worked out once. */
 export abstract class GraphTarget {
@@ -44,11 +46,16 @@ export class NodeRecorder {
     this.#observer = observer;
   }
 
-  /** Settles as `work` does, recording the node's request (for the caller's tenant, if any), its latency or its failure. */
-  async timed<T>(node: string, tenant: string | undefined, work: () => Promise<T>): Promise<T> {
+  /**
+   * Settles as `work` does, recording the node's request (for the caller's tenant, if any), its
+   * latency or its failure; a traced request gets the node's span (`span`, with `attributes`),
+   * and `work` the context to hand its target, the span in it.
+   */
+  async timed<T>(node: string, context: InferContext, span: string, attributes: SpanAttributes, work: (context: InferContext) => Promise<T>): Promise<T> {
     const started = performance.now();
+    const tenant = context.flow?.name;
     try {
-      const result = await work();
+      const result = await traced(context.trace, span, { 'modelgate.route': this.#route, 'modelgate.node': node, ...attributes }, (trace) => work(trace === context.trace ? context : { ...context, trace }));
       this.#record(node, performance.now() - started, false, tenant);
       return result;
     } catch (error) {

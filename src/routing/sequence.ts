@@ -10,6 +10,7 @@ import { stepName } from '../config/route-graph.ts';
 import { StepFailedError, StepOutputMissingError } from '../errors.ts';
 import { checkTensor } from '../protocol/decode.ts';
 import { applyOps, describeOps, type Plugin } from '../ops/postprocess.ts';
+import { traced } from '../trace.ts';
 import type { InferContext, Target } from './target.ts';
 
 /** A step's post-processing; each op was checked against its own schema when the route was set (graph.ts). */
@@ -70,8 +71,11 @@ export class SequenceTarget implements Target {
           checkTensor(tensor, specs.find((spec) => spec.name === input) as TensorSpec, `input '${input}' (from ${source})`);
           inputs.set(input, tensor);
         }
-        const result = await (this.#steps[index] as Target).infer({ inputs }, context);
-        last = await applyOps(result.outputs, opsOf(step), this.#plugins, 'outputs');
+        const target = this.#steps[index] as Target;
+        last = await traced(context.trace, 'modelgate.sequence.step', { 'modelgate.route': this.key, 'modelgate.node': name, 'modelgate.target': target.key }, async (trace) => {
+          const result = await target.infer({ inputs }, trace === context.trace ? context : { ...context, trace });
+          return applyOps(result.outputs, opsOf(step), this.#plugins, 'outputs');
+        });
       } catch (error) {
         throw new StepFailedError(name, error);
       }

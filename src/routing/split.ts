@@ -10,6 +10,7 @@ import type { SplitSpec } from '../config/schema.ts';
 import { effectiveWeights } from '../experiments/rollouts.ts';
 import { commonSignature, SignatureOnce } from './signature.ts';
 import type { RouteStats } from '../experiments/stats.ts';
+import { failureText } from '../trace.ts';
 import type { InferContext, Target } from './target.ts';
 
 /** Sticky users hash into this many buckets, laid out over the variants in order. */
@@ -90,6 +91,7 @@ export class SplitTarget implements Target {
   async infer(request: InferRequest, context: InferContext): Promise<InferResult> {
     const variant = this.#variants[this.#choose(context)] as Target;
     context.decisions.push(`${this.key}=${variant.key}`);
+    context.trace?.set({ 'modelgate.split': this.key, 'modelgate.variant': variant.key });
     const started = performance.now();
     let result: InferResult;
     try {
@@ -133,8 +135,10 @@ export class SplitTarget implements Target {
     }
     this.#shadowsInFlight += 1;
     const started = performance.now();
+    // A trace of its own, linked to the primary's: the copy is no part of the answer.
+    const trace = context.trace?.recording === true ? context.trace.detached('modelgate.shadow', { 'modelgate.route': this.key, 'modelgate.target': shadow.key }) : undefined;
     try {
-      const result = await shadow.infer(request, { decisions: [], header: context.header, shadow: true });
+      const result = await shadow.infer(request, { decisions: [], header: context.header, shadow: true, trace });
       const agreed = outputsAgree(primary, result.outputs);
       this.#stats.recordShadow(shadow.key, { dropped: false, milliseconds: performance.now() - started, failed: false, ...(agreed === undefined ? {} : { agreed }) });
       this.#observer?.shadow(this.key, shadow.key, agreed === undefined ? 'answered' : agreed ? 'agreed' : 'disagreed');
@@ -147,7 +151,9 @@ export class SplitTarget implements Target {
       }
       this.#stats.recordShadow(shadow.key, { dropped: false, milliseconds: performance.now() - started, failed: true });
       this.#observer?.shadow(this.key, shadow.key, 'error');
+      trace?.fail(failureText(error));
     } finally {
+      trace?.end();
       this.#shadowsInFlight -= 1;
     }
   }

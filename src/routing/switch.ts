@@ -68,7 +68,7 @@ export class SwitchTarget extends GraphTarget implements Target {
     }
     const label = index === -1 ? 'default' : String(index);
     context.cases?.push(label);
-    return this.nodes.timed(label, context.flow?.name, () => target.infer(request, context));
+    return this.nodes.timed(label, context, 'modelgate.switch.case', { 'modelgate.case': label, 'modelgate.target': target.key }, (inner) => target.infer(request, inner));
   }
 
   /** Ready when every target a request could be sent to is. */

@@ -5,6 +5,7 @@
  */
 import type { InferRequest, InferResult, Signature } from '@modelgate/client/codec';
 import type { RouteKind } from '../config/schema.ts';
+import type { Trace } from '../trace.ts';
 import type { Flow } from '../waiting.ts';
 
 /** Per-request state that travels through composed targets. */
@@ -25,6 +26,8 @@ export interface InferContext {
   readonly flow?: Flow | undefined;
   /** A shadow copy: it may use only spare capacity (a resident model, or a free slot), never evict. */
   readonly shadow?: boolean | undefined;
+  /** The span the work of this target goes under, when the request is traced. */
+  readonly trace?: Trace | undefined;
 }
 
 /** What a request's model runs cost, summed over every model it reached. */

@@ -33,6 +33,7 @@ export class Metrics implements RouteObserver {
   readonly #rollouts = new Counter({ name: 'modelgate_rollout_transitions_total', help: 'Moves of guarded rollouts, by route and the state moved to (progressing for a step up).', labelNames: ['route', 'to'], registers: [this.registry] });
   readonly #batches = new Histogram({ name: 'modelgate_batch_size', help: 'Rows in each batch a model ran (dynamic batching).', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [this.registry] });
   readonly #batchRequests = new Histogram({ name: 'modelgate_batch_requests', help: 'Requests merged into each batch a model ran.', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers: [this.registry] });
+  readonly #spansDropped = new Counter({ name: 'modelgate_trace_spans_dropped_total', help: 'Spans that never reached the trace collector: its export failed or timed out, or the export queue was full.', registers: [this.registry] });
   readonly #isKey: (key: string) => boolean;
   /** With tenants, the request and variant series carry the label `tenant`; without, they are as they were. */
   readonly #tenantLabel: readonly string[];
@@ -112,6 +113,10 @@ export class Metrics implements RouteObserver {
 
   refused(tenant: string, reason: string): void {
     this.#refusals.inc({ tenant, reason });
+  }
+
+  spansDropped(count: number): void {
+    this.#spansDropped.inc(count);
   }
 
   batch(model: string, rows: number, requests: number): void {

@@ -64,6 +64,8 @@ export interface InferOptions {
   readonly signal?: AbortSignal;
   /** Compress the request body (gzip when true) and ask for a compressed answer. Default false. */
   readonly compress?: boolean | Encoding;
+  /** Headers (gRPC: metadata) of this call only, beside the client's own: a W3C `traceparent`, for one. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface CallOptions {
@@ -159,9 +161,9 @@ export class ModelgateClient {
     const binary = options.binary ?? true;
     const parameters = options.timeoutMicros === undefined ? options.parameters : { ...options.parameters, timeout: options.timeoutMicros };
     const grpc = this.#grpc;
-    if (grpc !== undefined) return this.#retried(options.signal, () => grpc.infer(model, inputs, { outputs: options.outputs, id: options.id, parameters, signal: options.signal }));
+    if (grpc !== undefined) return this.#retried(options.signal, () => grpc.infer(model, inputs, { outputs: options.outputs, id: options.id, parameters, signal: options.signal, ...(options.headers === undefined ? {} : { headers: options.headers }) }));
     const { body, headerLength } = encodeRequest(inputs, { binary, outputs: options.outputs, id: options.id, parameters });
-    const headers: Record<string, string> = { 'content-type': headerLength === undefined ? 'application/json' : 'application/octet-stream' };
+    const headers: Record<string, string> = { ...options.headers, 'content-type': headerLength === undefined ? 'application/json' : 'application/octet-stream' };
     if (headerLength !== undefined) headers[HEADER_LENGTH] = String(headerLength);
     const encoding = options.compress === true ? 'gzip' : options.compress === false ? undefined : options.compress;
     let payload: Buffer = body;
