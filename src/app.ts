@@ -36,6 +36,7 @@ import { LiveModels } from './live/live-models.ts';
 import { applyModelState } from './live/model-state.ts';
 import { RemoteModel, RemoteTarget } from './remote/remote-target.ts';
 import { RolloutDriver } from './experiments/rollouts.ts';
+import { History } from './experiments/history.ts';
 import { Router } from './live/router.ts';
 import type { RouteState } from './store/document.ts';
 import { RedisStore } from './store/redis-store.ts';
@@ -133,8 +134,10 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
     },
   }, readModelSignature);
   const modelTargets = new Map<string, Target>();
+  const modelHistory = new History();
   const observeRun = (model: string, queued: number, run: number, failed: boolean) => {
     if (!failed) metrics.inference(model, queued, run);
+    modelHistory.record(model, (queued + run) * 1000, failed);
   };
   const modelTarget = (key: string, model: string) => new ModelTarget(key, model, registry, observeRun);
   for (const model of models.models) {
@@ -223,7 +226,7 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   await app.register(v2Routes, { dataPlane, bodyLimit: config.server.bodyLimitBytes, tenants, tracing, observe: (key, status, seconds, tenant) => metrics.request(key, status, seconds, 'http', tenant) });
   await app.register(adminRoutes, {
     credentials, audit, tenants: tenants === undefined ? undefined : { live: liveTenants as LiveTenants, directory: tenants },
-    registry, router, live, maxModelBytes: config.admin.maxModelBytes,
+    registry, router, live, maxModelBytes: config.admin.maxModelBytes, modelHistory,
   });
   await app.register(consoleRoutes);
 

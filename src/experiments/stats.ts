@@ -1,51 +1,14 @@
 import type { RouteStats as RouteStatsView, StatsWindow } from '@modelgate/client/wire';
+import { History, type HistoryBucket, type HistoryWindow } from './history.ts';
 import { difference, wilson } from './intervals.ts';
+import { LatencyHistogram, round } from './latency.ts';
+
+export { LatencyHistogram } from './latency.ts';
 
 /**
  * Per-variant statistics of a split route: counts and latency percentiles,
  * for a window since the route last changed (or was reset) and since start.
  */
-
-const GROWTH = 1.02;
-const BUCKETS = Math.ceil(Math.log(1.2e9) / Math.log(GROWTH)) + 1;
-
-/** Latency histogram with buckets 2% wide, from 1 µs to about 20 minutes: percentiles within 2%, in constant memory. */
-export class LatencyHistogram {
-  readonly #counts = new Uint32Array(BUCKETS);
-  #total = 0;
-
-  record(milliseconds: number): void {
-    const micros = Math.max(1, milliseconds * 1000);
-    const index = Math.min(BUCKETS - 1, Math.ceil(Math.log(micros) / Math.log(GROWTH)));
-    this.#counts[index] = (this.#counts[index] ?? 0) + 1;
-    this.#total += 1;
-  }
-
-  get count(): number {
-    return this.#total;
-  }
-
-  /** p50, p95 and p99 in ms. */
-  summary(): { p50: number | null; p95: number | null; p99: number | null } {
-    return { p50: this.percentile(0.5), p95: this.percentile(0.95), p99: this.percentile(0.99) };
-  }
-
-  /** The latency in ms below which `quantile` of the samples fall (the bucket's upper bound); null when empty. */
-  percentile(quantile: number): number | null {
-    if (this.#total === 0) return null;
-    const rank = Math.max(1, Math.ceil(quantile * this.#total));
-    let seen = 0;
-    for (let index = 0; index < this.#counts.length; index++) {
-      seen += this.#counts[index] ?? 0;
-      if (seen >= rank) return round(GROWTH ** index / 1000);
-    }
-    return null;
-  }
-}
-
-function round(value: number): number {
-  return Math.round(value * 1000) / 1000;
-}
 
 /** What one window knows of one variant (a split's, or a graph's member, case or step). */
 class VariantWindow {
@@ -105,8 +68,13 @@ class ShadowWindow {
 
 interface Windows<T> { current: T; total: T }
 
-/** Statistics of one split route, kept across live changes of the route; `reset` starts a new current window. */
+/**
+ * Statistics of one route, kept across live changes of the route; `reset` starts a new current
+ * window (the history goes on: it is what happened, whatever the windows say).
+ */
 export class RouteStats {
+  /** Each node's requests, errors and latency over time. */
+  readonly history: History;
   readonly #variants = new Map<string, Windows<VariantWindow>>();
   readonly #shadow = new Map<string, Windows<ShadowWindow>>();
   #since = new Date();
@@ -119,8 +87,24 @@ export class RouteStats {
     this.#since = new Date();
   }
 
+  /** @param clock the history's wall clock (tests pass their own). */
+  constructor(clock?: () => number) {
+    this.history = new History(clock);
+  }
+
   recordVariant(variant: string, milliseconds: number, failed: boolean, tenant?: string): void {
     for (const window of this.#windows(this.#variants, variant, () => new VariantWindow())) window.record(milliseconds, failed, tenant);
+    this.history.record(variant, milliseconds, failed);
+  }
+
+  /** A sequence's step: its history only (a sequence has no windows to compare). */
+  recordStep(step: string, milliseconds: number, failed: boolean): void {
+    this.history.record(step, milliseconds, failed);
+  }
+
+  /** The history of `nodes` (by the names they were recorded under), as `GET /admin/routes/{key}/stats/history` answers it. */
+  historyOf(nodes: readonly string[], window: HistoryWindow, last: number): Array<{ target: string; buckets: HistoryBucket[] }> {
+    return nodes.map((node) => ({ target: node, buckets: this.history.buckets(node, window, last) }));
   }
 
   /** A cascade step ran on `rows` rows and answered `accepted` of them. */

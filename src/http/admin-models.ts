@@ -9,6 +9,8 @@ import { ModelSchema, SessionOptionsSchema } from '../config/schema.ts';
 import type { LiveModels, ModelView, RemoteView } from '../live/live-models.ts';
 import { InvalidInputError } from '../errors.ts';
 import { errors, validatedInHandler } from './schemas.ts';
+import { HISTORY_WINDOWS, type History } from '../experiments/history.ts';
+import { HISTORY_DESCRIPTION, HistoryBuckets, historyQuery, HistoryQuery, type HistoryQueryParams } from './history.ts';
 
 interface NameParams { name: string }
 interface ForceQuery { force?: unknown }
@@ -42,7 +44,21 @@ function withEtag(reply: FastifyReply, view: ModelView | RemoteView): ModelView 
   return view;
 }
 
-export const modelAdmin: FastifyPluginAsync<{ live: LiveModels; maxModelBytes: number }> = async (app, { live, maxModelBytes }) => {
+export const modelAdmin: FastifyPluginAsync<{ live: LiveModels; maxModelBytes: number; history: History }> = async (app, { live, maxModelBytes, history }) => {
+  app.get<{ Params: NameParams; Querystring: HistoryQueryParams }>('/admin/models/:name/stats/history', {
+    validatorCompiler: validatedInHandler,
+    schema: {
+      tags: ['admin'], summary: "A model's requests, errors and latency p50/p95/p99 (the time at the model: its queue and its run) in buckets of 10 s, 1 min or 1 h, for the last N buckets.",
+      description: HISTORY_DESCRIPTION, security, params: Name, querystring: HistoryQuery,
+      response: { 200: Type.Object({ name: Type.String(), window: Type.String(), bucketSeconds: Type.Integer(), buckets: HistoryBuckets }), ...errors(400, 401, 404) },
+    },
+  }, async (request) => {
+    const { name } = request.params;
+    live.get(name);
+    const { window, last } = historyQuery(request.query);
+    return { name, window, bucketSeconds: HISTORY_WINDOWS[window].ms / 1000, buckets: history.buckets(name, window, last) };
+  });
+
   app.get<{ Params: NameParams }>('/admin/models/:name', {
     schema: { tags: ['admin'], summary: 'One model: its definition, version (also as ETag) and state.', security, params: Name, response: { 200: ModelResponse, ...errors(401, 404) } },
   }, async (request, reply) => withEtag(reply, live.get(request.params.name)));

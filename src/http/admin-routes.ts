@@ -10,6 +10,7 @@ import type { Router, RouteView } from '../live/router.ts';
 import { RouteConflictError } from '../errors.ts';
 import { command } from '../experiments/rollouts.ts';
 import { errors, validatedInHandler } from './schemas.ts';
+import { HISTORY_DESCRIPTION, HistoryBuckets, historyQuery, HistoryQuery, type HistoryQueryParams } from './history.ts';
 import { AdminCredentials } from './admin-auth.ts';
 
 interface KeyParams { key: string }
@@ -60,6 +61,16 @@ const Window = Type.Object({
   })),
 });
 const StatsResponse = Type.Object({ key: Type.String(), version: Type.Integer(), sinceChange: Window, sinceStart: Window });
+const NodeHistory = (description: string) => Type.Optional(Type.Array(Type.Object({ target: Type.String(), buckets: HistoryBuckets }), { description }));
+const HistoryResponse = Type.Object({
+  key: Type.String(),
+  window: Type.String(),
+  bucketSeconds: Type.Integer(),
+  variants: NodeHistory("A split's variants."),
+  members: NodeHistory("An ensemble's members, by member name."),
+  cases: NodeHistory("A switch's cases, by index (and default)."),
+  steps: NodeHistory("A sequence's steps by name, or a cascade's by index."),
+});
 
 function present(view: RouteView) {
   return { key: view.key, kind: view.kind, version: view.version, [view.kind]: view.route[view.kind] };
@@ -132,6 +143,17 @@ export const routeAdmin: FastifyPluginAsync<{ router: Router }> = async (app, { 
       security, params: Key, response: { 200: StatsResponse, ...errors(401, 404) },
     },
   }, async (request) => router.stats(request.params.key));
+
+  app.get<{ Params: KeyParams; Querystring: HistoryQueryParams }>('/admin/routes/:key/stats/history', {
+    validatorCompiler: validatedInHandler,
+    schema: {
+      tags: ['admin'], summary: 'Per-variant (or per-node) requests, errors and latency p50/p95/p99 in buckets of 10 s, 1 min or 1 h, for the last N buckets.',
+      description: HISTORY_DESCRIPTION, security, params: Key, querystring: HistoryQuery, response: { 200: HistoryResponse, ...errors(400, 401, 404) },
+    },
+  }, async (request) => {
+    const { window, last } = historyQuery(request.query);
+    return router.history(request.params.key, window, last);
+  });
 
   app.post<{ Params: KeyParams & { action: 'pause' | 'resume' | 'abort' } }>('/admin/routes/:key/rollout/:action', {
     config: { role: 'operate' },

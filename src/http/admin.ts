@@ -18,6 +18,7 @@ import { AdminCredentials, type AdminIdentity, type AuditLog } from './admin-aut
 import { tenantAdmin } from './admin-tenants.ts';
 import type { LiveTenants } from '../tenants/live.ts';
 import type { Tenants } from '../tenants/tenants.ts';
+import type { History } from '../experiments/history.ts';
 
 export { tokenMatches } from './admin-auth.ts';
 
@@ -43,6 +44,8 @@ export interface AdminOptions {
   router: Router;
   live: LiveModels;
   maxModelBytes: number;
+  /** Each model's requests over time. */
+  modelHistory: History;
 }
 
 /** The ETag of what an admin change names, by its path: a route, a model or a tenant; null when it does not exist. */
@@ -57,7 +60,7 @@ function etagOf(request: FastifyRequest, router: Router, tenants: LiveTenants | 
   return version === undefined ? null : `"${version}"`;
 }
 
-export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { credentials, audit, tenants, registry, router, live, maxModelBytes }) => {
+export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { credentials, audit, tenants, registry, router, live, maxModelBytes, modelHistory }) => {
   app.decorateRequest('adminIdentity', undefined);
   const before = new WeakMap<FastifyRequest, string | null>();
   app.addHook('onRequest', async (request) => {
@@ -131,7 +134,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, { crede
   }, async (request) => registry.unload(request.params.name));
 
   await app.register(routeAdmin, { router });
-  await app.register(modelAdmin, { live, maxModelBytes });
+  await app.register(modelAdmin, { live, maxModelBytes, history: modelHistory });
   await app.register(repositoryRoutes, { registry });
   await app.register(tenantAdmin, { tenants });
 };

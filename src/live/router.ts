@@ -20,7 +20,8 @@ import { applyState, documentOf, entryDigest, sameContent, type ModelStateEntry,
 import { DocumentKeeper, StaleDocumentError, type Log, type SharedState } from './keeper.ts';
 import { checkIfMatch } from './precondition.ts';
 import { readRouteBody, readRoutePatch } from './route-bodies.ts';
-import { snapshotOf } from './route-stats.ts';
+import { historyOf, snapshotOf, type RouteHistory } from './route-stats.ts';
+import { HISTORY_WINDOWS, type HistoryWindow } from '../experiments/history.ts';
 import type { AdoptedModels, RouterOptions, RouteView } from './types.ts';
 
 export type { SharedState } from './keeper.ts';
@@ -248,6 +249,12 @@ export class Router {
   stats(key: string): RouteStatsView {
     const view = this.get(key);
     return { key, version: view.version, ...snapshotOf(view.route, this.#statsFor(key)) };
+  }
+
+  /** The route's history: its nodes' last `last` buckets of `window`. */
+  history(key: string, window: HistoryWindow, last: number): { key: string; window: HistoryWindow; bucketSeconds: number } & RouteHistory {
+    const view = this.get(key);
+    return { key, window, bucketSeconds: HISTORY_WINDOWS[window].ms / 1000, ...historyOf(view.route, this.#statsFor(key), window, last) };
   }
 
   resetStats(key: string): void {

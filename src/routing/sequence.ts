@@ -10,6 +10,7 @@ import { stepName } from '../config/route-graph.ts';
 import { StepFailedError, StepOutputMissingError } from '../errors.ts';
 import { checkTensor } from '../protocol/decode.ts';
 import { applyOps, describeOps, type Plugin } from '../ops/postprocess.ts';
+import type { RouteStats } from '../experiments/stats.ts';
 import { traced } from '../trace.ts';
 import type { InferContext, Target } from './target.ts';
 
@@ -34,11 +35,15 @@ export class SequenceTarget implements Target {
   #plan: Promise<Plan> | undefined;
   #known: Signature | undefined;
 
-  constructor(key: string, spec: SequenceSpec, steps: readonly Target[], plugins: ReadonlyMap<string, Plugin>) {
+  readonly #stats: RouteStats | undefined;
+
+  /** @param stats where each step's requests, errors and latency go (its history). */
+  constructor(key: string, spec: SequenceSpec, steps: readonly Target[], plugins: ReadonlyMap<string, Plugin>, stats?: RouteStats) {
     this.key = key;
     this.#spec = spec;
     this.#steps = steps;
     this.#plugins = plugins;
+    this.#stats = stats;
   }
 
   /** The first step's inputs (and any other request inputs steps name) and the last step's outputs, after post-processing. */
@@ -62,6 +67,7 @@ export class SequenceTarget implements Target {
     let last: TensorMap = new Map();
     for (const [index, step] of this.#spec.steps.entries()) {
       const name = stepName(step);
+      const started = performance.now();
       try {
         const inputs: TensorMap = new Map();
         const specs = plan.inputs[index] as readonly TensorSpec[];
@@ -77,8 +83,10 @@ export class SequenceTarget implements Target {
           return applyOps(result.outputs, opsOf(step), this.#plugins, 'outputs');
         });
       } catch (error) {
+        this.#stats?.recordStep(name, performance.now() - started, true);
         throw new StepFailedError(name, error);
       }
+      this.#stats?.recordStep(name, performance.now() - started, false);
       for (const [output, tensor] of last) tensors.set(`${name}.${output}`, tensor);
     }
     const outputs: TensorMap = new Map();

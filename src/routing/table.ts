@@ -58,7 +58,7 @@ function buildRoute(key: string, route: RouteSpec, build: (key: string) => Targe
       choice.default === undefined ? undefined : build(choice.default), parts.stats(key), parts.observer);
   }
   if (cascade !== undefined) return new CascadeTarget(key, cascade, cascade.steps.map((step) => build(step.target)), parts.stats(key), parts.observer);
-  return new SequenceTarget(key, sequence as SequenceSpec, (sequence as SequenceSpec).steps.map((step) => build(step.target)), parts.plugins);
+  return new SequenceTarget(key, sequence as SequenceSpec, (sequence as SequenceSpec).steps.map((step) => build(step.target)), parts.plugins, parts.stats(key));
 }
 
 /** Whether route `from` calls `to`, directly or through other routes. */
