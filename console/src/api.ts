@@ -7,7 +7,7 @@
  * fetch, because the client's transport is undici's connection pool, which runs on Node only.
  */
 export type {
-  Capacity, Interval, ModelList, ModelMetadata, ModelStatus, RouteStats, RouteView, Split, Step, TensorSpec,
+  Capacity, HistoryBucket, Interval, ModelList, ModelMetadata, ModelStatus, NodeHistory, RouteHistory, RouteStats, RouteView, Split, Step, TensorSpec,
 } from '@modelgate/client/wire';
 
 const TOKEN = 'modelgate.adminToken';

@@ -6,6 +6,7 @@ import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { admin, type RouteStats, type RouteView } from './api.ts';
 import { percent } from './charts.ts';
+import { HistoryCharts } from './history.ts';
 import { keyHref, Link, messageOf, Problem, REFRESH_MS, usePolling } from './common.ts';
 
 interface Node { readonly label: string; readonly target: string; readonly rule: string }
@@ -78,5 +79,6 @@ export function GraphPage({ view }: { view: RouteView }) {
       })}</tbody>
     </table>
     ${window === undefined ? null : html`<p class="muted">Since ${new Date(window.since).toLocaleString()}.</p>`}
+    <${HistoryCharts} routeKey=${view.key} noun=${heading.slice(0, -1).toLowerCase()} />
   </section>`;
 }

@@ -5,7 +5,8 @@
 import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { admin, ApiError, may, READ_ONLY, type RouteStats, type RouteView, type Split, type Step } from './api.ts';
-import { IntervalBar, LineChart, percent, type Series } from './charts.ts';
+import { IntervalBar, percent } from './charts.ts';
+import { HistoryCharts } from './history.ts';
 import { keyHref, Link, messageOf, Problem, REFRESH_MS, usePolling } from './common.ts';
 
 // ---- a split -------------------------------------------------------------------------
@@ -23,7 +24,6 @@ export function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (vi
   const [message, setMessage] = useState<string | undefined>(undefined);
   const [error, setError] = useState<string | undefined>(undefined);
   const [stats, setStats] = useState<RouteStats | undefined>(undefined);
-  const latency = useRef<Map<string, Array<[number, number]>>>(new Map());
   const shown = useRef(view.version);
   // A change made elsewhere (seen on refresh) updates the inputs only while the operator has not edited them.
   useEffect(() => {
@@ -34,13 +34,6 @@ export function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (vi
   }, [view.version]);
   usePolling(async () => {
     const answer = await admin<RouteStats>('GET', `/admin/routes/${encodeURIComponent(view.key)}/stats`);
-    const now = Date.now();
-    for (const variant of answer.body.sinceChange.variants ?? []) {
-      if (variant.latencyMs.p95 === null) continue;
-      const points = latency.current.get(variant.target) ?? [];
-      points.push([now, variant.latencyMs.p95]);
-      latency.current.set(variant.target, points.slice(-120));
-    }
     setStats(answer.body);
   }, REFRESH_MS, [view.key]);
 
@@ -75,7 +68,6 @@ export function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (vi
   const current = stats?.sinceChange;
   const first = split.variants[0]?.target ?? '';
   const maxRate = Math.max(0.01, ...(current?.variants ?? []).map((variant) => variant.errorRate?.high95 ?? 0));
-  const series: Series[] = [...latency.current].map(([name, points]) => ({ name: `${name} p95`, points }));
   const status = split.rollout?.status;
   return html`<section>
     <h2>Weights</h2>
@@ -116,9 +108,8 @@ export function SplitPage({ view, onChanged }: { view: RouteView; onChanged: (vi
           <td>${variant.latencyMs.p99?.toFixed(2) ?? '–'}</td>
         </tr>`)}</tbody>
       </table>
-      ${current.shadow === undefined ? null : html`<p>Shadow ${current.shadow.target}: ${current.shadow.sent} sent, ${current.shadow.dropped} dropped, ${current.shadow.errors} errors; agreement ${current.shadow.agreement === null ? 'not measured yet' : `${percent(current.shadow.agreement, 1)}${current.shadow.agreementInterval === null ? '' : ` (95% interval ${percent(current.shadow.agreementInterval.low95, 1)} to ${percent(current.shadow.agreementInterval.high95, 1)})`} of ${current.shadow.compared} compared`}.</p>`}
-      <h2>Latency over time</h2>
-      <${LineChart} series=${series} label=${`p95 latency in ms of each variant since the last change, sampled every ${REFRESH_MS / 1000} s`} />`}
+      ${current.shadow === undefined ? null : html`<p>Shadow ${current.shadow.target}: ${current.shadow.sent} sent, ${current.shadow.dropped} dropped, ${current.shadow.errors} errors; agreement ${current.shadow.agreement === null ? 'not measured yet' : `${percent(current.shadow.agreement, 1)}${current.shadow.agreementInterval === null ? '' : ` (95% interval ${percent(current.shadow.agreementInterval.low95, 1)} to ${percent(current.shadow.agreementInterval.high95, 1)})`} of ${current.shadow.compared} compared`}.</p>`}`}
+    <${HistoryCharts} routeKey=${view.key} noun="variant" />
   </section>`;
 }
 
@@ -141,5 +132,6 @@ export function SequencePage({ view }: { view: RouteView }) {
         </div>
       </li>`)}
     </ol>
+    <${HistoryCharts} routeKey=${view.key} noun="step" />
   </section>`;
 }

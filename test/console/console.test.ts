@@ -144,14 +144,23 @@ t.test('the console in a browser', { skip: skipWithout('chromium') }, async (t) 
     await shot(page, 'split-conflict');
 
     for (let i = 0; i < 40; i++) t.equal((await infer(app, 'ab', scaleRequest(1), { 'x-user-id': `u${i}` })).statusCode, 200);
-    // Two refreshes give the chart two points per variant.
     await page.locator('table.stats tbody tr').first().waitFor();
     // Read from here, not evaluated in the page: its CSP forbids string evaluation, rightly.
     await eventually('the statistics count the 40 requests', async () => (await page.locator('table.stats tbody tr td:nth-child(2)').allTextContents()).reduce((sum, cell) => sum + Number(cell), 0) === 40, 15_000);
-    await eventually('the chart draws two lines of two points', async () => {
-      const lines = await page.locator('figure.chart polyline').evaluateAll((elements) => elements.map((line) => line.getAttribute('points') ?? ''));
-      return lines.length >= 2 && lines.every((points) => points.split(' ').length >= 2);
-    }, 15_000);
+    // The charts plot the gateway's history: each variant's p95 per 10 s bucket, its error rate below.
+    const latencyChart = page.getByRole('img', { name: /^p95 latency in ms of each variant, last 10 minutes, per 10 s/ });
+    const errorChart = page.getByRole('img', { name: /^Share of failed requests of each variant in percent/ });
+    await eventually('the latency chart marks a bucket of each variant', async () => await latencyChart.locator('circle.mark').count() >= 2, 15_000);
+    t.equal(await latencyChart.locator('polyline').count(), 2, 'a line per variant');
+    t.equal(await errorChart.locator('polyline').count(), 2, 'and an error-rate line per variant');
+    const history = (await app.inject({ url: '/admin/routes/ab/stats/history?window=10s&last=60', headers: AUTH })).json() as { variants: Array<{ target: string; buckets: Array<{ requests: number; latencyMs: { p95: number | null } }> }> };
+    const withLatency = history.variants.flatMap((variant) => variant.buckets.filter((bucket) => bucket.latencyMs.p95 !== null)).length;
+    t.equal(await latencyChart.locator('circle.mark').count(), withLatency, 'a mark per bucket with requests, as the API answers');
+    const titles = await latencyChart.locator('circle.mark title').allTextContents();
+    t.ok(titles.every((title) => /^(one|two) p95: \d+(\.\d+)? ms at /.test(title)), `each mark says its figure (${titles[0]})`);
+    await page.getByLabel('Window').selectOption({ label: 'Last hour, per minute' });
+    await page.getByRole('img', { name: /^p95 latency in ms of each variant, last hour, per minute/ }).waitFor();
+    t.ok(await page.getByRole('img', { name: /^p95 latency in ms of each variant, last hour, per minute/ }).locator('circle.mark').count() >= 2, 'the minute buckets have the requests too');
     t.match(await page.locator('table.stats').textContent(), /not yet distinguishable from one; the interval includes zero/, 'the difference is said in words');
     t.equal(await page.locator('svg.interval').count(), 2, 'an interval drawn per variant');
     // Every request is mirrored to two: it agrees with itself, never with one (y = x against y = 2x).

@@ -17,7 +17,7 @@ import { Pool, type Dispatcher } from 'undici';
 import { compress as compressBody, decompress, type Encoding } from './codec/compression.ts';
 import { parseJson } from './codec/json.ts';
 import type { ModelMetadata, ModelStatistics, ServerMetadata } from './codec/types.ts';
-import type { ModelList, ModelStatus, RouteSpec, RouteStats, RouteView, Split } from './wire.ts';
+import type { HistoryWindow, ModelHistory, ModelList, ModelStatus, RouteHistory, RouteSpec, RouteStats, RouteView, Split } from './wire.ts';
 import { ModelgateError } from './error.ts';
 import { GrpcChannel } from './grpc.ts';
 
@@ -70,6 +70,21 @@ export interface InferOptions {
 
 export interface CallOptions {
   readonly signal?: AbortSignal;
+}
+
+export interface HistoryOptions extends CallOptions {
+  /** Bucket width; default 1m. */
+  readonly window?: HistoryWindow;
+  /** Buckets up to the one in progress; default 60. */
+  readonly last?: number;
+}
+
+function historyQuery(options: HistoryOptions): string {
+  const query = new URLSearchParams();
+  if (options.window !== undefined) query.set('window', options.window);
+  if (options.last !== undefined) query.set('last', String(options.last));
+  const text = query.toString();
+  return text === '' ? '' : `?${text}`;
 }
 
 export interface ConditionalOptions extends CallOptions {
@@ -223,6 +238,8 @@ export class ModelgateClient {
       list: async (options: CallOptions = {}): Promise<ModelStatus[]> => (await this.#json<ModelList>('GET', '/admin/models', options, true)).models as ModelStatus[],
       load: (name: string, options: CallOptions = {}): Promise<ModelStatus> => this.#json('POST', `/admin/models/${segment(name)}/load`, options, true),
       unload: (name: string, options: CallOptions = {}): Promise<ModelStatus> => this.#json('POST', `/admin/models/${segment(name)}/unload`, options, true),
+      /** The model's requests, errors and latency (its queue and run) in the last `last` buckets of `window`. */
+      history: (name: string, options: HistoryOptions = {}): Promise<ModelHistory> => this.#json('GET', `/admin/models/${segment(name)}/stats/history${historyQuery(options)}`, options, true),
     },
     routes: {
       list: async (options: CallOptions = {}): Promise<RouteView[]> => (await this.#json<{ routes: RouteView[] }>('GET', '/admin/routes', options, true)).routes,
@@ -238,6 +255,8 @@ export class ModelgateClient {
       },
       /** Per-variant requests, errors and latency, and the shadow's agreement: since the route's last change, and since the start. */
       stats: (key: string, options: CallOptions = {}): Promise<RouteStats> => this.#json('GET', `/admin/routes/${segment(key)}/stats`, options, true),
+      /** Per-variant (per-node, per-step) requests, errors and latency in the last `last` buckets of `window` (default 60 of 1m). */
+      history: (key: string, options: HistoryOptions = {}): Promise<RouteHistory> => this.#json('GET', `/admin/routes/${segment(key)}/stats/history${historyQuery(options)}`, options, true),
     },
   };
 

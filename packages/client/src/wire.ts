@@ -262,3 +262,44 @@ export interface RouteStats {
   readonly sinceChange: StatsWindow;
   readonly sinceStart: StatsWindow;
 }
+
+/** The widths of the statistics history's buckets. */
+export type HistoryWindow = '10s' | '1m' | '1h';
+
+/** One bucket of a statistics history. */
+export interface HistoryBucket {
+  /** ISO time the bucket starts (whole 10 s, minutes or hours). */
+  readonly start: string;
+  readonly requests: number;
+  readonly errors: number;
+  readonly errorRate: number | null;
+  /** Of the bucket's successful requests, within 2%; null without any. */
+  readonly latencyMs: { readonly p50: number | null; readonly p95: number | null; readonly p99: number | null };
+  /** The bucket in progress. */
+  readonly partial?: true;
+}
+
+/** A node's buckets, oldest first. */
+export interface NodeHistory {
+  readonly target: string;
+  readonly buckets: readonly HistoryBucket[];
+}
+
+/** `GET /admin/routes/{key}/stats/history`: the route's nodes, under its kind's field. */
+export interface RouteHistory {
+  readonly key: string;
+  readonly window: HistoryWindow;
+  readonly bucketSeconds: number;
+  readonly variants?: readonly NodeHistory[];
+  readonly members?: readonly NodeHistory[];
+  readonly cases?: readonly NodeHistory[];
+  readonly steps?: readonly NodeHistory[];
+}
+
+/** `GET /admin/models/{name}/stats/history`. */
+export interface ModelHistory {
+  readonly name: string;
+  readonly window: HistoryWindow;
+  readonly bucketSeconds: number;
+  readonly buckets: readonly HistoryBucket[];
+}
