@@ -6,6 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
 import { tmpdir } from 'node:os';
@@ -498,6 +500,38 @@ try {
   if (on.errors + withLimits.errors > 0) throw new Error(`tenant bench: ${on.errors + withLimits.errors} errors`);
   results.tenants = { off, on, withLimits, addedMicros: on.cpuPerRequest - off.cpuPerRequest, addedMicrosWithLimits: withLimits.cpuPerRequest - off.cpuPerRequest };
 
+  }
+
+  if (only('12')) {
+  // 12. The cost of tracing: the tiny model, JSON, c=32, tracing off, on at 1% and on at 100%,
+  // exporting over OTLP/HTTP protobuf to a sink in this process (its CPU is not the gateway's).
+  // The model runs in the event loop in all three, as in 11, and the three are interleaved.
+  let exported = 0;
+  const sink = createServer((request, response) => {
+    request.on('data', (chunk: Buffer) => { exported += chunk.length; });
+    request.on('end', () => response.writeHead(200, { 'content-type': 'application/x-protobuf' }).end());
+  });
+  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+  const collector = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
+  const tinyInLoop = [{ name: 'tiny', path: 'tiny.onnx', runIn: 'eventLoop' }];
+  const urls = [
+    await started(gateway('tracing-off', { models: tinyInLoop })),
+    await started(gateway('tracing-1', { models: tinyInLoop, tracing: { otlpEndpoint: collector, sampleRatio: 0.01 } })),
+    await started(gateway('tracing-100', { models: tinyInLoop, tracing: { otlpEndpoint: collector, sampleRatio: 1 } })),
+  ];
+  const measured: Load[][] = [[], [], []];
+  for (const order of [[0, 1, 2], [1, 2, 0], [2, 0, 1]]) {
+    for (const index of order) measured[index]?.push(await load(urls[index] as string, { connections: 32, body: tinyJson, path: '/v2/models/tiny/infer' }));
+  }
+  sink.close();
+  const middle = (loads: Load[]): Load => [...loads].sort((a, b) => a.cpuPerRequest - b.cpuPerRequest)[1] as Load;
+  const [off, sampled, all] = measured.map(middle) as [Load, Load, Load];
+  const dropped = await metric(urls[2] as string, 'modelgate_trace_spans_dropped_total');
+  for (const [name, each] of [['tracing off', off], ['tracing on, 1% sampled', sampled], ['tracing on, every request', all]] as const) {
+    row(`12. tiny model, JSON, c=32, ${name}`, `${fixed(each.requests)} req/s, ${fixed(each.cpuPerRequest, 1)} µs CPU/req`, each === off ? '' : `+${(each.cpuPerRequest - off.cpuPerRequest).toFixed(1)} µs CPU/req, ${(each.requests / off.requests).toFixed(2)} of off's req/s`);
+  }
+  row('12. tracing, every request: exported', `${fixed(exported / 1e6, 1)} MB of OTLP protobuf, ${dropped} spans dropped`);
+  results.tracing = { off, sampled1Percent: sampled, every: all, addedMicros1Percent: sampled.cpuPerRequest - off.cpuPerRequest, addedMicrosEvery: all.cpuPerRequest - off.cpuPerRequest, exportedBytes: exported, droppedSpans: dropped };
   }
 
   if (only('6')) {

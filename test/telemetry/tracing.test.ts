@@ -137,6 +137,21 @@ t.test('eight concurrent requests batched together: one batch span, linked from 
   t.ok(requests.some((span) => span.traceId === batch.traceId), 'the batch span lives in one of its requests\' traces');
 });
 
+t.test('a load that evicts another model says so; a request that joins a load under way says that', async (t) => {
+  const { app, receiver } = await tracedGateway(t, { registry: { maxResidentModels: 1 }, models: [{ name: 'double', path: 'double.onnx' }, { name: 'triple', path: 'triple.onnx' }], tracing: { sampleRatio: 1 } });
+  const call = (key: string) => app.inject({ method: 'POST', url: `/v2/models/${key}/infer`, payload: scaleRequest(1) });
+  t.equal((await call('double')).statusCode, 200);
+  const both = await Promise.all([call('triple'), call('triple')]);
+  t.same(both.map((answer) => answer.statusCode), [200, 200]);
+  await receiver.waitFor('three loads', (spans) => spans.filter((span) => span.name === 'modelgate.load').length === 3);
+  const loads = receiver.named('modelgate.load').filter((span) => span.attributes['modelgate.model'] === 'triple');
+  t.equal(loads.length, 2, 'both requests waited for triple\'s one load');
+  t.ok(loads.every((span) => span.attributes['modelgate.load.evicted'] === true), 'it evicted another model');
+  t.same(loads.map((span) => span.attributes['modelgate.load.evicted_models']), [['double'], ['double']], 'named');
+  t.same(loads.map((span) => span.attributes['modelgate.load.joined']).sort(), [false, true], 'one started it, the other joined it');
+  t.equal(receiver.named('modelgate.load').find((span) => span.attributes['modelgate.model'] === 'double')?.attributes['modelgate.load.evicted'], false, 'the first load evicted nothing');
+});
+
 t.test('errors set the span status with the V2 message', async (t) => {
   const { app, receiver } = await tracedGateway(t, { models: [{ name: 'double', path: 'double.onnx' }], tracing: { sampleRatio: 1 } });
   const bad = await app.inject({ method: 'POST', url: '/v2/models/double/infer', payload: { inputs: [{ name: 'nope', shape: [1, 1], datatype: 'FP32', data: [1] }] } });
