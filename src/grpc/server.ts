@@ -308,13 +308,13 @@ export class GrpcGateway {
     const key = request.model_name;
     const tenant = admission?.tenant ?? '';
     const header = headerOf(call.metadata);
-    const trace = this.#parts.tracing?.request(header, {
+    const trace = this.#parts.tracing?.request(header, () => ({
       'modelgate.key': key,
       'rpc.system': 'grpc',
       'rpc.service': SERVICE,
       'rpc.method': method,
       ...(admission === undefined ? {} : { 'modelgate.tenant': admission.tenant }),
-    }, started);
+    }), started);
     if (trace?.recording === true) noted.traceId = trace.traceId;
     try {
       const answer = await this.#parts.dataPlane.serve(key, payloadOf(request), { header, signal, version: request.model_version || undefined, deadline: deadlineOf(call), flow: admission?.flow, trace },
@@ -326,7 +326,7 @@ export class GrpcGateway {
     } catch (error) {
       const code = (error as { statusCode?: number }).statusCode;
       this.#parts.observe?.(key, code !== undefined && code >= 400 && code < 600 ? code : 500, (performance.now() - started) / 1000, tenant);
-      if (trace !== undefined) {
+      if (trace?.recording === true) {
         const failure = grpcError(error, () => undefined);
         trace.set({ 'rpc.grpc.status_code': failure.code as number });
         trace.fail(failure.details ?? failureText(error));

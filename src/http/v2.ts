@@ -158,7 +158,7 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
       // A hook of this route only: nothing to look up per request, and other routes pay nothing.
       onResponse: (request, reply, done) => {
         observe(request.params.key, reply.statusCode, reply.elapsedTime / 1000, tenantOf(request));
-        if (request.trace !== undefined) {
+        if (request.trace?.recording === true) {
           request.trace.set({ 'http.response.status_code': reply.statusCode });
           request.trace.end();
         }
@@ -186,14 +186,16 @@ export const v2Routes: FastifyPluginAsync<V2Options> = async (app, { dataPlane, 
         return Array.isArray(value) ? value[0] : value;
       };
       if (tracing === undefined) return infer(request, reply, header);
-      const trace = tracing.request(header, {
+      const trace = tracing.request(header, () => ({
         'modelgate.key': request.params.key,
         'modelgate.request_id': request.id,
         'http.request.method': 'POST',
         'http.route': route,
         'url.path': request.url.split('?')[0],
         ...(request.admission === undefined ? {} : { 'modelgate.tenant': request.admission.tenant }),
-      }, performance.now() - reply.elapsedTime);
+      }), performance.now() - reply.elapsedTime);
+      // An unrecorded span only carries the trace on to remote calls: nothing to end or mark.
+      if (!trace.recording) return infer(request, reply, header, trace);
       request.trace = trace;
       // onResponse ends it with the status; 'close' without an answer sent means the client went away.
       reply.raw.once('close', () => {

@@ -4,6 +4,7 @@
  * exporter works beside requests, never in front of them: spans it cannot send are dropped
  * and counted, and an outage is logged once, when it begins, and once when it ends.
  */
+import { randomBytes } from 'node:crypto';
 import {
   createNoopMeter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
   type Attributes, type Context, type HrTime, type Link, type Meter, type MeterProvider, type Span, type TextMapGetter, type Tracer,
@@ -13,7 +14,7 @@ import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
-  BatchSpanProcessor, ParentBasedSampler, SamplingDecision, TraceIdRatioBasedSampler, TracerProvider,
+  BatchSpanProcessor, ParentBasedSampler, SamplingDecision, TracerProvider,
   type ReadableSpan, type Sampler, type SamplingResult, type SpanExporter,
 } from '@opentelemetry/sdk-trace';
 import type { TracingConfig } from '../config/schema.ts';
@@ -43,13 +44,16 @@ const headerGetter: TextMapGetter<(name: string) => string | undefined> = {
 export class Tracing {
   readonly #provider: TracerProvider;
   readonly #tracer: Tracer;
+  readonly #ratio: number;
 
   constructor(config: TracingConfig, events: TracingEvents) {
     const options = { url: config.url, headers: { ...config.headers }, timeoutMillis: config.exportTimeoutMs };
     const inner = config.protocol === 'http/json' ? new JsonExporter(options) : new ProtobufExporter(options);
+    this.#ratio = config.sampleRatio;
     this.#provider = new TracerProvider({
       resource: resourceFromAttributes({ 'service.name': config.serviceName }),
-      sampler: new ParentBasedSampler({ root: new LinkedOrRatioSampler(config.sampleRatio) }),
+      // Requests' roots are sampled before the SDK sees them (request()); the other roots are shadow copies.
+      sampler: new ParentBasedSampler({ root: new LinkedSampler() }),
       spanProcessors: [new BatchSpanProcessor({
         exporter: new WatchedExporter(inner, events),
         maxQueueSize: MAX_QUEUED_SPANS,
@@ -68,9 +72,12 @@ export class Tracing {
    * (read with `header`) when it sends one: the span is its child, and a sampled parent is
    * recorded whatever the ratio says.
    */
-  request(header: (name: string) => string | undefined, attributes: SpanAttributes, startTime?: number): Trace {
-    const parent = header('traceparent') === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, header, headerGetter);
-    return SdkTrace.open(this.#tracer, 'modelgate.infer', parent, SpanKind.SERVER, attributes, { startTime });
+  request(header: (name: string) => string | undefined, attributes: () => SpanAttributes, startTime?: number): Trace {
+    const traceparent = header('traceparent');
+    // A root left out by the ratio costs no span, no ids, no attributes: most requests, at 1%.
+    if (traceparent === undefined && !(Math.random() < this.#ratio)) return new Unsampled();
+    const parent = traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, header, headerGetter);
+    return SdkTrace.open(this.#tracer, 'modelgate.infer', parent, SpanKind.SERVER, attributes(), { startTime });
   }
 
   /** Sends what is queued, within `timeoutMs`; spans still unsent then are lost. */
@@ -172,23 +179,56 @@ function linkTo(other: Trace): Link {
 }
 
 /**
- * Roots are sampled at the ratio, except a root linked to a sampled span (a shadow copy of a
- * traced request): it is recorded with it, so the link leads somewhere.
+ * The SDK's choice for roots. A request's root reaches the SDK already chosen (request()), so it is
+ * recorded; any other root is a shadow copy's, recorded when the span it is linked to is.
  */
-class LinkedOrRatioSampler implements Sampler {
-  readonly #ratio: TraceIdRatioBasedSampler;
-
-  constructor(ratio: number) {
-    this.#ratio = new TraceIdRatioBasedSampler(ratio);
-  }
-
-  shouldSample(context: Context, traceId: string, name: string, kind: SpanKind, attributes: Attributes, links: Link[]): SamplingResult {
-    if (links.some((link) => (link.context.traceFlags & TraceFlags.SAMPLED) !== 0)) return { decision: SamplingDecision.RECORD_AND_SAMPLED };
-    return this.#ratio.shouldSample(context, traceId);
+class LinkedSampler implements Sampler {
+  shouldSample(_context: Context, _traceId: string, _name: string, _kind: SpanKind, _attributes: Attributes, links: Link[]): SamplingResult {
+    const recorded = links.length === 0 || links.some((link) => (link.context.traceFlags & TraceFlags.SAMPLED) !== 0);
+    return { decision: recorded ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
   }
 
   toString(): string {
-    return `LinkedOrRatio{${this.#ratio.toString()}}`;
+    return 'Linked';
+  }
+}
+
+/**
+ * A request the ratio left out: nothing is recorded under it, and a remote call gets a
+ * `traceparent` saying not sampled (made when first asked for), so the next server does not
+ * start a trace of its own for it.
+ */
+class Unsampled implements Trace {
+  readonly recording = false;
+  #traceparent: string | undefined;
+
+  get traceId(): string {
+    return this.#header().slice(3, 35);
+  }
+
+  child(): Trace {
+    return this;
+  }
+
+  detached(): Trace {
+    return this;
+  }
+
+  set(): void {}
+
+  link(): void {}
+
+  fail(): void {}
+
+  end(): void {}
+
+  inject(headers: Record<string, string>): void {
+    headers.traceparent = this.#header();
+  }
+
+  #header(): string {
+    this.#traceparent ??= `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-00`;
+    return this.#traceparent;
   }
 }
 

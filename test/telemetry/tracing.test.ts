@@ -286,6 +286,25 @@ t.test('a remote hop to a second gateway process: both processes\' spans in one 
   t.equal(receiver.trace(a.traceId).find((span) => span.name === 'modelgate.run')?.service, 'gateway-b', 'the model ran on the second gateway, in the same trace');
 });
 
+t.test('a request the ratio leaves out tells the remote not to sample it: the next gateway records nothing, though its own ratio is 1', async (t) => {
+  const receiver = await OtlpReceiver.start();
+  t.teardown(() => receiver.close());
+  const second = await tracedGateway(t, { models: [{ name: 'double', path: 'double.onnx' }], tracing: { sampleRatio: 1, serviceName: 'second' } }, {}, receiver);
+  await second.app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = second.app.server.address() as { port: number };
+  const { app } = await tracedGateway(t, {
+    models: [{ name: 'far', keys: ['far'], remote: { url: `http://127.0.0.1:${port}`, model: 'double' } }],
+    tracing: { sampleRatio: 0, serviceName: 'first' },
+  }, {}, receiver);
+  for (let i = 0; i < 5; i++) t.equal((await app.inject({ method: 'POST', url: '/v2/models/far/infer', payload: scaleRequest(i) })).statusCode, 200);
+  // The control: a direct request to the second gateway is recorded.
+  t.equal((await second.app.inject({ method: 'POST', url: '/v2/models/double/infer', payload: scaleRequest(1) })).statusCode, 200);
+  await receiver.waitFor('the direct request\'s span', (spans) => spans.some((span) => span.name === 'modelgate.infer'));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.equal(receiver.named('modelgate.infer').length, 1, 'only the direct request was recorded');
+  t.notOk(receiver.spans.some((span) => span.service === 'first'), 'the first gateway recorded nothing at ratio 0');
+});
+
 t.test('tracing configuration: the OTEL_ environment fills what the file leaves out', async (t) => {
   const repository = makeRepository(t, {});
   const config = (document: Record<string, unknown>, environment: Record<string, string>) => validateConfig({ ...document, modelRepository: repository }, repository, environment).tracing;
