@@ -5,16 +5,18 @@
  * keeps six numbers. Buckets without requests are not kept, and each width keeps at most its
  * `keep` buckets: a name costs at most HISTORY_BYTES_PER_NAME, however long it serves.
  */
+import type { HistoryBucket, HistoryWindow } from '@modelgate/client/wire';
 import { binLatency, latencyBin } from './latency.ts';
 
+// The shapes the admin API answers are the client package's, so the two cannot drift.
+export type { HistoryBucket, HistoryWindow } from '@modelgate/client/wire';
+
 /** The bucket widths, and how many closed buckets of each are kept (15 minutes, 3 hours, 3 days). */
-export const HISTORY_WINDOWS = {
+export const HISTORY_WINDOWS: Readonly<Record<HistoryWindow, { readonly ms: number; readonly keep: number }>> = {
   '10s': { ms: 10_000, keep: 90 },
   '1m': { ms: 60_000, keep: 180 },
   '1h': { ms: 3_600_000, keep: 72 },
-} as const;
-
-export type HistoryWindow = keyof typeof HISTORY_WINDOWS;
+};
 
 export function isHistoryWindow(value: string): value is HistoryWindow {
   return Object.hasOwn(HISTORY_WINDOWS, value);
@@ -25,19 +27,6 @@ const FIELDS = 6;
 
 /** The most a name's closed buckets take, every width full (the open buckets' histograms come on top, a few KB while traffic is varied). */
 export const HISTORY_BYTES_PER_NAME = Object.values(HISTORY_WINDOWS).reduce((sum, { keep }) => sum + keep * FIELDS * 8, 0);
-
-export interface HistoryBucket {
-  /** ISO time the bucket starts. */
-  readonly start: string;
-  readonly requests: number;
-  readonly errors: number;
-  /** errors / requests; null without requests. */
-  readonly errorRate: number | null;
-  /** Percentiles of the bucket's successful requests (within 2%, the 2%-wide histogram's upper bounds); null without any. */
-  readonly latencyMs: { readonly p50: number | null; readonly p95: number | null; readonly p99: number | null };
-  /** The bucket in progress (the last one): its figures still grow. */
-  readonly partial?: true;
-}
 
 /** One bucket width of one name: the open bucket, and a ring of the closed ones that had requests. */
 class Ring {
