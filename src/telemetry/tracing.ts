@@ -73,10 +73,9 @@ export class Tracing {
    * recorded whatever the ratio says.
    */
   request(header: (name: string) => string | undefined, attributes: () => SpanAttributes, startTime?: number): Trace {
-    const traceparent = header('traceparent');
-    // A root left out by the ratio costs no span, no ids, no attributes: most requests, at 1%.
-    if (traceparent === undefined && !(Math.random() < this.#ratio)) return new Unsampled();
-    const parent = traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, header, headerGetter);
+    const parent = header('traceparent') === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, header, headerGetter);
+    // A root (no parent, or one that is not valid W3C) left out by the ratio costs no span, no ids, no attributes: most requests, at 1%.
+    if (trace.getSpanContext(parent) === undefined && !(Math.random() < this.#ratio)) return new Unsampled();
     return SdkTrace.open(this.#tracer, 'modelgate.infer', parent, SpanKind.SERVER, attributes(), { startTime });
   }
 

@@ -106,6 +106,8 @@ t.test('sampling: at 0, nothing without a sampled parent; a sampled parent is re
   const call = (headers: Record<string, string>) => app.inject({ method: 'POST', url: '/v2/models/double/infer', payload: scaleRequest(1), headers });
   for (let i = 0; i < 20; i++) t.equal((await call({})).statusCode, 200);
   t.equal((await call({ traceparent: `00-${PARENT_TRACE}-${PARENT_SPAN}-00` })).statusCode, 200);
+  t.equal((await call({ traceparent: 'not-a-traceparent' })).statusCode, 200, 'a malformed traceparent is a root, left to the ratio');
+  t.equal((await call({ traceparent: `00-${'0'.repeat(32)}-${PARENT_SPAN}-01` })).statusCode, 200, 'as is an invalid (all-zero) trace id');
   const sampledTrace = 'a'.repeat(32);
   t.equal((await call({ traceparent: `00-${sampledTrace}-${PARENT_SPAN}-01` })).statusCode, 200);
   await receiver.waitFor('the sampled request\'s spans', (spans) => spans.some((span) => span.name === 'modelgate.infer'));
