@@ -25,6 +25,8 @@ const MAX_SHADOWS = 8;
 export class RemoteModel {
   readonly name: string;
   readonly config: RemoteModelConfig;
+  /** Its client spans' attributes, worked out once: the configuration does not change. */
+  readonly #spanAttributes: SpanAttributes;
   readonly #client: ModelgateClient;
   readonly #observe: RunObserver | undefined;
   #signature: Promise<{ signature: Signature; binary: boolean }> | undefined;
@@ -37,6 +39,7 @@ export class RemoteModel {
   constructor(config: RemoteModelConfig, observe?: RunObserver) {
     this.name = config.name;
     this.config = config;
+    this.#spanAttributes = this.#attributesOf();
     this.#observe = observe;
     this.#client = new ModelgateClient({
       url: config.remote.url,
@@ -94,7 +97,7 @@ export class RemoteModel {
     const inputs: InputTensor[] = [...request.inputs].map(([name, tensor]) => ({ name, datatype: tensor.datatype, shape: tensor.shape, data: tensor.data }));
     const started = performance.now();
     if (context.shadow === true) this.#shadows += 1;
-    const span = context.trace?.recording === true ? context.trace.child('modelgate.remote', this.#spanAttributes(), { kind: 'client' }) : undefined;
+    const span = context.trace?.recording === true ? context.trace.child('modelgate.remote', this.#spanAttributes, { kind: 'client' }) : undefined;
     // An unrecorded trace goes on too, so the remote knows not to record it either.
     const headers: Record<string, string> = {};
     (span ?? context.trace)?.inject(headers);
@@ -138,7 +141,7 @@ export class RemoteModel {
   }
 
   /** The client span's attributes: the remote's address and the model it serves there. */
-  #spanAttributes(): SpanAttributes {
+  #attributesOf(): SpanAttributes {
     const url = new URL(this.config.remote.url);
     const grpc = url.protocol.startsWith('grpc');
     const port = url.port === '' ? (url.protocol === 'https:' || url.protocol === 'grpcs:' ? 443 : 80) : Number(url.port);

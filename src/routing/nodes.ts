@@ -6,9 +6,9 @@
 import type { Signature } from '@modelgate/client/codec';
 import type { RouteStats } from '../experiments/stats.ts';
 import { SignatureOnce } from './signature.ts';
-import { traced, type SpanAttributes } from '../trace.ts';
+import type { SpanAttributes } from '../trace.ts';
 import type { RouteObserver } from './split.ts';
-import type { InferContext } from './target.ts';
+import { inSpan, type InferContext } from './target.ts';
 
 /** The part every graph target shares: its key, its nodes' recorder, its signature worked out once. */
 export abstract class GraphTarget {
@@ -55,7 +55,7 @@ export class NodeRecorder {
     const started = performance.now();
     const tenant = context.flow?.name;
     try {
-      const result = await traced(context.trace, span, { 'modelgate.route': this.#route, 'modelgate.node': node, ...attributes }, (trace) => work(trace === context.trace ? context : { ...context, trace }));
+      const result = await inSpan(context, span, { 'modelgate.route': this.#route, 'modelgate.node': node, ...attributes }, work);
       this.#record(node, performance.now() - started, false, tenant);
       return result;
     } catch (error) {

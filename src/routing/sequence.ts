@@ -11,8 +11,7 @@ import { StepFailedError, StepOutputMissingError } from '../errors.ts';
 import { checkTensor } from '../protocol/decode.ts';
 import { applyOps, describeOps, type Plugin } from '../ops/postprocess.ts';
 import type { RouteStats } from '../experiments/stats.ts';
-import { traced } from '../trace.ts';
-import type { InferContext, Target } from './target.ts';
+import { inSpan, type InferContext, type Target } from './target.ts';
 
 /** A step's post-processing; each op was checked against its own schema when the route was set (graph.ts). */
 function opsOf(step: StepSpec): readonly PostprocessSpec[] {
@@ -78,8 +77,8 @@ export class SequenceTarget implements Target {
           inputs.set(input, tensor);
         }
         const target = this.#steps[index] as Target;
-        last = await traced(context.trace, 'modelgate.sequence.step', { 'modelgate.route': this.key, 'modelgate.node': name, 'modelgate.target': target.key }, async (trace) => {
-          const result = await target.infer({ inputs }, trace === context.trace ? context : { ...context, trace });
+        last = await inSpan(context, 'modelgate.sequence.step', { 'modelgate.route': this.key, 'modelgate.node': name, 'modelgate.target': target.key }, async (inner) => {
+          const result = await target.infer({ inputs }, inner);
           return applyOps(result.outputs, opsOf(step), this.#plugins, 'outputs');
         });
       } catch (error) {

@@ -5,7 +5,7 @@
  */
 import type { InferRequest, InferResult, Signature } from '@modelgate/client/codec';
 import type { RouteKind } from '../config/schema.ts';
-import type { Trace } from '../trace.ts';
+import { traced, type SpanAttributes, type Trace } from '../trace.ts';
 import type { Flow } from '../waiting.ts';
 
 /** Per-request state that travels through composed targets. */
@@ -28,6 +28,11 @@ export interface InferContext {
   readonly shadow?: boolean | undefined;
   /** The span the work of this target goes under, when the request is traced. */
   readonly trace?: Trace | undefined;
+}
+
+/** Runs `work` in a span of its own under the request's (when traced), handing it the context with that span in it. */
+export function inSpan<T>(context: InferContext, name: string, attributes: SpanAttributes, work: (context: InferContext) => Promise<T>): Promise<T> {
+  return traced(context.trace, name, attributes, (trace) => work(trace === context.trace ? context : { ...context, trace }));
 }
 
 /** What a request's model runs cost, summed over every model it reached. */
