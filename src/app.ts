@@ -120,9 +120,12 @@ export async function buildApp(config: GatewayConfig, options: BuildOptions = {}
   const readModelSignature = (model: ModelConfig) => readSignature(resolveInRepository(config.modelRepository, model.path));
   const models = applyModelState(config.models, config.remotes, state?.models, config.modelRepository, (message, details) => app.log.info(details, message));
   const registry: ModelRegistry = new ModelRegistry(models.models, config.registry, executor, {
-    loaded: (model, milliseconds) => {
+    loaded: (model, milliseconds, warmup) => {
       counted.loaded(model, milliseconds);
-      app.log.info({ model, milliseconds: Math.round(milliseconds * 10) / 10 }, 'model loaded');
+      const tenths = (value: number) => Math.round(value * 10) / 10;
+      const warmed = warmup === undefined ? {} : { warmup: { runs: warmup.runs, milliseconds: tenths(warmup.milliseconds) } };
+      app.log.info({ model, milliseconds: tenths(milliseconds), ...warmed }, 'model loaded');
+      if (warmup?.failure !== undefined) app.log.warn({ model, reason: warmup.failure }, 'model warm-up failed: it serves, cold');
     },
     loadFailed: (model, reason) => {
       counted.loadFailed(model, reason);

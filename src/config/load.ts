@@ -80,7 +80,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
         issues.push(`models[${index}].path: ${(error as Error).message}`);
       }
     }
-    models.push({ name: model.name, path: modelPath, file, keys, pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize, instances: model.instances, runIn: model.runIn });
+    models.push({ name: model.name, path: modelPath, file, keys, pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize, instances: model.instances, runIn: model.runIn, warmup: model.warmup });
   });
   checkNamesAndKeys([...models, ...remotes], issues);
   checkCaps(raw, issues);
@@ -164,7 +164,7 @@ export function validateModel(document: unknown, repository: string):
   } catch (error) {
     return { issues: [`path: ${(error as Error).message}`] };
   }
-  return { model: deepFreeze({ name: raw.name, path: raw.path, file, keys: raw.keys ?? [raw.name], pinned: raw.pinned, session: raw.session, batching: raw.batching, maxQueueSize: raw.maxQueueSize, instances: raw.instances, runIn: raw.runIn }) };
+  return { model: deepFreeze({ name: raw.name, path: raw.path, file, keys: raw.keys ?? [raw.name], pinned: raw.pinned, session: raw.session, batching: raw.batching, maxQueueSize: raw.maxQueueSize, instances: raw.instances, runIn: raw.runIn, warmup: raw.warmup }) };
 }
 
 function isRemoteUrl(url: string): boolean {

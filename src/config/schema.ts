@@ -74,6 +74,14 @@ export const BatchingSchema = Type.Object({
   maxQueueDelayMicros: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: 'How long a request may wait for others to join its batch, in µs. 0: batch what is waiting at the end of the event-loop turn (no added latency).' }),
 }, { additionalProperties: false, default: {} });
 
+/** Warm-up when a model is configured without a word on it: one run at batch 1. */
+export const DEFAULT_WARMUP = { batchSizes: [1], runs: 1 } as const;
+
+export const WarmupSchema = Type.Object({
+  batchSizes: Type.Array(Type.Integer({ minimum: 1, maximum: 65536 }), { minItems: 1, maxItems: 16, default: [...DEFAULT_WARMUP.batchSizes], description: 'Rows of the warm-up inputs, one set of runs per size (used where the first dimension is dynamic; a fixed one keeps its size).' }),
+  runs: Type.Integer({ minimum: 1, maximum: 100, default: DEFAULT_WARMUP.runs, description: 'Runs at each batch size.' }),
+}, { additionalProperties: false, default: {} });
+
 export const RemoteSchema = Type.Object({
   url: Type.String({ minLength: 1, description: 'Base URL of the V2 server (Triton, KServe, another modelgate): http:// or https:// (REST), grpc:// or grpcs:// (its gRPC service, e.g. grpc://triton:8001).' }),
   model: Type.String({ minLength: 1, maxLength: 256, description: 'The model\'s name on the remote server.' }),
@@ -102,6 +110,7 @@ export const ModelSchema = Type.Object({
   batching: Type.Union([Type.Literal(false), BatchingSchema], { default: {}, description: 'Dynamic batching along a dynamic first dimension (on by default for models whose inputs and outputs all have one); false turns it off.' }),
   instances: Type.Integer({ default: 1, minimum: 1, maximum: 16, description: "Sessions of the model, each on a worker thread of its own, so this many batches run at once (Triton's instance_group count). The resident cap counts the model once; maxResidentBytes counts every instance." }),
   runIn: Type.Union([Type.Literal('auto'), Type.Literal('worker'), Type.Literal('eventLoop')], { default: 'auto', description: `Where the model's sessions run. worker: on worker threads of their own, so neither runs nor loads ever block the HTTP event loop or other models. eventLoop: in the HTTP thread, for models that run in microseconds (a thread hop costs more than the run). auto: worker, moved to the event loop once the model's measured median run is shorter than the thread hop it would save and under ${RUN_IN_AUTO.MAX_RUN_MICROS} µs, and its file is under ${RUN_IN_AUTO.MAX_FILE_BYTES / (1 << 20)} MiB (one instance only).` }),
+  warmup: Type.Union([Type.Literal(false), WarmupSchema], { default: {}, description: "Runs on zeros built from the model's signature (dynamic dimensions past the first are 1) after every load of each session and before it takes requests, so the first request does not pay onnxruntime's first-run cost (Triton's model_warmup). Counted in the load time. A warm-up that fails is logged and the model serves cold. false: none. Ignored for remote models." }),
 }, { additionalProperties: false });
 
 export const VariantSchema = Type.Object({
@@ -269,6 +278,7 @@ export type StoreConfig = Static<typeof StoreSchema>;
 export type RegistryConfig = Static<typeof RegistrySchema>;
 export type SessionOptions = Static<typeof SessionOptionsSchema>;
 export type BatchingOptions = Static<typeof BatchingSchema>;
+export type WarmupOptions = Static<typeof WarmupSchema>;
 export type SplitSpec = Static<typeof SplitSchema>;
 export type RolloutSpec = Static<typeof RolloutSchema>;
 export type RolloutStatus = Static<typeof RolloutStatusSchema>;
@@ -292,6 +302,7 @@ export interface ModelConfig {
   readonly maxQueueSize: number;
   readonly instances: number;
   readonly runIn: 'auto' | 'worker' | 'eventLoop';
+  readonly warmup: false | Readonly<WarmupOptions>;
 }
 
 export type RemoteOptions = Static<typeof RemoteSchema>;

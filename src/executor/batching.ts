@@ -15,6 +15,7 @@ import { allocate, type Signature, type Tensor, type TensorData, type TensorMap 
 import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
 import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
 import type { Executor, LoadedModel } from './types.ts';
+import type { Warmed } from './warmup.ts';
 import { failureText, type Trace } from '../trace.ts';
 import type { Waiting } from '../waiting.ts';
 import { preciseTimers } from './timer.ts';
@@ -69,6 +70,7 @@ export type BatchObserver = (model: string, rows: number, requests: number) => v
 class BatchingModel implements LoadedModel {
   readonly signature: Signature;
   readonly lost: Promise<void> | undefined;
+  readonly warmup: Warmed | undefined;
   readonly #name: string;
   readonly #inner: LoadedModel;
   readonly #options: BatchingOptions;
@@ -87,6 +89,7 @@ class BatchingModel implements LoadedModel {
     this.#observe = observe;
     this.signature = inner.signature;
     this.lost = inner.lost;
+    this.warmup = inner.warmup;
     if (options.maxQueueDelayMicros > 0) void preciseTimers.start();
   }
 

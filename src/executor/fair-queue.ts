@@ -11,6 +11,7 @@ import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
 import type { Signature, TensorMap } from '@modelgate/client/codec';
 import type { Flow, Waiting } from '../waiting.ts';
 import type { LoadedModel } from './types.ts';
+import type { Warmed } from './warmup.ts';
 
 interface Tagged<T> {
   readonly item: T;
@@ -122,6 +123,7 @@ export class FairModel implements LoadedModel {
   readonly signature: Signature;
   readonly lost: Promise<void> | undefined;
   readonly concurrency: number | undefined;
+  readonly warmup: Warmed | undefined;
   readonly #name: string;
   readonly #inner: LoadedModel;
   readonly #queue = new FairQueue<Queued>();
@@ -133,6 +135,7 @@ export class FairModel implements LoadedModel {
     this.signature = inner.signature;
     this.lost = inner.lost;
     this.concurrency = inner.concurrency;
+    this.warmup = inner.warmup;
   }
 
   run(inputs: TensorMap, outputs: readonly string[], waiting: Waiting = {}): Promise<TensorMap> {

@@ -9,6 +9,7 @@ import type { ModelConfig, SessionOptions } from '../config/schema.ts';
 import { resolveInRepository } from '../config/paths.ts';
 import { InferenceFailedError, scrubPaths } from '../errors.ts';
 import type { Executor, LoadedModel } from './types.ts';
+import { warmUp, type Warmed } from './warmup.ts';
 
 export class OnnxExecutor implements Executor {
   readonly #repository: string;
@@ -32,12 +33,15 @@ export class OnnxExecutor implements Executor {
     } catch (error) {
       throw new Error(scrubPaths((error as Error).message));
     }
+    let loaded: OnnxModel;
     try {
-      return new OnnxModel(model.name, session, signatureOf(session));
+      loaded = new OnnxModel(model.name, session, signatureOf(session));
     } catch (error) {
       await session.release();
       throw error;
     }
+    loaded.warmup = await warmUp((inputs, outputs) => loaded.run(inputs, outputs), loaded.signature, model.warmup);
+    return loaded;
   }
 
   async close(): Promise<void> {}
@@ -45,6 +49,7 @@ export class OnnxExecutor implements Executor {
 
 class OnnxModel implements LoadedModel {
   readonly signature: Signature;
+  warmup: Warmed | undefined;
   readonly #name: string;
   readonly #session: ort.InferenceSession;
 

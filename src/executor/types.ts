@@ -6,6 +6,7 @@
 import type { Signature, TensorMap } from '@modelgate/client/codec';
 import type { ModelConfig } from '../config/schema.ts';
 import type { Waiting } from '../waiting.ts';
+import type { Warmed } from './warmup.ts';
 
 /** A model whose session is open. */
 export interface LoadedModel {
@@ -16,6 +17,8 @@ export interface LoadedModel {
   release(): Promise<void>;
   /** Settles if the session is lost without a release (its worker thread stopped). */
   readonly lost?: Promise<void>;
+  /** What warming the session up did at load (none: not warmed, as configured or for a remote). */
+  readonly warmup?: Warmed | undefined;
   /** How many batches are worth sending before the first answers (default 1). */
   readonly concurrency?: number;
 }

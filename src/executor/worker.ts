@@ -5,9 +5,10 @@
  * The executor gives each model instance a thread of its own.
  */
 import { parentPort } from 'node:worker_threads';
-import type { Tensor } from '@modelgate/client/codec';
+import type { Signature, Tensor } from '@modelgate/client/codec';
 import { OnnxExecutor } from './onnx.ts';
 import type { LoadedModel } from './types.ts';
+import type { Warmed } from './warmup.ts';
 import type { ModelConfig } from '../config/schema.ts';
 
 export type WorkerRequest =
@@ -18,6 +19,9 @@ export type WorkerRequest =
   | { id: number; kind: 'exit' }
   /** The thread ends itself once what it was sent before is done (never while native code runs or loads). */
   | { id: number; kind: 'stop' };
+
+/** What a load answers. */
+export interface Opened { readonly signature: Signature; readonly warmup: Warmed | undefined }
 
 export type WorkerAnswer =
   | { id: number; ok: true; value?: unknown }
@@ -49,7 +53,7 @@ async function handle(message: WorkerRequest): Promise<{ value?: unknown; transf
       executor ??= new OnnxExecutor(message.repository);
       const model = await executor.load(message.model);
       models.set(message.handle, model);
-      return { value: model.signature, transfer: [] };
+      return { value: { signature: model.signature, warmup: model.warmup } satisfies Opened, transfer: [] };
     }
     case 'run': {
       const model = models.get(message.handle);

@@ -21,7 +21,8 @@ import { resolveInRepository } from '../config/paths.ts';
 import { InferenceFailedError, errorFromWorker, WorkerLostError, withRetryAfter } from '../errors.ts';
 import { OnnxExecutor } from './onnx.ts';
 import type { Executor, LoadedModel } from './types.ts';
-import type { WorkerAnswer, WorkerRequest } from './worker.ts';
+import type { Opened, WorkerAnswer, WorkerRequest } from './worker.ts';
+import type { Warmed } from './warmup.ts';
 
 const SCRIPT = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
 
@@ -98,6 +99,7 @@ interface Instance { readonly worker: PoolWorker; readonly handle: number }
 
 class WorkerModel implements LoadedModel {
   readonly signature: Signature;
+  readonly warmup: Warmed | undefined;
   readonly lost: Promise<void>;
   readonly #config: ModelConfig;
   readonly #instances: Instance[];
@@ -108,11 +110,12 @@ class WorkerModel implements LoadedModel {
   #inline: LoadedModel | undefined;
   #released = false;
 
-  constructor(executor: WorkerExecutor, config: ModelConfig, instances: Instance[], signature: Signature, adaptive: boolean) {
+  constructor(executor: WorkerExecutor, config: ModelConfig, instances: Instance[], opened: readonly Opened[], adaptive: boolean) {
     this.#executor = executor;
     this.#config = config;
     this.#instances = instances;
-    this.signature = signature;
+    this.signature = (opened[0] as Opened).signature;
+    this.warmup = combined(opened.map((each) => each.warmup));
     this.#samples = adaptive ? [] : undefined;
     this.lost = new Promise((resolve) => { this.#markLost = resolve; });
     for (const { worker } of instances) worker.model = this;
@@ -234,7 +237,7 @@ export class WorkerExecutor implements Executor {
     if (model.runIn === 'eventLoop') return this.#inline.load(model);
     const workers = Array.from({ length: model.instances }, () => this.#take());
     const handles = workers.map(() => this.#nextHandle++);
-    const loads = await Promise.allSettled(workers.map((worker, index) => worker.call({ kind: 'load', handle: handles[index] as number, model, repository: this.#repository }) as Promise<Signature>));
+    const loads = await Promise.allSettled(workers.map((worker, index) => worker.call({ kind: 'load', handle: handles[index] as number, model, repository: this.#repository }) as Promise<Opened>));
     const instances = workers.map((worker, index) => ({ worker, handle: handles[index] as number }));
     const failed = loads.find((outcome) => outcome.status === 'rejected');
     if (failed !== undefined) {
@@ -242,7 +245,7 @@ export class WorkerExecutor implements Executor {
       throw failed.reason;
     }
     const adaptive = model.runIn === 'auto' && model.instances === 1 && await smallFile(resolveInRepository(this.#repository, model.path));
-    return new WorkerModel(this, model, instances, (loads[0] as PromiseFulfilledResult<Signature>).value, adaptive);
+    return new WorkerModel(this, model, instances, loads.map((outcome) => (outcome as PromiseFulfilledResult<Opened>).value), adaptive);
   }
 
   /** Opens a session in this thread (runIn auto, once a model proves tiny). */
@@ -300,6 +303,18 @@ export class WorkerExecutor implements Executor {
     this.#all.add(worker);
     return worker;
   }
+}
+
+/** The instances' warm-ups as one: they ran at once, each on its own thread. */
+function combined(warmups: ReadonlyArray<Warmed | undefined>): Warmed | undefined {
+  const [first] = warmups;
+  if (first === undefined) return undefined;
+  const failure = warmups.find((warmup) => warmup?.failure !== undefined)?.failure;
+  return {
+    runs: warmups.reduce((sum, warmup) => sum + (warmup?.runs ?? 0), 0),
+    milliseconds: Math.max(...warmups.map((warmup) => warmup?.milliseconds ?? 0)),
+    ...(failure === undefined ? {} : { failure }),
+  };
 }
 
 function median(values: number[]): number {

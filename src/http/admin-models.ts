@@ -32,7 +32,7 @@ const ModelBody = Type.Object(entryFields, { additionalProperties: false, descri
 const ModelResponse = Type.Object({
   name: Type.String(), keys: Type.Array(Type.String()),
   path: Type.Optional(Type.String()), pinned: Type.Optional(Type.Boolean()), maxQueueSize: Type.Optional(Type.Integer()),
-  batching: Type.Optional(Type.Unknown()), session: Type.Optional(SessionOptionsSchema),
+  batching: Type.Optional(Type.Unknown()), session: Type.Optional(SessionOptionsSchema), warmup: Type.Optional(Type.Unknown()),
   remote: Type.Optional(Type.Object({ url: Type.String(), model: Type.String(), timeoutMs: Type.Integer(), connections: Type.Integer() }, { description: 'A remote model: where it is served (its headers are never shown).' })),
   version: Type.Integer({ description: 'Moves with every live change of the model; the ETag is this number, quoted.' }),
   state: Type.String(), inFlight: Type.Optional(Type.Integer()), loads: Type.Optional(Type.Integer()), evictions: Type.Optional(Type.Integer()),

@@ -36,6 +36,7 @@ export interface ModelView extends ModelStatus {
   readonly session: ModelConfig['session'];
   readonly instances: number;
   readonly runIn: ModelConfig['runIn'];
+  readonly warmup: ModelConfig['warmup'];
   readonly version: number;
 }
 
@@ -101,7 +102,7 @@ export class LiveModels {
     }
     const config = registry.config(name);
     const status = registry.status().find((model) => model.name === name) as ModelStatus;
-    return { ...status, path: config.path, pinned: config.pinned, maxQueueSize: config.maxQueueSize, batching: config.batching, session: config.session, instances: config.instances, runIn: config.runIn, version: router.modelVersion(name) ?? 0 };
+    return { ...status, path: config.path, pinned: config.pinned, maxQueueSize: config.maxQueueSize, batching: config.batching, session: config.session, instances: config.instances, runIn: config.runIn, warmup: config.warmup, version: router.modelVersion(name) ?? 0 };
   }
 
   /** Creates (`created`) or replaces a model from a configuration file entry without its name. */

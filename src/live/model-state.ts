@@ -4,7 +4,7 @@
  * configured models, as route changes are (store/document.ts).
  */
 import { validateModel } from '../config/load.ts';
-import type { ModelConfig, RemoteModelConfig } from '../config/schema.ts';
+import { DEFAULT_WARMUP, type ModelConfig, type RemoteModelConfig } from '../config/schema.ts';
 import { baseHolds, entryDigest, type ModelEntry, type ModelStateEntry } from '../store/document.ts';
 
 export function entryOfRemote(model: RemoteModelConfig): ModelEntry {
@@ -13,7 +13,13 @@ export function entryOfRemote(model: RemoteModelConfig): ModelEntry {
 
 /** A model's definition as a configuration file entry: what is persisted and digested. */
 export function entryOf(model: ModelConfig): ModelEntry {
-  return { name: model.name, path: model.path, keys: [...model.keys], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize, instances: model.instances, runIn: model.runIn };
+  const entry = { name: model.name, path: model.path, keys: [...model.keys], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize, instances: model.instances, runIn: model.runIn };
+  // The default warm-up is left out, so that a model's digest (a live change's base) is what it was before warm-up existed.
+  return isDefaultWarmup(model.warmup) ? entry : { ...entry, warmup: model.warmup };
+}
+
+function isDefaultWarmup(warmup: ModelConfig['warmup']): boolean {
+  return warmup !== false && warmup.runs === DEFAULT_WARMUP.runs && warmup.batchSizes.length === 1 && warmup.batchSizes[0] === DEFAULT_WARMUP.batchSizes[0];
 }
 
 /**

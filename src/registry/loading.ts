@@ -44,7 +44,7 @@ async function load(entry: Entry, parts: LoadParts): Promise<void> {
     entry.failure = undefined;
     // A load waiting for this one to become evictable looks again.
     parts.slots.freed.notify();
-    parts.events.loaded?.(entry.config.name, performance.now() - started);
+    parts.events.loaded?.(entry.config.name, performance.now() - started, model.warmup);
   } catch (error) {
     if (error instanceof NoSpareCapacityError) {
       // A shadow's load that found no free slot: not a failure of the model.

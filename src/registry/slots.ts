@@ -7,13 +7,15 @@
 import type { RegistryConfig } from '../config/schema.ts';
 import { NoSpareCapacityError } from '../errors.ts';
 import type { LoadedModel } from '../executor/types.ts';
+import type { Warmed } from '../executor/warmup.ts';
 import { evictionCandidates, fairCandidates, fitsBeside, mayFreeSlot, nextInLine, starvesIn } from './capacity.ts';
 import type { Entry } from './entry.ts';
 import { Signal } from './signal.ts';
 
 /** Observes registry events, for logs and metrics. */
 export interface RegistryEvents {
-  loaded?(name: string, milliseconds: number): void;
+  /** `milliseconds` includes the warm-up, which `warmup` describes. */
+  loaded?(name: string, milliseconds: number, warmup?: Warmed): void;
   loadFailed?(name: string, reason: string): void;
   evicted?(name: string, reason: 'capacity' | 'unload' | 'lost'): void;
 }

@@ -20,7 +20,7 @@ export class Metrics implements RouteObserver {
   readonly #loads = new Counter({ name: 'modelgate_model_loads_total', help: 'Successful model loads.', labelNames: ['model'], registers: [this.registry] });
   readonly #loadFailures = new Counter({ name: 'modelgate_model_load_failures_total', help: 'Failed model loads.', labelNames: ['model'], registers: [this.registry] });
   readonly #evictions = new Counter({ name: 'modelgate_model_evictions_total', help: 'Models taken out of the resident set, by reason.', labelNames: ['model', 'reason'], registers: [this.registry] });
-  readonly #loadDuration = new Histogram({ name: 'modelgate_model_load_duration_seconds', help: 'Time to open a model session.', labelNames: ['model'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30], registers: [this.registry] });
+  readonly #loadDuration = new Histogram({ name: 'modelgate_model_load_duration_seconds', help: 'Time to open a model session, its warm-up included.', labelNames: ['model'], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30], registers: [this.registry] });
   readonly #variantRequests: Counter;
   readonly #variantErrors: Counter;
   readonly #refusals = new Counter({ name: 'modelgate_tenant_refusals_total', help: 'Data-plane calls refused at the edge, by tenant ("" when none was identified) and reason: unauthorized (401), forbidden (403), rate_limited or over_in_flight (429).', labelNames: ['tenant', 'reason'], registers: [this.registry] });
