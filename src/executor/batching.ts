@@ -14,7 +14,7 @@
 import { allocate, type Signature, type Tensor, type TensorData, type TensorMap } from '@modelgate/client/codec';
 import type { BatchingOptions, ModelConfig } from '../config/schema.ts';
 import { DeadlineExceededError, RequestAbortedError } from '../errors.ts';
-import type { Executor, LoadedModel } from './types.ts';
+import { handedOver, type Executor, type LoadedModel } from './types.ts';
 import type { Warmed } from './warmup.ts';
 import { failureText, type Trace } from '../trace.ts';
 import type { Waiting } from '../waiting.ts';
@@ -226,6 +226,7 @@ function batchSpan(model: string, batch: readonly Pending[], rows: number): Trac
   return first.child('modelgate.batch', { 'modelgate.model': model, 'modelgate.batch.rows': rows, 'modelgate.batch.requests': batch.length }, { links: traced });
 }
 
+/** The batch's input: one allocation, each request's rows copied in once; the run may take it over. */
 function concat(tensors: readonly Tensor[], rows: number): Tensor {
   const first = tensors[0] as Tensor;
   const shape = [rows, ...first.shape.slice(1)];
@@ -236,9 +237,15 @@ function concat(tensors: readonly Tensor[], rows: number): Tensor {
     (data as Uint8Array).set(tensor.data as Uint8Array, offset);
     offset += tensor.data.length;
   }
+  handedOver.add(data);
   return { datatype: first.datatype, shape, data };
 }
 
+/**
+ * Each request's rows of a batch output, as views of it, not copies: every run's outputs are
+ * new buffers (onnxruntime copies them out, and a worker transfers them), so a view never
+ * sees a later batch's data.
+ */
 function split(tensor: Tensor, rows: readonly number[]): Tensor[] {
   const total = rows.reduce((a, b) => a + b, 0);
   const width = total === 0 ? 0 : tensor.data.length / total;
@@ -246,7 +253,7 @@ function split(tensor: Tensor, rows: readonly number[]): Tensor[] {
   return rows.map((count) => {
     const start = offset * width;
     offset += count;
-    const data = Array.isArray(tensor.data) ? tensor.data.slice(start, start + count * width) : (tensor.data as Uint8Array).slice(start, start + count * width);
+    const data = Array.isArray(tensor.data) ? tensor.data.slice(start, start + count * width) : (tensor.data as Uint8Array).subarray(start, start + count * width);
     return { datatype: tensor.datatype, shape: [count, ...tensor.shape.slice(1)], data: data as TensorData };
   });
 }

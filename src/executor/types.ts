@@ -23,6 +23,14 @@ export interface LoadedModel {
   readonly concurrency?: number;
 }
 
+/**
+ * Input buffers nobody reads once their run has them: the batcher's concatenations, which it
+ * made for that run alone. An executor may hand them to another thread without a copy (a
+ * transfer detaches them here). A request's own inputs are never in it: a shadow, an ensemble's
+ * other members or a cascade's next step may still read them.
+ */
+export const handedOver = new WeakSet<ArrayBufferView>();
+
 export interface Executor {
   /**
    * Opens a session for the model. Rejects with an Error whose message is safe

@@ -3,8 +3,9 @@
  * and answers. Every model instance gets a thread of its own: a cold model's
  * session is created on its own thread and never blocks a resident model's
  * runs, and N instances run N batches at once. Idle threads are kept ready
- * so a load does not wait for a thread to start. Inputs are copied in by
- * structured clone, outputs come back as transferred buffers.
+ * so a load does not wait for a thread to start. A batch's inputs and every
+ * output cross as transferred buffers; a request's own inputs (which other
+ * targets may still read) are copied by structured clone.
  *
  * A model whose runs take microseconds costs more in the thread hop than in
  * onnxruntime: with `runIn: auto` it moves into the event loop's thread once
@@ -20,7 +21,7 @@ import { RUN_IN_AUTO, type ModelConfig } from '../config/schema.ts';
 import { resolveInRepository } from '../config/paths.ts';
 import { InferenceFailedError, errorFromWorker, WorkerLostError, withRetryAfter } from '../errors.ts';
 import { OnnxExecutor } from './onnx.ts';
-import type { Executor, LoadedModel } from './types.ts';
+import { handedOver, type Executor, type LoadedModel } from './types.ts';
 import type { Opened, WorkerAnswer, WorkerRequest } from './worker.ts';
 import type { Warmed } from './warmup.ts';
 
@@ -157,7 +158,7 @@ class WorkerModel implements LoadedModel {
       // count that batch's run as hop, and move a compute-bound model into the event loop.
       const alone = instance.worker.busy === 0;
       const sent = performance.now();
-      const answer = await instance.worker.call({ kind: 'run', handle: instance.handle, inputs: [...inputs], outputs: [...outputs] }) as { outputs: Array<[string, Tensor]>; micros: number };
+      const answer = await instance.worker.call({ kind: 'run', handle: instance.handle, inputs: [...inputs], outputs: [...outputs] }, transferable(inputs)) as { outputs: Array<[string, Tensor]>; micros: number };
       if (alone) this.#sample(answer.micros, (performance.now() - sent) * 1000);
       return new Map(answer.outputs);
     } catch (error) {
@@ -303,6 +304,17 @@ export class WorkerExecutor implements Executor {
     this.#all.add(worker);
     return worker;
   }
+}
+
+/** The inputs' buffers the thread may take over rather than copy: the batcher's own, whole. */
+function transferable(inputs: TensorMap): ArrayBuffer[] {
+  const buffers: ArrayBuffer[] = [];
+  for (const { data } of inputs.values()) {
+    if (Array.isArray(data) || !handedOver.has(data)) continue;
+    const { buffer } = data;
+    if (buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === buffer.byteLength) buffers.push(buffer);
+  }
+  return buffers;
 }
 
 /** The instances' warm-ups as one: they ran at once, each on its own thread. */
