@@ -271,6 +271,7 @@ const row = (what: string, value: string, ratio = '') => { table.push([what, val
 const children: ChildProcess[] = [];
 const started = async (promise: ReturnType<typeof start>) => { const server = await promise; children.push(server.child); return server.url; };
 const fixed = (value: number, digits = 0) => value.toFixed(digits);
+const signed = (value: number, digits = 0) => `${value >= 0 ? '+' : ''}${value.toFixed(digits)}`;
 
 interface Quantiles { p50: number; p99: number }
 
@@ -351,7 +352,7 @@ try {
   const byHandRequestRatio = tinyLoad.requests / byHand.requests;
   row('3. gateway, tiny model, JSON, c=32', `${fixed(tinyLoad.requests)} req/s, ${fixed(tinyLoad.cpuPerRequest, 1)} µs CPU/req`, `(1)'s CPU / this: ${cpuRatio.toFixed(2)} (target >= 0.75), req/s ${(tinyLoad.requests / ceiling.requests).toFixed(2)} of (1)'s`);
   row('3. gateway against the hand-written route (1b), tiny, JSON, c=32', `(1b)'s CPU / this: ${byHandCpuRatio.toFixed(2)}`, `target >= 1.2; req/s ${byHandRequestRatio.toFixed(2)} of (1b)'s (target >= 1.1)`);
-  row('3. gateway, tiny model, c=1 latency', `p50 ${fixed(tinyLatency.p50)} µs, p99 ${fixed(tinyLatency.p99)} µs`, `p50 +${fixed(tinyLatency.p50 - ceilingLatency.p50)} µs over (1) (target <= +60), +${fixed(tinyLatency.p50 - byHandLatency.p50)} over (1b); p99 ${(tinyLatency.p99 / ceilingLatency.p99).toFixed(2)}x (1)'s`);
+  row('3. gateway, tiny model, c=1 latency', `p50 ${fixed(tinyLatency.p50)} µs, p99 ${fixed(tinyLatency.p99)} µs`, `p50 ${signed(tinyLatency.p50 - ceilingLatency.p50)} µs over (1) (target <= +60), ${signed(tinyLatency.p50 - byHandLatency.p50)} µs over (1b); p99 ${(tinyLatency.p99 / ceilingLatency.p99).toFixed(2)}x (1)'s`);
   results.tiny = { c32: tinyLoad, c1: tinyLatency, cpuRatio, requestRatio: tinyLoad.requests / ceiling.requests, handwrittenCpuRatio: byHandCpuRatio, handwrittenRequestRatio: byHandRequestRatio, p50AboveCeilingMicros: tinyLatency.p50 - ceilingLatency.p50, p50AboveHandwrittenMicros: tinyLatency.p50 - byHandLatency.p50, p99RatioToCeiling: tinyLatency.p99 / ceilingLatency.p99 };
   target('tiny JSON, c=32: hand-written CPU/req ÷ modelgate\'s', byHandCpuRatio, '>=', 1.2);
   target('tiny JSON, c=32: modelgate req/s ÷ hand-written', byHandRequestRatio, '>=', 1.1);
@@ -525,7 +526,7 @@ try {
   on.errors = measured[1]?.reduce((sum, each) => sum + each.errors, 0) ?? 0;
   withLimits.errors = measured[2]?.reduce((sum, each) => sum + each.errors, 0) ?? 0;
   for (const [name, measured] of [['tenants off', off], ['tenants on, API key', on], ['tenants on, key, glob, rate limit and maxInFlight', withLimits]] as const) {
-    row(`11. tiny model, JSON, c=32, ${name}`, `${fixed(measured.requests)} req/s, ${fixed(measured.cpuPerRequest, 1)} µs CPU/req`, measured === off ? '' : `+${(measured.cpuPerRequest - off.cpuPerRequest).toFixed(1)} µs CPU/req, ${(measured.requests / off.requests).toFixed(2)} of off's req/s`);
+    row(`11. tiny model, JSON, c=32, ${name}`, `${fixed(measured.requests)} req/s, ${fixed(measured.cpuPerRequest, 1)} µs CPU/req`, measured === off ? '' : `${signed(measured.cpuPerRequest - off.cpuPerRequest, 1)} µs CPU/req, ${(measured.requests / off.requests).toFixed(2)} of off's req/s`);
   }
   if (on.errors + withLimits.errors > 0) throw new Error(`tenant bench: ${on.errors + withLimits.errors} errors`);
   results.tenants = { off, on, withLimits, addedMicros: on.cpuPerRequest - off.cpuPerRequest, addedMicrosWithLimits: withLimits.cpuPerRequest - off.cpuPerRequest };
@@ -558,7 +559,7 @@ try {
   const [off, sampled, all] = measured.map(middle) as [Load, Load, Load];
   const dropped = await metric(urls[2] as string, 'modelgate_trace_spans_dropped_total');
   for (const [name, each] of [['tracing off', off], ['tracing on, 1% sampled', sampled], ['tracing on, every request', all]] as const) {
-    row(`12. tiny model, JSON, c=32, ${name}`, `${fixed(each.requests)} req/s, ${fixed(each.cpuPerRequest, 1)} µs CPU/req`, each === off ? '' : `+${(each.cpuPerRequest - off.cpuPerRequest).toFixed(1)} µs CPU/req, ${(each.requests / off.requests).toFixed(2)} of off's req/s`);
+    row(`12. tiny model, JSON, c=32, ${name}`, `${fixed(each.requests)} req/s, ${fixed(each.cpuPerRequest, 1)} µs CPU/req`, each === off ? '' : `${signed(each.cpuPerRequest - off.cpuPerRequest, 1)} µs CPU/req, ${(each.requests / off.requests).toFixed(2)} of off's req/s`);
   }
   row('12. tracing, every request: exported', `${fixed(exported / 1e6, 1)} MB of OTLP protobuf, ${dropped} spans dropped`);
   results.tracing = { off, sampled1Percent: sampled, every: all, addedMicros1Percent: sampled.cpuPerRequest - off.cpuPerRequest, addedMicrosEvery: all.cpuPerRequest - off.cpuPerRequest, exportedBytes: exported, droppedSpans: dropped };
