@@ -10,7 +10,7 @@ import type { Tensor, TensorMap } from '@modelgate/client/codec';
 import type { ModelConfig } from '../../src/config/schema.ts';
 import { BatchingExecutor } from '../../src/executor/batching.ts';
 import { OnnxExecutor } from '../../src/executor/onnx.ts';
-import type { Executor } from '../../src/executor/types.ts';
+import { handedOver, type Executor } from '../../src/executor/types.ts';
 import { WorkerExecutor } from '../../src/executor/workers.ts';
 import { affineModel } from '../../src/onnx/builder.ts';
 import { buildGateway, CountingExecutor, eventually, makeRepository, metricsOf, slowModel } from '../helpers/gateway.ts';
@@ -71,6 +71,29 @@ for (const [where, runner, instances] of [
     t.ok(kept.every(({ x, inputs }) => JSON.stringify([...((inputs.get('x') as Tensor).data as Float32Array)]) === JSON.stringify(x)), 'every request\'s input is still readable, unchanged');
   });
 }
+
+t.test('a worker thread takes over the batcher\'s buffers and copies everyone else\'s', async (t) => {
+  const repository = makeRepository(t, { 'affine.onnx': affineModel({ inFeatures: 3, outFeatures: 2, weights: W, bias: B }) });
+  const executor = new WorkerExecutor(repository, 1);
+  t.teardown(() => executor.close());
+  const model = await executor.load(config('worker', 1));
+  t.teardown(() => model.release());
+  const x = rowsOf(1, 2);
+  const own = new Float32Array(x);
+  const batch = new Float32Array(x);
+  handedOver.add(batch);
+  // A view of part of a larger buffer is never transferred (the rest of it is not the batch's).
+  const part = new Float32Array(new ArrayBuffer(4 * (x.length + 3)), 12, x.length);
+  part.set(x);
+  handedOver.add(part);
+  for (const [what, data] of [['a request\'s own input', own], ['a batch\'s input', batch], ['a marked view of a larger buffer', part]] as const) {
+    const answer = await model.run(new Map([['x', { datatype: 'FP32', shape: [2, 3], data }]]), ['y']);
+    t.same([...((answer.get('y') as Tensor).data as Float32Array)], expected(x), `${what}: answered`);
+  }
+  t.same([...own], x, 'a request\'s own input is copied: still there');
+  t.equal(batch.byteLength, 0, 'the batch\'s input was transferred: detached here');
+  t.same([...part], x, 'the view is copied: still there');
+});
 
 t.test('clients that go away while their batch runs or waits: the others get their rows, the server goes on', async (t) => {
   const { app, executor } = await buildGateway(t, { 'slow.onnx': slowModel() }, {
