@@ -23,8 +23,8 @@ export interface Waiting {
   readonly started?: (() => void) | undefined;
   /** Told, when the work runs in a dynamic batch, the batch's rows and requests (for statistics), and its span when the request is traced. */
   readonly batched?: ((rows: number, requests: number, batch: Trace | undefined) => void) | undefined;
-  /** Told, when the lease had to wait for the model to load: when the wait began, the models the load evicted, and whether it joined a load already under way. */
-  readonly loaded?: ((since: number, evicted: readonly string[], joined: boolean) => void) | undefined;
+  /** Told, when the lease had to wait for the model to load: when the wait began, the models the load evicted, whether it joined a load already under way, and the warm-up runs the load made (undefined: none). */
+  readonly loaded?: ((since: number, evicted: readonly string[], joined: boolean, warmupRuns: number | undefined) => void) | undefined;
   /** The span the work goes under, when the request is traced: shared work (a batch) links to it. */
   readonly trace?: Trace | undefined;
 }

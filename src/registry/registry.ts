@@ -162,7 +162,7 @@ export class ModelRegistry {
     });
     try {
       const lease = await untilStopped(attempt, waiting, entry.config.name);
-      if (entry.loads !== loads) waiting.loaded?.(since, entry.evictedForLoad, joined);
+      if (entry.loads !== loads) waiting.loaded?.(since, entry.evictedForLoad, joined, entry.model?.warmup?.runs);
       return lease;
     } catch (error) {
       abandoned = true;

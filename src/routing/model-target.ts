@@ -97,7 +97,7 @@ class Visit {
   readonly #model: string;
   readonly #trace: Trace;
   readonly #arrived: number;
-  #load: { since: number; until: number; evicted: readonly string[]; joined: boolean } | undefined;
+  #load: { since: number; until: number; evicted: readonly string[]; joined: boolean; warmupRuns: number | undefined } | undefined;
 
   constructor(model: string, trace: Trace, arrived: number) {
     this.#model = model;
@@ -109,7 +109,7 @@ class Visit {
   waiting(context: InferContext): Waiting {
     return {
       deadline: context.deadline, signal: context.signal, flow: context.flow,
-      loaded: (since, evicted, joined) => { this.#load = { since, until: performance.now(), evicted: [...evicted], joined }; },
+      loaded: (since, evicted, joined, warmupRuns) => { this.#load = { since, until: performance.now(), evicted: [...evicted], joined, warmupRuns }; },
     };
   }
 
@@ -143,6 +143,7 @@ class Visit {
         'modelgate.load.evicted': load.evicted.length > 0,
         ...(load.evicted.length === 0 ? {} : { 'modelgate.load.evicted_models': [...load.evicted] }),
         'modelgate.load.joined': load.joined,
+        ...(load.warmupRuns === undefined ? {} : { 'modelgate.load.warmup_runs': load.warmupRuns }),
       }, { startTime: load.since }).end(Math.min(load.until, until));
     }
     return queue;

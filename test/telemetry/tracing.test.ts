@@ -88,7 +88,7 @@ t.test('a chain\'s request continuing a sampled traceparent: one trace, a span p
     t.ok((step.startNs <= (queue?.startNs ?? 0n)) && (run?.endNs ?? 0n) <= step.endNs, `${model}: queue and run lie within the step`);
     const [load] = spans.filter((span) => span.parentSpanId === queue?.spanId && span.name === 'modelgate.load');
     t.ok(load !== undefined, `${model}: a cold model's load is a span inside its queue wait`);
-    t.match(load?.attributes, { 'modelgate.model': model, 'modelgate.load.evicted': false, 'modelgate.load.joined': false });
+    t.match(load?.attributes, { 'modelgate.model': model, 'modelgate.load.evicted': false, 'modelgate.load.joined': false, 'modelgate.load.warmup_runs': 1 });
   }
   const batch = one(spans, 'modelgate.batch');
   t.equal(batch.parentSpanId, first.spanId, 'the batching model\'s batch span is in the request\'s trace, under its step (the other model does not batch)');
