@@ -6,13 +6,12 @@
 import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.ts';
 import { checkRoutes } from './route-graph.ts';
 import { resolveInRepository } from './paths.ts';
 import { displayPath } from './pointer.ts';
-import { GatewayConfigSchema, ModelSchema, type AdminToken, type GatewayConfig, type ModelConfig, type RemoteModelConfig, type TenantSpec } from './schema.ts';
+import { GatewayConfigSchema, ModelSchema, withDefaults, type AdminToken, type GatewayConfig, type ModelConfig, type RemoteModelConfig, type TenantSpec } from './schema.ts';
 import { configuredDigest } from './secrets.ts';
 import { checkTenants } from './tenants.ts';
 import { resolveTracing } from './tracing.ts';
@@ -49,12 +48,12 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
 export function validateConfig(document: unknown, baseDir: string, env: NodeJS.ProcessEnv = process.env, stateFile?: string): GatewayConfig {
   const issues: string[] = [];
   const substituted = substituteEnv(document, env, '', issues);
-  const withDefaults = Value.Default(GatewayConfigSchema, structuredClone(substituted));
-  for (const error of checker.Errors(withDefaults)) {
+  const defaulted = withDefaults(GatewayConfigSchema, substituted);
+  for (const error of checker.Errors(defaulted)) {
     issues.push(`${displayPath(error.path)}: ${error.message}`);
   }
   if (issues.length > 0) throw new ConfigError(dedupe(issues));
-  const raw = withDefaults as RawConfig;
+  const raw = defaulted as RawConfig;
 
   const repository = resolveDirectory('modelRepository', raw.modelRepository, baseDir, issues);
   const plugins = raw.plugins === undefined ? undefined : resolveDirectory('plugins', raw.plugins, baseDir, issues);
@@ -148,10 +147,10 @@ export function validateModel(document: unknown, repository: string):
   | { model: ModelConfig; remote?: undefined; issues?: undefined }
   | { remote: RemoteModelConfig; model?: undefined; issues?: undefined }
   | { model?: undefined; remote?: undefined; issues: string[] } {
-  const withDefaults = Value.Default(ModelSchema, structuredClone(document));
-  const issues = [...modelChecker.Errors(withDefaults)].map((error) => `${displayPath(error.path) || 'body'}: ${error.message}`);
+  const defaulted = withDefaults(ModelSchema, document);
+  const issues = [...modelChecker.Errors(defaulted)].map((error) => `${displayPath(error.path) || 'body'}: ${error.message}`);
   if (issues.length > 0) return { issues: dedupe(issues) };
-  const raw = withDefaults as Static<typeof ModelSchema>;
+  const raw = defaulted as Static<typeof ModelSchema>;
   if ((raw.path === undefined) === (raw.remote === undefined)) return { issues: ['exactly one of path (an ONNX file) or remote (another V2 server)'] };
   if (raw.remote !== undefined) {
     if (!isRemoteUrl(raw.remote.url)) return { issues: ['remote.url: must be an http://, https://, grpc:// or grpcs:// URL'] };

@@ -4,6 +4,7 @@
  * configuration reference. Unknown fields are errors everywhere.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { CascadeSchema, EnsembleSchema, SwitchSchema } from './graph-schema.ts';
 
 /** Model names and keys: safe in URLs, log lines and metric labels, never a path. */
@@ -73,6 +74,19 @@ export const BatchingSchema = Type.Object({
   maxBatchSize: Type.Integer({ default: 32, minimum: 1, maximum: 65536, description: 'Most rows (first-dimension entries) in one batch; 1 turns batching off.' }),
   maxQueueDelayMicros: Type.Integer({ default: 0, minimum: 0, maximum: 1_000_000, description: 'How long a request may wait for others to join its batch, in µs. 0: batch what is waiting at the end of the event-loop turn (no added latency).' }),
 }, { additionalProperties: false, default: {} });
+
+/**
+ * A copy of `document` with the schema's defaults filled in. TypeBox's Value.Default throws
+ * (RangeError: Invalid array length) when an array field that has a default is given an object
+ * with a `length` key; the copy is then left without defaults, and validation names the field.
+ */
+export function withDefaults(schema: TSchema, document: unknown): unknown {
+  try {
+    return Value.Default(schema, structuredClone(document));
+  } catch {
+    return structuredClone(document);
+  }
+}
 
 /** Warm-up when a model is configured without a word on it: one run at batch 1. */
 export const DEFAULT_WARMUP = { batchSizes: [1], runs: 1 } as const;

@@ -5,10 +5,9 @@
  * changes other replicas write arrive with their documents. A key revoked on one replica is
  * refused by every replica once its document arrives.
  */
-import { Value } from '@sinclair/typebox/value';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { displayPath } from '../config/pointer.ts';
-import { TenantBodySchema, type TenantSpec } from '../config/schema.ts';
+import { TenantBodySchema, withDefaults, type TenantSpec } from '../config/schema.ts';
 import { checkTenants } from '../config/tenants.ts';
 import { InvalidTenantError, TenantConflictError, TenantNotFoundError } from '../errors.ts';
 import { checkIfMatch } from '../live/precondition.ts';
@@ -64,7 +63,7 @@ export class LiveTenants {
   put(name: string, document: unknown, ifMatch: string | undefined): Promise<{ created: boolean; view: TenantView }> {
     return this.#router.serialized(async () => {
       checkIfMatch(`tenant '${name}'`, this.#current.get(name)?.version, ifMatch);
-      const given = Value.Default(TenantBodySchema, structuredClone(document)) as Omit<TenantSpec, 'name'> & { name?: string };
+      const given = withDefaults(TenantBodySchema, document) as Omit<TenantSpec, 'name'> & { name?: string };
       const problems = [...body.Errors(given)];
       if (problems.length > 0) {
         throw new InvalidTenantError(problems.map((problem) => `${problem.path === '' ? 'body' : displayPath(problem.path)}: ${problem.message}`).join('; '));
