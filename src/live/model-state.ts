@@ -5,7 +5,7 @@
  */
 import { validateModel } from '../config/load.ts';
 import { DEFAULT_WARMUP, type ModelConfig, type RemoteModelConfig } from '../config/schema.ts';
-import { baseHolds, entryDigest, type ModelEntry, type ModelStateEntry } from '../store/document.ts';
+import { baseHolds, canonicalJson, entryDigest, type ModelEntry, type ModelStateEntry } from '../store/document.ts';
 
 export function entryOfRemote(model: RemoteModelConfig): ModelEntry {
   return { name: model.name, keys: [...model.keys], remote: model.remote };
@@ -15,11 +15,7 @@ export function entryOfRemote(model: RemoteModelConfig): ModelEntry {
 export function entryOf(model: ModelConfig): ModelEntry {
   const entry = { name: model.name, path: model.path, keys: [...model.keys], pinned: model.pinned, session: model.session, batching: model.batching, maxQueueSize: model.maxQueueSize, instances: model.instances, runIn: model.runIn };
   // The default warm-up is left out, so that a model's digest (a live change's base) is what it was before warm-up existed.
-  return isDefaultWarmup(model.warmup) ? entry : { ...entry, warmup: model.warmup };
-}
-
-function isDefaultWarmup(warmup: ModelConfig['warmup']): boolean {
-  return warmup !== false && warmup.runs === DEFAULT_WARMUP.runs && warmup.batchSizes.length === 1 && warmup.batchSizes[0] === DEFAULT_WARMUP.batchSizes[0];
+  return canonicalJson(model.warmup) === canonicalJson(DEFAULT_WARMUP) ? entry : { ...entry, warmup: model.warmup };
 }
 
 /**
