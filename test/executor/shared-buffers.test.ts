@@ -13,7 +13,7 @@ import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { handedOver, type Executor } from '../../src/executor/types.ts';
 import { WorkerExecutor } from '../../src/executor/workers.ts';
 import { affineModel } from '../../src/onnx/builder.ts';
-import { buildGateway, CountingExecutor, eventually, makeRepository, metricsOf, slowModel } from '../helpers/gateway.ts';
+import { buildGateway, CountingExecutor, eventually, makeRepository, metricsOf, modelConfig, slowModel } from '../helpers/gateway.ts';
 
 /** y = x W + b on [batch, 3] -> [batch, 2], small integers: exact in float32. */
 const W = [1, 2, 0, -1, 3, 1];
@@ -26,10 +26,8 @@ const expected = (x: readonly number[]) => {
   return y;
 };
 
-const config = (runIn: ModelConfig['runIn'], instances: number): ModelConfig => ({
-  name: 'affine', path: 'affine.onnx', file: 'affine.onnx', keys: ['affine'], pinned: false,
-  session: { intraOpThreads: 1, interOpThreads: 1, graphOptimizationLevel: 'all' },
-  batching: { maxBatchSize: 16, maxQueueDelayMicros: 0 }, maxQueueSize: 1024, instances, runIn, warmup: false,
+const config = (repository: string, runIn: ModelConfig['runIn'], instances: number) => modelConfig(repository, {
+  name: 'affine', path: 'affine.onnx', batching: { maxBatchSize: 16, maxQueueDelayMicros: 0 }, instances, runIn, warmup: false,
 });
 
 /** `rows` rows of request `n`: distinct integers, so a row in the wrong answer shows. */
@@ -46,7 +44,7 @@ for (const [where, runner, instances] of [
     const batches: Array<[rows: number, requests: number]> = [];
     const executor = new BatchingExecutor(inner, (_model, rows, requests) => batches.push([rows, requests]));
     t.teardown(() => executor.close());
-    const model = await executor.load(config(instances === 2 ? 'worker' : 'eventLoop', instances));
+    const model = await executor.load(config(repository, instances === 2 ? 'worker' : 'eventLoop', instances));
     t.teardown(() => model.release());
     const kept: Array<{ x: number[]; inputs: TensorMap; answer: Tensor }> = [];
     for (let round = 0; round < 6; round++) {
@@ -76,7 +74,7 @@ t.test('a worker thread takes over the batcher\'s buffers and copies everyone el
   const repository = makeRepository(t, { 'affine.onnx': affineModel({ inFeatures: 3, outFeatures: 2, weights: W, bias: B }) });
   const executor = new WorkerExecutor(repository, 1);
   t.teardown(() => executor.close());
-  const model = await executor.load(config('worker', 1));
+  const model = await executor.load(config(repository, 'worker', 1));
   t.teardown(() => model.release());
   const x = rowsOf(1, 2);
   const own = new Float32Array(x);

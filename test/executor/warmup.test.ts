@@ -11,7 +11,7 @@ import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { warmupInputs } from '../../src/executor/warmup.ts';
 import { WorkerExecutor } from '../../src/executor/workers.ts';
 import { buildModel, identityModel } from '../../src/onnx/builder.ts';
-import { buildGateway, infer, makeRepository, metricsOf, scaleModel, scaleRequest, TOKEN } from '../helpers/gateway.ts';
+import { buildGateway, infer, makeRepository, modelConfig, metricsOf, scaleModel, scaleRequest, TOKEN } from '../helpers/gateway.ts';
 
 /** y = reshape(x, [-1, 4]) on x [batch, k]: runs only when batch × k is a multiple of 4, so not on a 1 × 1 warm-up. */
 function reshapeModel(): Uint8Array {
@@ -23,9 +23,6 @@ function reshapeModel(): Uint8Array {
   });
 }
 
-const model = (name: string, file: string, warmup: ModelConfig['warmup']): ModelConfig => ({
-  name, path: file, file, keys: [name], pinned: false, session: { intraOpThreads: 1, interOpThreads: 1, graphOptimizationLevel: 'all' }, batching: false, maxQueueSize: 8, instances: 1, runIn: 'worker', warmup,
-});
 
 t.test('warm-up inputs are zeros in the shape of the signature: the batch in a dynamic first dimension, 1 in any other dynamic one', async (t) => {
   const inputs = warmupInputs({
@@ -49,6 +46,7 @@ t.test('warm-up inputs are zeros in the shape of the signature: the batch in a d
 t.test('a load runs the warm-up on the real session: each distinct batch size, `runs` times; a fixed first dimension once per run; false none', async (t) => {
   const repository = makeRepository(t, { 'scale.onnx': scaleModel(2), 'fixed.onnx': identityModel('float32', [3]), 'reshape.onnx': reshapeModel() });
   const executor = new OnnxExecutor(repository);
+  const model = (name: string, file: string, warmup: ModelConfig['warmup']) => modelConfig(repository, { name, path: file, batching: false, warmup });
   const check = async (config: ModelConfig, runs: number | undefined, failure?: RegExp) => {
     const loaded = await executor.load(config);
     t.teardown(() => loaded.release());

@@ -9,7 +9,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { Test } from 'tap';
 import type { TensorMap } from '@modelgate/client/codec';
 import { buildApp } from '../../src/app.ts';
-import { validateConfig } from '../../src/config/load.ts';
+import { validateConfig, validateModel } from '../../src/config/load.ts';
 import type { ModelConfig } from '../../src/config/schema.ts';
 import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { affineModel, buildModel } from '../../src/onnx/builder.ts';
@@ -59,6 +59,13 @@ export async function buildGateway<E extends Executor = CountingExecutor>(t: Tes
   t.teardown(() => app.close());
   await app.ready();
   return { app, repository, executor };
+}
+
+/** A local model's configuration from its entry, defaults filled in as the gateway fills them (for tests that load models on an executor directly). */
+export function modelConfig(repository: string, entry: Record<string, unknown>): ModelConfig {
+  const { model, issues } = validateModel(entry, repository);
+  if (model === undefined) throw new Error(`modelConfig: ${issues?.join('; ') ?? 'not a local model'}`);
+  return model;
 }
 
 /** An admin API request for `inject`, with the token (and any other headers). */
