@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { adminRequest, AUTH, infer, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles, type TestContext } from '../helpers/gateway.ts';
+import { adminRequest, AUTH, infer, metricsOf, scaleModel, scaleRequest, startGateway, TOKEN, writeFiles, type TestContext } from '../helpers/gateway.ts';
 import { eventually, skipWithout, startRedis } from '../helpers/programs.ts';
 
 const files = { 'one.onnx': scaleModel(1), 'two.onnx': scaleModel(2), 'three.onnx': scaleModel(3) };
@@ -173,6 +173,8 @@ t.test('Redis down: inference and readiness stay, writes 503; back empty: re-see
   const client = new Redis(redis.url);
   t.teardown(() => client.disconnect());
   await eventually('the store re-seeded', async () => (await client.hget('fleet', 'version')) !== null, 10_000);
+  // Another replica may re-seed before b's client has reconnected: until then b refuses writes, as it should.
+  await eventually('b to see the store again', async () => /^modelgate_store_up(\{[^}]*\})? 1$/m.test(await metricsOf(b)), 10_000);
   const written = await b.inject(adminRequest('PATCH', '/admin/routes/ab', weights(30)));
   t.equal(written.statusCode, 200, written.body);
   for (const replica of [a, restarted]) await eventually('the write after the outage arrives', async () => (await weightsOf(replica)).join() === '30,70', 5000);
