@@ -169,7 +169,9 @@ t.test('shadow traffic: errors and slowness never reach the primary; agreement i
   const { app, executor, repository } = await buildGateway(t, { ...files, 'one-again.onnx': scaleModel(1) }, {
     models: [...models, { name: 'one-again', path: 'one-again.onnx', batching: false }],
     routes: [
-      { key: 'same', split: split({ one: 1 }, { shadow: { target: 'one-again', percent: 100 } }) },
+      // Room for every copy of the first 20 requests: on a slow machine the shadow's first load can outlast
+      // several primaries, and the default of 8 in flight would drop some.
+      { key: 'same', split: split({ one: 1 }, { shadow: { target: 'one-again', percent: 100, maxInFlight: 32 } }) },
       { key: 'differs', split: split({ one: 1 }, { shadow: { target: 'two', percent: 100 } }) },
     ],
   });
