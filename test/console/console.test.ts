@@ -19,7 +19,8 @@ const models = [
   { name: 'broken', path: 'broken.onnx' },
 ];
 const routes = [
-  { key: 'ab', split: { variants: [{ target: 'one', weight: 50 }, { target: 'two', weight: 50 }], stickyHeader: 'x-user-id', shadow: { target: 'two', percent: 100 } } },
+  // Room for every copy: the page is checked for 40 sent and none dropped, however slowly the copies run.
+  { key: 'ab', split: { variants: [{ target: 'one', weight: 50 }, { target: 'two', weight: 50 }], stickyHeader: 'x-user-id', shadow: { target: 'two', percent: 100, maxInFlight: 64 } } },
   {
     key: 'guarded',
     split: { variants: [{ target: 'one', weight: 100 }, { target: 'two', weight: 0 }], rollout: { candidate: 'two', steps: [10, 50, 100], stepMs: 600_000, minRequests: 100, maxErrorRate: 0.05 } },
