@@ -10,7 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors.ts';
 import { checkRoutes } from './route-graph.ts';
 import { resolveInRepository } from './paths.ts';
-import { displayPath } from './pointer.ts';
+import { displayPath, schemaErrors } from './pointer.ts';
 import { GatewayConfigSchema, ModelSchema, withDefaults, type AdminToken, type GatewayConfig, type ModelConfig, type RemoteModelConfig, type TenantSpec } from './schema.ts';
 import { configuredDigest } from './secrets.ts';
 import { checkTenants } from './tenants.ts';
@@ -49,7 +49,7 @@ export function validateConfig(document: unknown, baseDir: string, env: NodeJS.P
   const issues: string[] = [];
   const substituted = substituteEnv(document, env, '', issues);
   const defaulted = withDefaults(GatewayConfigSchema, substituted);
-  for (const error of checker.Errors(defaulted)) {
+  for (const error of schemaErrors(checker.Errors(defaulted))) {
     issues.push(`${displayPath(error.path)}: ${error.message}`);
   }
   if (issues.length > 0) throw new ConfigError(dedupe(issues));
@@ -148,7 +148,7 @@ export function validateModel(document: unknown, repository: string):
   | { remote: RemoteModelConfig; model?: undefined; issues?: undefined }
   | { model?: undefined; remote?: undefined; issues: string[] } {
   const defaulted = withDefaults(ModelSchema, document);
-  const issues = [...modelChecker.Errors(defaulted)].map((error) => `${displayPath(error.path) || 'body'}: ${error.message}`);
+  const issues = schemaErrors(modelChecker.Errors(defaulted)).map((error) => `${displayPath(error.path) || 'body'}: ${error.message}`);
   if (issues.length > 0) return { issues: dedupe(issues) };
   const raw = defaulted as Static<typeof ModelSchema>;
   if ((raw.path === undefined) === (raw.remote === undefined)) return { issues: ['exactly one of path (an ONNX file) or remote (another V2 server)'] };

@@ -7,7 +7,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { memberName, type CascadeSpec, type EnsembleSpec, type SwitchSpec } from './graph-schema.ts';
 import { linearPattern } from './patterns.ts';
 import { POSTPROCESS_OPS, ROUTE_KINDS, type RouteKind, type RouteSpec, type SequenceSpec, type StepSpec } from './schema.ts';
-import { displayPath } from './pointer.ts';
+import { displayPath, schemaErrors } from './pointer.ts';
 
 /** The name a step's outputs go by: `<name>.<output>`. */
 export function stepName(step: StepSpec): string {
@@ -100,7 +100,7 @@ function checkSequence(sequence: SequenceSpec, plugins: ReadonlySet<string> | un
     }
     (step.postprocess ?? []).forEach((op, opIndex) => {
       const checker = opCheckers.get(op.op) as ReturnType<typeof TypeCompiler.Compile>;
-      for (const error of checker.Errors(op)) issue(displayPath(error.path, `${at}.postprocess[${opIndex}]`), error.message);
+      for (const error of schemaErrors(checker.Errors(op))) issue(displayPath(error.path, `${at}.postprocess[${opIndex}]`), error.message);
       const plugin = (op as { name?: unknown }).name;
       if (op.op === 'plugin' && plugins !== undefined && typeof plugin === 'string' && !plugins.has(plugin)) {
         issue(`${at}.postprocess[${opIndex}].name`, `no plugin '${plugin}' in the plugins directory`);

@@ -3,8 +3,9 @@
  * against the schemas the admin routes document, so what the docs say is what
  * is checked; every problem is named by its path, and nothing changes.
  */
+import type { ValueError } from '@sinclair/typebox/errors';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { displayPath } from '../config/pointer.ts';
+import { displayPath, schemaErrors } from '../config/pointer.ts';
 import { RouteBodySchema, RoutePatchSchema, type RouteSpec, type SplitSpec } from '../config/schema.ts';
 import { InvalidRouteError } from '../errors.ts';
 
@@ -21,8 +22,8 @@ export function readRoutePatch(body: unknown): { split?: Partial<SplitSpec> } {
   return checkBody(patchBody, body) as { split?: Partial<SplitSpec> };
 }
 
-function checkBody(checker: { Errors(value: unknown): Iterable<{ path: string; message: string }> }, body: unknown): unknown {
-  const problems = [...checker.Errors(body)];
+function checkBody(checker: { Errors(value: unknown): Iterable<ValueError> }, body: unknown): unknown {
+  const problems = schemaErrors(checker.Errors(body));
   if (problems.length > 0) {
     throw new InvalidRouteError(problems.map((problem) => `${problem.path === '' ? 'body' : displayPath(problem.path)}: ${problem.message}`).join('; '));
   }

@@ -50,6 +50,22 @@ t.test('every invalid field is reported with its path, in one error', async (t) 
   ]);
 });
 
+t.test('a field that is false or an object: the object\'s own problem is named, not the union; a value of neither type says so', async (t) => {
+  const repository = t.testdir();
+  const issues = issuesOf(() => validateConfig({
+    models: [
+      { name: 'a', path: 'a.onnx', batching: { maxBatchSize: 'x' } },
+      { name: 'b', path: 'b.onnx', warmup: { batchSizes: [0] } },
+      { name: 'c', path: 'c.onnx', batching: 'yes' },
+    ],
+  }, repository, {}));
+  t.same(issues, [
+    'models[0].batching.maxBatchSize: Expected integer',
+    'models[1].warmup.batchSizes[0]: Expected integer to be greater or equal to 1',
+    'models[2].batching: Expected union value',
+  ]);
+});
+
 t.test('routes: keys, kinds, weights, targets and cycles', async (t) => {
   const repository = t.testdir();
   const models = [{ name: 'a', path: 'a.onnx' }, { name: 'b', path: 'b.onnx' }];
