@@ -94,6 +94,9 @@ export const DEFAULT_WARMUP = { batchSizes: [1], runs: 1 } as const;
 export const WarmupSchema = Type.Object({
   batchSizes: Type.Array(Type.Integer({ minimum: 1, maximum: 65536 }), { minItems: 1, maxItems: 16, default: [...DEFAULT_WARMUP.batchSizes], description: 'Rows of the warm-up inputs, one set of runs per size (used where the first dimension is dynamic; a fixed one keeps its size).' }),
   runs: Type.Integer({ minimum: 1, maximum: 100, default: DEFAULT_WARMUP.runs, description: 'Runs at each batch size.' }),
+  inputs: Type.Optional(Type.Record(Type.String(), Type.Object({
+    shape: Type.Array(Type.Integer({ minimum: -1, maximum: 16_777_216 }), { maxItems: 16, description: "The input's whole shape for the warm-up: -1 first takes each batch size; the other sizes stand for the signature's dynamic dimensions (its fixed ones must be given as they are)." }),
+  }, { additionalProperties: false }), { description: "Shapes for inputs whose dynamic dimensions cannot be 1 (an image model's height and width, say): { \"image\": { \"shape\": [-1, 3, 224, 224] } }. Inputs not named keep the default shape." })),
 }, { additionalProperties: false, default: {} });
 
 export const RemoteSchema = Type.Object({
@@ -124,7 +127,7 @@ export const ModelSchema = Type.Object({
   batching: Type.Union([Type.Literal(false), BatchingSchema], { default: {}, description: 'Dynamic batching along a dynamic first dimension (on by default for models whose inputs and outputs all have one); false turns it off.' }),
   instances: Type.Integer({ default: 1, minimum: 1, maximum: 16, description: "Sessions of the model, each on a worker thread of its own, so this many batches run at once (Triton's instance_group count). The resident cap counts the model once; maxResidentBytes counts every instance." }),
   runIn: Type.Union([Type.Literal('auto'), Type.Literal('worker'), Type.Literal('eventLoop')], { default: 'auto', description: `Where the model's sessions run. worker: on worker threads of their own, so neither runs nor loads ever block the HTTP event loop or other models. eventLoop: in the HTTP thread, for models that run in microseconds (a thread hop costs more than the run). auto: worker, moved to the event loop once the model's measured median run is shorter than the thread hop it would save and under ${RUN_IN_AUTO.MAX_RUN_MICROS} µs, and its file is under ${RUN_IN_AUTO.MAX_FILE_BYTES / (1 << 20)} MiB (one instance only).` }),
-  warmup: Type.Union([Type.Literal(false), WarmupSchema], { default: {}, description: "Runs on zeros built from the model's signature (dynamic dimensions past the first are 1) after every load of each session and before it takes requests, so the first request does not pay onnxruntime's first-run cost (Triton's model_warmup). Counted in the load time. A warm-up that fails is logged and the model serves cold. false: none. Ignored for remote models." }),
+  warmup: Type.Union([Type.Literal(false), WarmupSchema], { default: {}, description: "Runs on zeros built from the model's signature (dynamic dimensions past the first are 1, unless warmup.inputs gives a shape) after every load of each session and before it takes requests, so the first request does not pay onnxruntime's first-run cost (Triton's model_warmup). Counted in the load time. A warm-up that fails is logged and the model serves cold. false: none. Ignored for remote models." }),
 }, { additionalProperties: false });
 
 export const VariantSchema = Type.Object({

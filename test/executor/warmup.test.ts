@@ -43,6 +43,22 @@ t.test('warm-up inputs are zeros in the shape of the signature: the batch in a d
   t.same(inputs.get('e'), { datatype: 'FP16', shape: [3, 1], data: new Uint16Array(3) });
 });
 
+t.test('warmup.inputs gives an input its shape: -1 first takes the batch, the rest stand for dynamic dimensions; a shape that does not fit is refused, naming the field', async (t) => {
+  const signature = {
+    inputs: [{ name: 'image', datatype: 'FP32' as const, shape: [-1, 3, -1, -1] }, { name: 'scale', datatype: 'INT32' as const, shape: [-1, -1] }],
+    outputs: [],
+  };
+  const inputs = warmupInputs(signature, 2, { image: { shape: [-1, 3, 32, 24] } });
+  t.same(inputs.get('image'), { datatype: 'FP32', shape: [2, 3, 32, 24], data: new Float32Array(2 * 3 * 32 * 24) });
+  t.same(inputs.get('scale'), { datatype: 'INT32', shape: [2, 1], data: new Int32Array(2) }, 'an input not named keeps the default shape');
+  t.same(warmupInputs(signature, 2, { image: { shape: [5, 3, 8, 8] } }).get('image')?.shape, [5, 3, 8, 8], 'a size in place of -1 is used as it is');
+  const refused = (given: Record<string, { shape: number[] }>, message: RegExp, what: string) => t.throws(() => warmupInputs(signature, 2, given), message, what);
+  refused({ image: { shape: [-1, 3, 32] } }, /^warmup\.inputs\.image\.shape: 3 dimensions, but the model's input 'image' has 4 \(\[-1, 3, -1, -1\]\)$/, 'the wrong rank');
+  refused({ image: { shape: [-1, 4, 32, 32] } }, /^warmup\.inputs\.image\.shape: dimension 1 is 3 in the model, not 4$/, 'a fixed dimension changed');
+  refused({ image: { shape: [-1, 3, -1, 32] } }, /^warmup\.inputs\.image\.shape: -1 \(the batch size\) only in a dynamic first dimension, not at 2$/, '-1 past the first');
+  refused({ image: { shape: [-1, 3, 4096, 4096] } }, /^warm-up input 'image' of shape \[2, 3, 4096, 4096\] has more than 16777216 elements$/, 'too large to allocate');
+});
+
 t.test('a load runs the warm-up on the real session: each distinct batch size, `runs` times; a fixed first dimension once per run; false none', async (t) => {
   const repository = makeRepository(t, { 'scale.onnx': scaleModel(2), 'fixed.onnx': identityModel('float32', [3]), 'reshape.onnx': reshapeModel() });
   const executor = new OnnxExecutor(repository);
@@ -62,6 +78,11 @@ t.test('a load runs the warm-up on the real session: each distinct batch size, `
   const reshape = await check(model('reshape', 'reshape.onnx', { batchSizes: [1], runs: 2 }), 0, /reshape|Reshape|shape/i);
   const answer = await reshape.run(new Map([['x', { datatype: 'FP32', shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) }]]), ['y']);
   t.same(answer.get('y'), { datatype: 'FP32', shape: [1, 4], data: new Float32Array([1, 2, 3, 4]) });
+  // Given a shape it can run, the same model warms up: x is [1, 4] and [3, 4], each reshaped to rows of 4.
+  await check(model('reshape-shaped', 'reshape.onnx', { batchSizes: [1, 3], runs: 2, inputs: { x: { shape: [-1, 4] } } }), 4);
+  // A name the model has no input of: nothing runs, and the failure says so (the model still loads).
+  await check(model('reshape-misnamed', 'reshape.onnx', { batchSizes: [1], runs: 1, inputs: { image: { shape: [-1, 4] }, x: { shape: [-1, 4] } } }), 0,
+    /^warmup\.inputs: 'image' is not an input of the model \(its inputs: x\)$/);
 });
 
 t.test('on worker threads, the warm-up is done before the first request: logged with the load, counted in its time, not in the inference metrics', async (t) => {
@@ -109,6 +130,26 @@ t.test('on worker threads, the warm-up is done before the first request: logged 
   t.match(warning, { level: 40, model: 'reshape', reason: String });
   t.notMatch(String(warning?.reason), new RegExp(repository.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'no file path in the reason');
   t.equal(loaded('reshape').warmup?.runs, 0);
+});
+
+t.test('warmup.inputs through the admin API: a malformed shape is a 400 naming it; a good one is kept, shown and used at the load', async (t) => {
+  const { app } = await buildGateway(t, { 'reshape.onnx': reshapeModel() }, { models: [] });
+  const put = (warmup: unknown) => app.inject({ method: 'PUT', url: '/admin/models/shaped', headers: { authorization: `Bearer ${TOKEN}` }, payload: { path: 'reshape.onnx', batching: false, warmup } });
+  for (const [warmup, field] of [
+    [{ inputs: { x: { shape: [-2, 4] } } }, /^warmup\.inputs\.x\.shape\[0\]: Expected integer to be greater or equal to -1$/],
+    [{ inputs: { x: { shape: '[-1, 4]' } } }, /^warmup\.inputs\.x\.shape: Expected array$/],
+    [{ inputs: { x: { dims: [-1, 4] } } }, /^warmup\.inputs\.x\.shape: Expected required property; warmup\.inputs\.x\.dims: Unexpected property/],
+  ] as const) {
+    const response = await put(warmup);
+    t.equal(response.statusCode, 400, response.body);
+    t.match(response.json(), { error: field }, `names ${String(field)}`);
+  }
+  const created = await put({ batchSizes: [2], runs: 1, inputs: { x: { shape: [-1, 4] } } });
+  t.equal(created.statusCode, 201, created.body);
+  const view = (await app.inject({ url: '/admin/models/shaped', headers: { authorization: `Bearer ${TOKEN}` } })).json();
+  t.same(view.warmup, { batchSizes: [2], runs: 1, inputs: { x: { shape: [-1, 4] } } });
+  const answered = await infer(app, 'shaped', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
+  t.same(answered.json().outputs[0].data, [1, 2, 3, 4]);
 });
 
 t.test('a remote model is never warmed up: its server runs only the requests sent to it', async (t) => {
