@@ -24,8 +24,10 @@ t.test('SIGTERM with a gRPC stream open: its answer and end arrive, new calls ar
   child.stdout.on('data', (chunk) => { stdout += chunk; });
   const exited = once(child, 'exit').then(([code]) => code as number | null);
   let port: number | undefined;
-  for (let tries = 0; tries < 1000 && port === undefined && child.exitCode === null; tries++) {
+  let rest: string | undefined;
+  for (let tries = 0; tries < 1000 && (port === undefined || rest === undefined) && child.exitCode === null; tries++) {
     port = Number(/"port":(\d+)[^\n]*"msg":"gRPC listening"/.exec(stdout)?.[1] ?? Number.NaN) || undefined;
+    rest = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1];
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   t.ok(port !== undefined, 'gRPC listening is logged with its port');
@@ -41,7 +43,10 @@ t.test('SIGTERM with a gRPC stream open: its answer and end arrive, new calls ar
     stream.on('error', (error: ServiceError) => resolve(`error ${status[error.code]}`));
   });
   stream.write(request);
-  await new Promise((resolve) => setTimeout(resolve, 30));
+  // SIGTERM only once the server runs the request: on a slow machine the message can take longer
+  // than any fixed pause to arrive, and one that arrives after SIGTERM is rightly refused.
+  const running = async () => /^modelgate_model_in_flight\{model="slow"[^}]*\} 1$/m.test(await (await fetch(`${rest}/metrics`)).text());
+  for (let tries = 0; tries < 500 && answers.length === 0 && !(await running()); tries++) await new Promise((resolve) => setTimeout(resolve, 10));
   child.kill('SIGTERM');
   await new Promise((resolve) => setTimeout(resolve, 30));
   const refused = await new Promise<string>((resolve) => {
