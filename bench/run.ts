@@ -124,6 +124,11 @@ function gateway(name: string, document: Record<string, unknown>) {
   return start([path.join(ROOT, 'src/cli.ts'), 'serve', '--config', config(name, document)]);
 }
 
+/** The middle value (the upper one of an even count). */
+function medianOf(values: readonly number[]): number {
+  return [...values].sort((a, b) => a - b)[values.length >> 1] as number;
+}
+
 /** req/s, latency in µs, and the server's CPU µs per request answered; with a counter, how much it grew per request over the measured rounds. */
 interface Load { requests: number; p50: number; p99: number; errors: number; cpuPerRequest: number; countedPerRequest?: number }
 
@@ -150,7 +155,7 @@ async function load(url: string, options: { connections: number; body?: string |
     results.push({ requests: result.requests.average, p50: result.latency.p50 * 1000, p99: result.latency.p99 * 1000, errors: result.errors + result.non2xx, cpuPerRequest: cpu / Math.max(1, result.requests.total) });
   }
   const countedAfter = await options.counter?.();
-  const median = (pick: (load: Load) => number) => results.map(pick).sort((a, b) => a - b)[Math.floor(results.length / 2)] as number;
+  const median = (pick: (load: Load) => number) => medianOf(results.map(pick));
   return {
     requests: median((r) => r.requests), p50: median((r) => r.p50), p99: median((r) => r.p99), errors: results.reduce((sum, r) => sum + r.errors, 0), cpuPerRequest: median((r) => r.cpuPerRequest),
     ...(countedBefore === undefined || countedAfter === undefined ? {} : { countedPerRequest: (countedAfter - countedBefore) / Math.max(1, answered) }),
@@ -256,7 +261,7 @@ async function grpcLoad(url: string, address: string, request: unknown, concurre
     rounds.push({ requests: answered / ((performance.now() - began) / 1000), cpuPerRequest: cpu / Math.max(1, answered) });
   }
   for (const client of clients) client.close();
-  const median = (pick: (round: { requests: number; cpuPerRequest: number }) => number) => rounds.map(pick).sort((a, b) => a - b)[Math.floor(rounds.length / 2)] as number;
+  const median = (pick: (round: { requests: number; cpuPerRequest: number }) => number) => medianOf(rounds.map(pick));
   return { requests: median((round) => round.requests), cpuPerRequest: median((round) => round.cpuPerRequest), errors };
 }
 
@@ -374,6 +379,7 @@ try {
   if (only('4')) {
   // 4 and 7. Compute-bound model, single rows, c=64: batching off and on (64 rows, 500 µs); liveness while it runs, beside an idle server.
   const mlpBody = binaryBody(1, 512);
+  const mlpJson = JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data: new Array(512).fill(0.5) }] });
   const idle = await started(gateway('idle', { models: [{ name: 'tiny', path: 'tiny.onnx' }] }));
   const floorMicros = 1e6 / (mlpRaw64 * 64) + ceiling.cpuPerRequest;
   const mlp: Record<string, Load> = {};
@@ -383,7 +389,7 @@ try {
     const url = await started(gateway(`mlp-${batching}`, { server: { healthPort }, models: [{ name: 'mlp', path: 'mlp.onnx', batching: batching ? { maxBatchSize: 64, maxQueueDelayMicros: 500 } : false }] }));
     const label = batching ? 'on' : 'off';
     const { outcome: binary, probes } = await probing([url, `http://127.0.0.1:${healthPort}`, idle], SECONDS * ROUNDS, () => load(url, { connections: 64, body: mlpBody.body, headers: mlpBody.headers, path: '/v2/models/mlp/infer' }));
-    const json = await load(url, { connections: 64, body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data: new Array(512).fill(0.5) }] }), path: '/v2/models/mlp/infer' });
+    const json = await load(url, { connections: 64, body: mlpJson, path: '/v2/models/mlp/infer' });
     mlp[label] = binary;
     const [loaded, healthThread, quiet] = probes as [Quantiles, Quantiles, Quantiles];
     row(`4. gateway, MLP single rows, binary, c=64, batching ${label}`, `${fixed(binary.requests)} rows/s, ${fixed(binary.cpuPerRequest)} µs CPU/row`, `${(binary.requests / (mlpRaw64 * 64)).toFixed(2)} of raw batched (target >= 0.4), CPU floor ${fixed(floorMicros)} µs/row: ${(floorMicros / binary.cpuPerRequest).toFixed(2)} (target >= 0.7)`);
@@ -395,7 +401,7 @@ try {
   row('4. batching on / off, binary', `${((mlp.on as Load).requests / (mlp.off as Load).requests).toFixed(2)}x`, 'target >= 2.5');
   results.mlpBatchingGain = (mlp.on as Load).requests / (mlp.off as Load).requests;
   const mlpByHand = await started(start([path.join(ROOT, 'bench/handwritten-server.ts'), '--model', path.join(work, 'mlp.onnx')]));
-  const byHandJson = await load(mlpByHand, { connections: 64, body: JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 512], data: new Array(512).fill(0.5) }] }), path: '/v2/models/mlp/infer' });
+  const byHandJson = await load(mlpByHand, { connections: 64, body: mlpJson, path: '/v2/models/mlp/infer' });
   const onJson = (results.mlpBatching_on as { json: Load }).json;
   row('4. hand-written route (1b), MLP single rows, JSON, c=64', `${fixed(byHandJson.requests)} rows/s, ${fixed(byHandJson.cpuPerRequest)} µs CPU/row`, `gateway batching on: ${(onJson.requests / byHandJson.requests).toFixed(2)}x its rows/s`);
   results.mlpHandwritten = { json: byHandJson, gatewayRowsRatio: onJson.requests / byHandJson.requests };
@@ -579,7 +585,6 @@ try {
     if (response.statusCode !== 200) throw new Error(`cold-start bench: ${name} answered ${response.statusCode}`);
     return (performance.now() - begin) * 1000;
   };
-  const middleOf = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1] as number;
   const firsts: Record<string, number[]> = { warmed: [], unwarmed: [] };
   const warms: Record<string, number[]> = { warmed: [], unwarmed: [] };
   const idles: Record<string, number[]> = { warmed: [], unwarmed: [] };
@@ -592,7 +597,7 @@ try {
       firsts[name]?.push(await timed(name));
       const after: number[] = [];
       for (let i = 0; i < 20; i++) after.push(await timed(name));
-      warms[name]?.push(middleOf(after));
+      warms[name]?.push(medianOf(after));
       // The control: the same warm session after 200 ms without requests.
       await new Promise((resolve) => setTimeout(resolve, 200));
       idles[name]?.push(await timed(name));
@@ -600,9 +605,9 @@ try {
   }
   const coldStart: Record<string, { first: number; warm: number; afterIdle: number; ratio: number }> = {};
   for (const name of ['warmed', 'unwarmed']) {
-    const first = middleOf(firsts[name] as number[]);
-    const warm = middleOf(warms[name] as number[]);
-    const afterIdle = middleOf(idles[name] as number[]);
+    const first = medianOf(firsts[name] as number[]);
+    const warm = medianOf(warms[name] as number[]);
+    const afterIdle = medianOf(idles[name] as number[]);
     coldStart[name] = { first, warm, afterIdle, ratio: first / warm };
     row(`13. MLP, first request after a cold load, batching off, warm-up ${name === 'warmed' ? 'on (default)' : 'off'}`, `${fixed(first)} µs vs ${fixed(warm)} µs warm`, `${(first / warm).toFixed(2)}x${name === 'warmed' ? ' (target <= 2)' : ''}; a warm session after 200 ms idle: ${fixed(afterIdle)} µs, ${(afterIdle / warm).toFixed(2)}x`);
   }
