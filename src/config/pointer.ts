@@ -28,6 +28,11 @@ export function schemaErrors(errors: Iterable<ValueError>): ValueError[] {
   return kept.length > 0 ? kept : all;
 }
 
+/** An admin body's problems as the API words them: each field's path (`body` for the body itself) and what is wrong. */
+export function bodyProblems(errors: Iterable<ValueError>): string[] {
+  return schemaErrors(errors).map((problem) => `${problem.path === '' ? 'body' : displayPath(problem.path)}: ${problem.message}`);
+}
+
 function narrowUnions(errors: Iterable<ValueError>): ValueError[] {
   const out: ValueError[] = [];
   for (const error of errors) {

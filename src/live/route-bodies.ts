@@ -5,7 +5,7 @@
  */
 import type { ValueError } from '@sinclair/typebox/errors';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { displayPath, schemaErrors } from '../config/pointer.ts';
+import { bodyProblems } from '../config/pointer.ts';
 import { RouteBodySchema, RoutePatchSchema, type RouteSpec, type SplitSpec } from '../config/schema.ts';
 import { InvalidRouteError } from '../errors.ts';
 
@@ -23,9 +23,7 @@ export function readRoutePatch(body: unknown): { split?: Partial<SplitSpec> } {
 }
 
 function checkBody(checker: { Errors(value: unknown): Iterable<ValueError> }, body: unknown): unknown {
-  const problems = schemaErrors(checker.Errors(body));
-  if (problems.length > 0) {
-    throw new InvalidRouteError(problems.map((problem) => `${problem.path === '' ? 'body' : displayPath(problem.path)}: ${problem.message}`).join('; '));
-  }
+  const problems = bodyProblems(checker.Errors(body));
+  if (problems.length > 0) throw new InvalidRouteError(problems.join('; '));
   return body;
 }

@@ -6,7 +6,7 @@
  * refused by every replica once its document arrives.
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { displayPath, schemaErrors } from '../config/pointer.ts';
+import { bodyProblems } from '../config/pointer.ts';
 import { TenantBodySchema, withDefaults, type TenantSpec } from '../config/schema.ts';
 import { checkTenants } from '../config/tenants.ts';
 import { InvalidTenantError, TenantConflictError, TenantNotFoundError } from '../errors.ts';
@@ -64,10 +64,8 @@ export class LiveTenants {
     return this.#router.serialized(async () => {
       checkIfMatch(`tenant '${name}'`, this.#current.get(name)?.version, ifMatch);
       const given = withDefaults(TenantBodySchema, document) as Omit<TenantSpec, 'name'> & { name?: string };
-      const problems = schemaErrors(body.Errors(given));
-      if (problems.length > 0) {
-        throw new InvalidTenantError(problems.map((problem) => `${problem.path === '' ? 'body' : displayPath(problem.path)}: ${problem.message}`).join('; '));
-      }
+      const problems = bodyProblems(body.Errors(given));
+      if (problems.length > 0) throw new InvalidTenantError(problems.join('; '));
       if (given.name !== undefined && given.name !== name) throw new InvalidTenantError(`name: '${given.name}' is not the path's tenant '${name}'`);
       const tenant: TenantSpec = { ...given, name };
       const others = [...this.#current.values()].filter((view) => view.name !== name).map((view) => view.tenant);
