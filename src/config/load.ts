@@ -148,7 +148,7 @@ export function validateModel(document: unknown, repository: string):
   | { remote: RemoteModelConfig; model?: undefined; issues?: undefined }
   | { model?: undefined; remote?: undefined; issues: string[] } {
   const defaulted = withDefaults(ModelSchema, document);
-  const issues = schemaErrors(modelChecker.Errors(defaulted)).map((error) => `${displayPath(error.path) || 'body'}: ${error.message}`);
+  const issues = schemaErrors(modelChecker.Errors(defaulted)).map((error) => `${displayPath(error.path)}: ${error.message}`);
   if (issues.length > 0) return { issues: dedupe(issues) };
   const raw = defaulted as Static<typeof ModelSchema>;
   if ((raw.path === undefined) === (raw.remote === undefined)) return { issues: ['exactly one of path (an ONNX file) or remote (another V2 server)'] };
