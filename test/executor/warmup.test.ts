@@ -11,7 +11,7 @@ import { OnnxExecutor } from '../../src/executor/onnx.ts';
 import { warmupInputs } from '../../src/executor/warmup.ts';
 import { WorkerExecutor } from '../../src/executor/workers.ts';
 import { buildModel, identityModel } from '../../src/onnx/builder.ts';
-import { buildGateway, infer, makeRepository, modelConfig, metricsOf, scaleModel, scaleRequest, TOKEN } from '../helpers/gateway.ts';
+import { adminRequest, buildGateway, infer, makeRepository, modelConfig, metricsOf, scaleModel, scaleRequest, TOKEN } from '../helpers/gateway.ts';
 
 /** y = reshape(x, [-1, 4]) on x [batch, k]: runs only when batch × k is a multiple of 4, so not on a 1 × 1 warm-up. */
 function reshapeModel(): Uint8Array {
@@ -134,7 +134,7 @@ t.test('on worker threads, the warm-up is done before the first request: logged 
 
 t.test('warmup.inputs through the admin API: a malformed shape is a 400 naming it; a good one is kept, shown and used at the load', async (t) => {
   const { app } = await buildGateway(t, { 'reshape.onnx': reshapeModel() }, { models: [] });
-  const put = (warmup: unknown) => app.inject({ method: 'PUT', url: '/admin/models/shaped', headers: { authorization: `Bearer ${TOKEN}` }, payload: { path: 'reshape.onnx', batching: false, warmup } });
+  const put = (warmup: unknown) => app.inject(adminRequest('PUT', '/admin/models/shaped', { path: 'reshape.onnx', batching: false, warmup }));
   for (const [warmup, field] of [
     [{ inputs: { x: { shape: [-2, 4] } } }, /^warmup\.inputs\.x\.shape\[0\]: Expected integer to be greater or equal to -1$/],
     [{ inputs: { x: { shape: '[-1, 4]' } } }, /^warmup\.inputs\.x\.shape: Expected array$/],
@@ -146,7 +146,7 @@ t.test('warmup.inputs through the admin API: a malformed shape is a 400 naming i
   }
   const created = await put({ batchSizes: [2], runs: 1, inputs: { x: { shape: [-1, 4] } } });
   t.equal(created.statusCode, 201, created.body);
-  const view = (await app.inject({ url: '/admin/models/shaped', headers: { authorization: `Bearer ${TOKEN}` } })).json();
+  const view = (await app.inject(adminRequest('GET', '/admin/models/shaped'))).json();
   t.same(view.warmup, { batchSizes: [2], runs: 1, inputs: { x: { shape: [-1, 4] } } });
   const answered = await infer(app, 'shaped', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
   t.same(answered.json().outputs[0].data, [1, 2, 3, 4]);
